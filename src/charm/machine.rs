@@ -1,0 +1,270 @@
+//! The machine the charm acts on: a filesystem root, a runner for external
+//! programs, and a service manager for gunicorn. Built once in `main` from
+//! the environment (the only place the charm reads it); tests and the local
+//! model substitute each part.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// An external program to run to completion (apt-get, uv, pip, make, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Variables set for the program, on top of a minimal inherited
+    /// environment (PATH, LANG); see [`SystemRunner`].
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// Run as this system user instead of root.
+    pub user: Option<String>,
+    /// Kill the program after this long.
+    pub timeout: Option<Duration>,
+    /// The environment holds secrets: a recorder must not keep its values.
+    pub env_is_secret: bool,
+}
+
+impl CommandSpec {
+    pub fn new(program: impl Into<String>) -> Self {
+        CommandSpec {
+            program: program.into(),
+            ..Default::default()
+        }
+    }
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+    pub fn as_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+    /// The command line as a person would type it (for messages; env not shown).
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(crate::charm::text::shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutput {
+    /// The exit code; -1 when killed by a signal or the timeout.
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.code == 0 && !self.timed_out
+    }
+    /// The last lines of output, for an operator-facing message.
+    pub fn tail(&self, lines: usize) -> String {
+        let text = String::from_utf8_lossy(if self.stderr.is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        })
+        .into_owned();
+        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Runs external programs. The harness records instead of running.
+pub trait Runner {
+    fn run(&self, cmd: &CommandSpec) -> std::io::Result<CommandOutput>;
+    /// Where `program` is on PATH, if anywhere.
+    fn which(&self, program: &str) -> Option<PathBuf>;
+}
+
+/// Runs programs for real, with a clean environment: PATH and LANG from the
+/// hook, plus what the command sets. Hook variables (JUJU_*) never leak into
+/// the application's tools.
+#[derive(Debug, Default, Clone)]
+pub struct SystemRunner;
+
+impl SystemRunner {
+    fn base_path() -> OsString {
+        std::env::var_os("PATH").unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        })
+    }
+}
+
+impl Runner for SystemRunner {
+    fn run(&self, spec: &CommandSpec) -> std::io::Result<CommandOutput> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .env_clear()
+            .env("PATH", Self::base_path())
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = &spec.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(user) = &spec.user {
+            let account = crate::charm::users::lookup(user)?;
+            use std::os::unix::process::CommandExt;
+            cmd.uid(account.uid).gid(account.gid);
+            cmd.env("HOME", &account.home);
+        }
+        run_with_timeout(cmd, spec.timeout)
+    }
+
+    fn which(&self, program: &str) -> Option<PathBuf> {
+        std::env::split_paths(&Self::base_path())
+            .map(|dir| dir.join(program))
+            .find(|p| is_executable(p))
+    }
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Run `cmd`, killing its whole process group after `timeout`.
+pub fn run_with_timeout(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+) -> std::io::Result<CommandOutput> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let mut child = cmd.spawn()?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    // Read both pipes on threads so a chatty program cannot fill one and stall.
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let started = std::time::Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if timeout.is_some_and(|t| started.elapsed() > t) {
+            // SAFETY: kill(2) on the child's own process group.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            timed_out = true;
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(CommandOutput {
+        code: status.code().unwrap_or(-1),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+        timed_out,
+    })
+}
+
+/// Which service manager runs gunicorn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum ServiceManagerKind {
+    /// systemd units (socket-activated), when the machine booted with systemd.
+    Systemd,
+    /// The charm's own supervisor process, for machines without systemd.
+    Direct,
+}
+
+/// The substrate: where files go, how programs run, how gunicorn is kept up.
+pub struct Machine {
+    /// Every absolute path the charm writes is under this root (`/` in production).
+    pub root: PathBuf,
+    /// The address gunicorn binds (default 0.0.0.0).
+    pub bind_address: String,
+    pub service_manager: ServiceManagerKind,
+    pub runner: Box<dyn Runner>,
+    /// Where the charm's own files are (templates, files/, the binary).
+    pub charm_dir: PathBuf,
+    /// CPU cores, for `workers = 0`.
+    pub cpus: usize,
+}
+
+impl Machine {
+    /// Build the machine from the process environment: `WSGI_APP_ROOT`,
+    /// `WSGI_APP_SERVICE_MANAGER` and `WSGI_APP_BIND_ADDRESS`.
+    pub fn from_env(charm_dir: PathBuf) -> Result<Machine, String> {
+        let root = std::env::var_os("WSGI_APP_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let service_manager = match std::env::var("WSGI_APP_SERVICE_MANAGER") {
+            Ok(kind) if !kind.is_empty() => kind.parse().map_err(|_| {
+                format!("WSGI_APP_SERVICE_MANAGER={kind:?}: expected \"systemd\" or \"direct\"")
+            })?,
+            _ if Path::new("/run/systemd/system").is_dir() => ServiceManagerKind::Systemd,
+            _ => ServiceManagerKind::Direct,
+        };
+        let bind_address = std::env::var("WSGI_APP_BIND_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "0.0.0.0".to_string());
+        Ok(Machine {
+            root,
+            bind_address,
+            service_manager,
+            runner: Box::new(SystemRunner),
+            charm_dir,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    /// An absolute machine path under the root: `path("/etc/x")` is `<root>/etc/x`.
+    pub fn path(&self, absolute: impl AsRef<Path>) -> PathBuf {
+        let rel = absolute
+            .as_ref()
+            .strip_prefix("/")
+            .unwrap_or(absolute.as_ref());
+        self.root.join(rel)
+    }
+
+    /// Whether the charm runs against the real machine (root `/`).
+    pub fn is_real_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+}

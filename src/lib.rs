@@ -1,0 +1,2 @@
+pub mod charm;
+pub mod ops;

@@ -1,0 +1,300 @@
+//! One dispatch, end to end: parse the event, open the store, replay
+//! deferred notices, hand the event to the charm, collect its status, and
+//! commit only if all of that succeeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::backend::{Backend, LogLevel, ModelError, Status};
+use super::event::{event_vars, Event, EventError, EventVars, Name, RelationHook};
+use super::model::Model;
+use super::store::{Migration, Store};
+
+/// An error a handler cannot deal with: the dispatch fails and Juju retries.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The charm as the framework sees it. A fresh value is built for every
+/// dispatch, as Juju starts a fresh process for every hook.
+pub trait Charm {
+    type Endpoint: Name;
+    type Action: Name;
+
+    /// The charm's stored-state schema.
+    fn migrations(&self) -> &'static [Migration];
+
+    /// Act on one event. Replayed deferred events come through here too.
+    fn handle(
+        &mut self,
+        ctx: &mut Context<'_, '_, Self::Endpoint, Self::Action>,
+        event: &Event<Self::Endpoint, Self::Action>,
+    ) -> Result<(), HandlerError>;
+
+    /// The unit's status once the dispatch's work is done.
+    fn collect_status(
+        &mut self,
+        ctx: &mut Context<'_, '_, Self::Endpoint, Self::Action>,
+    ) -> Result<Status, HandlerError>;
+}
+
+/// What a handler works with: Juju (through the model), the stored state,
+/// and, during an action, the action's params and results.
+pub struct Context<'s, 'b, E, A> {
+    pub model: Model<'b, E>,
+    pub store: &'s Store,
+    action: Option<ActionState>,
+    defer_requested: bool,
+    _action: std::marker::PhantomData<A>,
+}
+
+#[derive(Default)]
+struct ActionState {
+    results: BTreeMap<String, String>,
+    failure: Option<String>,
+}
+
+impl<E: Name, A: Name> Context<'_, '_, E, A> {
+    /// Run this (event, handler) again at the start of the next dispatch.
+    /// Use sparingly: a holistic charm rarely needs it.
+    pub fn defer(&mut self) {
+        self.defer_requested = true;
+    }
+
+    /// The action's params, already validated and defaulted by Juju.
+    pub fn action_params(&mut self) -> Result<Map<String, Value>, ModelError> {
+        if self.action.is_none() {
+            return Err(ModelError::NotAnAction);
+        }
+        self.model.action_params()
+    }
+
+    /// Add results (keys are dot-separated, `[a-z0-9-]` segments); sent once,
+    /// when the handler is done.
+    pub fn set_action_results<K: Into<String>, V: Into<String>>(
+        &mut self,
+        results: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ModelError> {
+        let state = self.action.as_mut().ok_or(ModelError::NotAnAction)?;
+        for (k, v) in results {
+            let key = k.into();
+            super::backend::check_action_result_key(&key)?;
+            state.results.insert(key, v.into());
+        }
+        Ok(())
+    }
+
+    /// A progress message the operator sees while the action runs.
+    pub fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
+        if self.action.is_none() {
+            return Err(ModelError::NotAnAction);
+        }
+        self.model.action_log(message)
+    }
+
+    /// Fail the action with a message for the operator. The handler goes on;
+    /// stored state is still committed, since a refused action changed nothing
+    /// that needs undoing.
+    pub fn fail_action(&mut self, message: impl Into<String>) -> Result<(), ModelError> {
+        let state = self.action.as_mut().ok_or(ModelError::NotAnAction)?;
+        state.failure = Some(message.into());
+        Ok(())
+    }
+
+    pub fn action_failed(&self) -> bool {
+        self.action.as_ref().is_some_and(|a| a.failure.is_some())
+    }
+}
+
+/// The dispatch environment as Juju gives it (shared/reference §1.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The variables that identify the event (see `EVENT_VARS`).
+    pub vars: EventVars,
+    pub unit: String,
+    pub charm_dir: PathBuf,
+    /// argv[0], for Juju before 2.8, which runs `hooks/<name>` directly.
+    pub argv0: Option<String>,
+}
+
+impl Dispatch {
+    pub fn from_env<I, K, V>(env: I, argv0: Option<String>) -> Result<Self, EventError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let all: BTreeMap<String, String> =
+            env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let unit = all
+            .get("JUJU_UNIT_NAME")
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .ok_or(EventError::Missing {
+                var: "JUJU_UNIT_NAME",
+                path: "any hook".into(),
+            })?;
+        let charm_dir = all
+            .get("JUJU_CHARM_DIR")
+            .or_else(|| all.get("CHARM_DIR"))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        Ok(Dispatch {
+            vars: event_vars(all),
+            unit,
+            charm_dir,
+            argv0,
+        })
+    }
+}
+
+/// How a dispatch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// 0: Juju commits the hook's changes; anything else: Juju retries it.
+    pub exit_code: i32,
+    /// Why it failed, for stderr (Juju puts that in the debug log).
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    fn ok() -> Self {
+        Outcome {
+            exit_code: 0,
+            error: None,
+        }
+    }
+    fn failed(error: impl std::fmt::Display) -> Self {
+        Outcome {
+            exit_code: 1,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
+const OBSERVER: &str = "charm";
+
+/// Run one dispatch of `charm` against `backend`, keeping state in `store_path`.
+pub fn run<C: Charm>(
+    charm: &mut C,
+    backend: &mut dyn Backend,
+    dispatch: &Dispatch,
+    store_path: &std::path::Path,
+) -> Outcome {
+    let event =
+        match Event::<C::Endpoint, C::Action>::parse(&dispatch.vars, dispatch.argv0.as_deref()) {
+            Ok(event) => event,
+            Err(e) => return Outcome::failed(e),
+        };
+    // Snapshot the event with its dispatch path spelled out, so a deferred
+    // copy parses the same way whatever argv[0] the next dispatch has.
+    let mut snapshot = dispatch.vars.clone();
+    if let Ok(path) =
+        Event::<C::Endpoint, C::Action>::dispatch_path(&dispatch.vars, dispatch.argv0.as_deref())
+    {
+        snapshot.insert("JUJU_DISPATCH_PATH".into(), path);
+    }
+    if let Event::Unknown(path) = &event {
+        let mut model = Model::<C::Endpoint>::new(backend, &dispatch.unit, None);
+        model.log(
+            LogLevel::Debug,
+            &format!("{path}: not handled by this charm, ignored"),
+        );
+        return Outcome::ok();
+    }
+    let (store, opened) = match Store::open(store_path, charm.migrations()) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(e),
+    };
+    let breaking = match &event {
+        Event::Relation(r) if r.hook == RelationHook::Broken => Some(r.relation),
+        _ => None,
+    };
+    let is_action = matches!(event, Event::Action(_));
+    let mut ctx = Context {
+        model: Model::new(backend, &dispatch.unit, breaking),
+        store: &store,
+        action: is_action.then(ActionState::default),
+        defer_requested: false,
+        _action: std::marker::PhantomData,
+    };
+    if opened.migrated_from != opened.schema {
+        ctx.model.log(
+            LogLevel::Info,
+            &format!(
+                "stored state migrated from schema {} to {}",
+                opened.migrated_from, opened.schema
+            ),
+        );
+    }
+    if let Err(e) = replay_deferred(charm, &mut ctx, &event) {
+        return Outcome::failed(e);
+    }
+    if let Event::Relation(r) = &event {
+        ctx.model.note_remote_app(r.relation, &r.remote_app);
+    }
+    if let Err(e) = charm.handle(&mut ctx, &event) {
+        return Outcome::failed(format!("{}: {e}", event.name()));
+    }
+    if std::mem::take(&mut ctx.defer_requested) {
+        if !event.is_deferrable() {
+            return Outcome::failed(format!("{} cannot be deferred", event.name()));
+        }
+        if let Err(e) = store.defer(OBSERVER, &snapshot) {
+            return Outcome::failed(e);
+        }
+    }
+    if let Err(e) = finish(charm, &mut ctx) {
+        return Outcome::failed(e);
+    }
+    drop(ctx);
+    match store.commit() {
+        Ok(()) => Outcome::ok(),
+        Err(e) => Outcome::failed(e),
+    }
+}
+
+fn replay_deferred<C: Charm>(
+    charm: &mut C,
+    ctx: &mut Context<'_, '_, C::Endpoint, C::Action>,
+    event: &Event<C::Endpoint, C::Action>,
+) -> Result<(), HandlerError> {
+    if event.is_restricted() {
+        return Ok(());
+    }
+    let notices = ctx.store.notices()?;
+    if notices.is_empty() {
+        return Ok(());
+    }
+    ctx.model.log(
+        LogLevel::Debug,
+        &format!("re-running {} deferred event(s)", notices.len()),
+    );
+    for notice in notices {
+        let deferred = Event::<C::Endpoint, C::Action>::parse(&notice.event, None)?;
+        ctx.defer_requested = false;
+        charm
+            .handle(ctx, &deferred)
+            .map_err(|e| format!("deferred {}: {e}", deferred.name()))?;
+        if !std::mem::take(&mut ctx.defer_requested) {
+            ctx.store.drop_notice(notice.sequence)?;
+        }
+    }
+    Ok(())
+}
+
+fn finish<C: Charm>(
+    charm: &mut C,
+    ctx: &mut Context<'_, '_, C::Endpoint, C::Action>,
+) -> Result<(), HandlerError> {
+    let status = charm.collect_status(ctx)?;
+    ctx.model.set_unit_status(&status)?;
+    if let Some(action) = ctx.action.take() {
+        ctx.model.action_set(&action.results)?;
+        if let Some(message) = action.failure {
+            ctx.model.action_fail(&message)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! A typed, cached view of Juju for one dispatch, with Juju's access rules.
+//!
+//! Reads are cached for the dispatch (one `config-get`, one `is-leader`, one
+//! read of each bag), so the charm can ask freely; writes go straight to the
+//! backend and update the cache, so the charm reads its own writes as Juju's
+//! hook context does.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::backend::{
+    check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Scope,
+    Status,
+};
+use super::event::{Name, RelationId};
+
+pub struct Model<'b, E> {
+    backend: &'b mut dyn Backend,
+    unit: String,
+    app: String,
+    /// The relation whose `-broken` hook is running: Juju no longer lists it.
+    breaking: Option<RelationId<E>>,
+    config: Option<Map<String, Value>>,
+    leader: Option<bool>,
+    relation_ids: HashMap<String, Vec<u32>>,
+    units: HashMap<(String, u32), Vec<String>>,
+    remote_apps: HashMap<(String, u32), String>,
+    bags: HashMap<(String, u32, BagOwner), Bag>,
+    networks: HashMap<(String, Option<(String, u32)>), Network>,
+    ports: Option<Vec<Port>>,
+}
+
+impl<'b, E: Name> Model<'b, E> {
+    pub fn new(backend: &'b mut dyn Backend, unit: &str, breaking: Option<RelationId<E>>) -> Self {
+        let app = unit.split('/').next().unwrap_or(unit).to_string();
+        Model {
+            backend,
+            unit: unit.to_string(),
+            app,
+            breaking,
+            config: None,
+            leader: None,
+            relation_ids: HashMap::new(),
+            units: HashMap::new(),
+            remote_apps: HashMap::new(),
+            bags: HashMap::new(),
+            networks: HashMap::new(),
+            ports: None,
+        }
+    }
+
+    /// This unit, e.g. `wsgi-app/0`.
+    pub fn unit_name(&self) -> &str {
+        &self.unit
+    }
+
+    /// This application, e.g. `wsgi-app`.
+    pub fn app_name(&self) -> &str {
+        &self.app
+    }
+
+    /// Every option that is set or has a default (one `config-get` per dispatch).
+    pub fn config(&mut self) -> Result<&Map<String, Value>, ModelError> {
+        if self.config.is_none() {
+            self.config = Some(self.backend.config_get()?);
+        }
+        Ok(self.config.as_ref().expect("just filled"))
+    }
+
+    /// Whether this unit leads. Once Juju has said no, it stays no for the
+    /// rest of the hook, as Juju's own hook context does.
+    pub fn is_leader(&mut self) -> Result<bool, ModelError> {
+        if let Some(known) = self.leader {
+            return Ok(known);
+        }
+        let leader = self.backend.is_leader()?;
+        self.leader = Some(leader);
+        Ok(leader)
+    }
+
+    /// The live relations on an endpoint, in id order.
+    pub fn relations(&mut self, endpoint: E) -> Result<Vec<RelationId<E>>, ModelError> {
+        let name = endpoint.as_ref().to_string();
+        if !self.relation_ids.contains_key(&name) {
+            let mut ids = self.backend.relation_ids(&name)?;
+            ids.sort_unstable();
+            self.relation_ids.insert(name.clone(), ids);
+        }
+        let breaking = self.breaking;
+        Ok(self.relation_ids[&name]
+            .iter()
+            .map(|&id| RelationId { endpoint, id })
+            .filter(|r| Some(*r) != breaking)
+            .collect())
+    }
+
+    /// The remote units in a relation (never this unit), sorted as Juju sorts them.
+    pub fn relation_units(&mut self, rel: RelationId<E>) -> Result<&[String], ModelError> {
+        let key = (rel.endpoint.as_ref().to_string(), rel.id);
+        if !self.units.contains_key(&key) {
+            let units = self.backend.relation_list(&key.0, key.1)?;
+            self.units.insert(key.clone(), units);
+        }
+        Ok(&self.units[&key])
+    }
+
+    /// The application at the other end of a relation.
+    pub fn remote_app(&mut self, rel: RelationId<E>) -> Result<&str, ModelError> {
+        let key = (rel.endpoint.as_ref().to_string(), rel.id);
+        if !self.remote_apps.contains_key(&key) {
+            let app = self.backend.relation_remote_app(&key.0, key.1)?;
+            self.remote_apps.insert(key.clone(), app);
+        }
+        Ok(&self.remote_apps[&key])
+    }
+
+    /// Remember the remote application when the hook environment already
+    /// names it, saving a `relation-list --app` call.
+    pub fn note_remote_app(&mut self, rel: RelationId<E>, app: &str) {
+        if !app.is_empty() {
+            let key = (rel.endpoint.as_ref().to_string(), rel.id);
+            self.remote_apps
+                .entry(key)
+                .or_insert_with(|| app.to_string());
+        }
+    }
+
+    /// Read a bag. Our own application's bag is the leader's alone, as in Juju.
+    pub fn relation_data(
+        &mut self,
+        rel: RelationId<E>,
+        owner: &BagOwner,
+    ) -> Result<&Bag, ModelError> {
+        if *owner == BagOwner::App(self.app.clone()) && !self.is_leader()? {
+            return Err(ModelError::AccessDenied(format!(
+                "{} is not leader and cannot read its own application databag",
+                self.unit
+            )));
+        }
+        let key = (rel.endpoint.as_ref().to_string(), rel.id, owner.clone());
+        if !self.bags.contains_key(&key) {
+            let bag = self.backend.relation_get(&key.0, key.1, owner)?;
+            self.bags.insert(key.clone(), bag);
+        }
+        Ok(&self.bags[&key])
+    }
+
+    /// Merge `changes` into our unit's (or, as leader, our application's)
+    /// bag; an empty value deletes a key. Keys that already hold the value
+    /// are not sent again.
+    pub fn update_relation_data(
+        &mut self,
+        rel: RelationId<E>,
+        scope: Scope,
+        changes: &Bag,
+    ) -> Result<(), ModelError> {
+        let owner = match scope {
+            Scope::Unit => BagOwner::Unit(self.unit.clone()),
+            Scope::App => {
+                if !self.is_leader()? {
+                    return Err(ModelError::NotLeader(format!(
+                        "{} cannot write relation settings of {}",
+                        self.unit, self.app
+                    )));
+                }
+                BagOwner::App(self.app.clone())
+            }
+        };
+        let current = self.relation_data(rel, &owner)?.clone();
+        let delta: Bag = changes
+            .iter()
+            .filter(|(k, v)| match current.get(*k) {
+                Some(old) => old != *v,
+                None => !v.is_empty(),
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if delta.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .relation_set(rel.endpoint.as_ref(), rel.id, scope, &delta)?;
+        let key = (rel.endpoint.as_ref().to_string(), rel.id, owner);
+        let bag = self.bags.entry(key).or_default();
+        for (k, v) in delta {
+            if v.is_empty() {
+                bag.remove(&k);
+            } else {
+                bag.insert(k, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// `network-get` for a binding, optionally as seen by one relation.
+    pub fn network(
+        &mut self,
+        binding: &str,
+        rel: Option<RelationId<E>>,
+    ) -> Result<&Network, ModelError> {
+        let rel_key = rel.map(|r| (r.endpoint.as_ref().to_string(), r.id));
+        let key = (binding.to_string(), rel_key.clone());
+        if !self.networks.contains_key(&key) {
+            let rel_arg = rel_key.as_ref().map(|(e, i)| (e.as_str(), *i));
+            let net = self.backend.network_get(binding, rel_arg)?;
+            self.networks.insert(key.clone(), net);
+        }
+        Ok(&self.networks[&key])
+    }
+
+    /// The ports this unit has open, including this hook's pending changes.
+    pub fn opened_ports(&mut self) -> Result<&[Port], ModelError> {
+        if self.ports.is_none() {
+            let mut ports = self.backend.opened_ports()?;
+            ports.sort();
+            self.ports = Some(ports);
+        }
+        Ok(self.ports.as_deref().expect("just filled"))
+    }
+
+    /// Make exactly `wanted` open: open what is missing, close the rest.
+    pub fn set_ports(&mut self, wanted: &[Port]) -> Result<(), ModelError> {
+        let open = self.opened_ports()?.to_vec();
+        for port in open.iter().filter(|p| !wanted.contains(p)) {
+            self.backend.close_port(port)?;
+        }
+        for port in wanted.iter().filter(|p| !open.contains(p)) {
+            self.backend.open_port(port)?;
+        }
+        let mut now = wanted.to_vec();
+        now.sort();
+        now.dedup();
+        self.ports = Some(now);
+        Ok(())
+    }
+
+    /// Set this unit's status now (Juju shows it at once, even if the hook fails).
+    pub fn set_unit_status(&mut self, status: &Status) -> Result<(), ModelError> {
+        self.backend.status_set(Scope::Unit, status)
+    }
+
+    /// Set the application's status; only the leader may.
+    pub fn set_app_status(&mut self, status: &Status) -> Result<(), ModelError> {
+        if !self.is_leader()? {
+            return Err(ModelError::NotLeader(format!(
+                "{} cannot set the application status",
+                self.unit
+            )));
+        }
+        self.backend.status_set(Scope::App, status)
+    }
+
+    pub fn unit_status(&mut self) -> Result<Status, ModelError> {
+        self.backend.status_get(Scope::Unit)
+    }
+
+    pub fn set_workload_version(&mut self, version: &str) -> Result<(), ModelError> {
+        self.backend.application_version_set(version)
+    }
+
+    /// Log to Juju's debug log. Never pass secrets here.
+    pub fn log(&mut self, level: LogLevel, message: &str) {
+        // A failing juju-log must not fail the hook, nor recurse into logging.
+        if self.backend.juju_log(level, message).is_err() {
+            eprintln!("{level}: {message}");
+        }
+    }
+
+    pub(crate) fn action_params(&mut self) -> Result<Map<String, Value>, ModelError> {
+        self.backend.action_get()
+    }
+
+    pub(crate) fn action_set(
+        &mut self,
+        results: &BTreeMap<String, String>,
+    ) -> Result<(), ModelError> {
+        for key in results.keys() {
+            check_action_result_key(key)?;
+        }
+        self.backend.action_set(results)
+    }
+
+    pub(crate) fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
+        self.backend.action_log(message)
+    }
+
+    pub(crate) fn action_fail(&mut self, message: &str) -> Result<(), ModelError> {
+        self.backend.action_fail(message)
+    }
+}
