@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::charm::service::ServiceManager;
+
 /// An external program to run to completion (apt-get, uv, pip, make, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommandSpec {
@@ -219,6 +221,8 @@ pub struct Machine {
     /// The address gunicorn binds (default 0.0.0.0).
     pub bind_address: String,
     pub service_manager: ServiceManagerKind,
+    /// Runs gunicorn (systemd or the direct supervisor; a fake in tests).
+    pub services: Box<dyn ServiceManager>,
     pub runner: Box<dyn Runner>,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
@@ -245,6 +249,7 @@ impl Machine {
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "0.0.0.0".to_string());
         Ok(Machine {
+            services: crate::charm::service::manager(service_manager, &root, &charm_dir),
             root,
             bind_address,
             service_manager,

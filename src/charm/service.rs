@@ -1,7 +1,9 @@
 //! Keeping gunicorn running, and moving it between builds without failing
 //! a request. (Being built: see the service issue.)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::charm::machine::ServiceManagerKind;
 
 /// Everything the running gunicorn master depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,4 +62,12 @@ pub trait ServiceManager {
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError>;
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError>;
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
+}
+
+/// The service manager for this machine. The root is where unit files and
+/// run directories go (`/` in production); the charm directory holds the
+/// binary the direct supervisor runs.
+pub fn manager(kind: ServiceManagerKind, root: &Path, charm_dir: &Path) -> Box<dyn ServiceManager> {
+    let _ = (kind, root, charm_dir);
+    todo!("systemd and direct service managers")
 }
