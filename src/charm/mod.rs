@@ -1,6 +1,7 @@
 //! The wsgi-app charm: knows WSGI, talks to Juju only through `ops`.
 
 pub mod machine;
+pub mod relations;
 pub mod service;
 pub mod text;
 pub mod users;
