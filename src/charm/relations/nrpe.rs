@@ -328,7 +328,7 @@ pub fn render_nrpe(check: &NrpeCheck<'_>) -> Result<NrpeFiles, NrpeError> {
         .into());
     }
 
-    let command = NrpeCheckTemplate {
+    let mut command = NrpeCheckTemplate {
         app: check.app,
         check_name: &check_name,
         port: check.port,
@@ -340,7 +340,9 @@ pub fn render_nrpe(check: &NrpeCheck<'_>) -> Result<NrpeFiles, NrpeError> {
         template: "nrpe-check.cfg",
         source,
     })?;
-    let service = NagiosServiceTemplate {
+    // askama drops a template's final newline; config files end with one.
+    command.push('\n');
+    let mut service = NagiosServiceTemplate {
         app: check.app,
         check_name: &check_name,
         nagios_hostname: &hostname,
@@ -351,6 +353,7 @@ pub fn render_nrpe(check: &NrpeCheck<'_>) -> Result<NrpeFiles, NrpeError> {
         template: "nagios-service.cfg",
         source,
     })?;
+    service.push('\n');
 
     Ok(NrpeFiles {
         command: RenderedFile {
