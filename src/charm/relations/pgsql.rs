@@ -51,8 +51,9 @@ pub fn pgsql_request(database: &str) -> Bag {
 }
 
 /// Everything [`database_url`] needs, as the charm read it from one `pgsql`
-/// relation.
-#[derive(Debug, Clone, Copy)]
+/// relation. Its `Debug` shows unit names and keys only: the bags hold
+/// passwords.
+#[derive(Clone, Copy)]
 pub struct PgsqlInput<'a> {
     /// Our unit, e.g. `wsgi-app/1` (`JUJU_UNIT_NAME`).
     pub our_unit: &'a str,
@@ -66,6 +67,26 @@ pub struct PgsqlInput<'a> {
     pub remote_units: &'a BTreeMap<String, Bag>,
     /// The PostgreSQL application's bag (empty when it writes none).
     pub remote_app_bag: &'a Bag,
+}
+
+impl fmt::Debug for PgsqlInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys_only = |bag: &Bag| bag.keys().cloned().collect::<Vec<_>>();
+        f.debug_struct("PgsqlInput")
+            .field("our_unit", &self.our_unit)
+            .field("our_egress_subnets", &self.our_egress_subnets)
+            .field("requested_database", &self.requested_database)
+            .field(
+                "remote_units",
+                &self
+                    .remote_units
+                    .iter()
+                    .map(|(unit, bag)| (unit, keys_only(bag)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .field("remote_app_bag", &keys_only(self.remote_app_bag))
+            .finish()
+    }
 }
 
 /// A ready PostgreSQL connection. The password is never shown by `Debug` or
@@ -498,5 +519,113 @@ fn check_database_mirrored(
             app: app_of_unit(unit).to_string(),
             database: requested.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(pairs: &[(&str, &str)]) -> Bag {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn master(extra: &[(&str, &str)]) -> Bag {
+        let mut bag = bag(&[
+            ("state", "master"),
+            ("host", "10.0.0.10"),
+            ("port", "5432"),
+            ("user", "u"),
+            ("password", "s3cret-pw"),
+            ("database", "db"),
+            ("allowed-units", "app/0"),
+        ]);
+        for (k, v) in extra {
+            bag.insert(k.to_string(), v.to_string());
+        }
+        bag
+    }
+
+    fn run(remote: Bag, egress: &[&str]) -> Result<DatabaseUrl, PgsqlWaiting> {
+        let units = BTreeMap::from([("pg/0".to_string(), remote)]);
+        let egress: Vec<String> = egress.iter().map(|s| s.to_string()).collect();
+        database_url(&PgsqlInput {
+            our_unit: "app/0",
+            our_egress_subnets: &egress,
+            requested_database: "db",
+            remote_units: &units,
+            remote_app_bag: &Bag::new(),
+        })
+    }
+
+    #[test]
+    fn input_debug_shows_keys_not_values() {
+        let units = BTreeMap::from([("pg/0".to_string(), master(&[]))]);
+        let input = PgsqlInput {
+            our_unit: "app/0",
+            our_egress_subnets: &[],
+            requested_database: "db",
+            remote_units: &units,
+            remote_app_bag: &Bag::new(),
+        };
+        let shown = format!("{input:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("\"password\""), "{shown}");
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_port_waits() {
+        let waiting = run(master(&[("port", "65536")]), &[]).unwrap_err();
+        assert_eq!(
+            waiting,
+            PgsqlWaiting::BadPort {
+                unit: "pg/0".into()
+            }
+        );
+        assert_eq!(
+            waiting.to_string(),
+            "waiting for pg/0 to publish a valid port"
+        );
+        assert!(run(master(&[("port", "0")]), &[]).is_err());
+    }
+
+    #[test]
+    fn malformed_allowed_subnets_entries_grant_nothing_but_void_nothing() {
+        let remote = master(&[
+            ("allowed-units", ""),
+            ("allowed-subnets", "garbage,10.0.0.0/8"),
+        ]);
+        assert!(run(remote.clone(), &["10.1.2.3/32"]).is_ok());
+        assert_eq!(
+            run(remote, &["10.1.2.3/32", "not-a-subnet"]).unwrap_err(),
+            PgsqlWaiting::SubnetsNotAllowed {
+                unit: "pg/0".into(),
+                missing: vec!["not-a-subnet".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn dbname_in_master_string_must_match_the_request_too() {
+        let remote = bag(&[
+            ("state", "master"),
+            ("database", "db"),
+            ("allowed-units", "app/0"),
+            ("master", "host=h user=u password=p dbname=other"),
+        ]);
+        assert!(matches!(
+            run(remote, &[]),
+            Err(PgsqlWaiting::DatabaseNotCreated { .. })
+        ));
+    }
+
+    #[test]
+    fn hosts_in_the_url_authority() {
+        assert_eq!(url_host("db.example.com"), "db.example.com");
+        assert_eq!(url_host("::1"), "[::1]");
+        assert_eq!(url_host("/var/run/postgresql"), "%2Fvar%2Frun%2Fpostgresql");
     }
 }
