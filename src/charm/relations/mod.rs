@@ -30,7 +30,11 @@ pub use http::{
     manager_service_url, validate_manager_service_protocol, website_data, ServiceProtocol,
 };
 pub use mongodb::{mongo_connection, mongo_url, MongoConnection};
-pub use nrpe::{render_nrpe, NrpeCheck, NrpeError, NrpeFiles, RenderedFile};
+pub use nrpe::{
+    check_name, nagios_hostname, render_nrpe, resolve_check_http, validate_nagios_context,
+    validate_nagios_expected_status, validate_nagios_index_content, validate_nagios_index_path,
+    validate_nagios_servicegroups, NrpeCheck, NrpeError, NrpeFiles, RenderedFile,
+};
 pub use pgsql::{database_url, pgsql_request, DatabaseUrl, PgsqlInput, PgsqlWaiting};
 
 /// Split a comma-separated list as Juju and the remote charms write them
