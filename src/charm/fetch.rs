@@ -220,7 +220,7 @@ pub fn copy_local(
     drop(output);
     let result = match result {
         Ok(downloaded) => Ok(downloaded),
-        Err(StreamError::Read(e)) => Err(read_error(e)),
+        Err(StreamError::Read { error, .. }) => Err(read_error(error)),
         Err(StreamError::Write(e)) => Err(write_error(dest, e)),
         Err(StreamError::OverLimit) => Err(too_large(None)),
         Err(StreamError::PastDeadline) => unreachable!("no deadline given"),
@@ -349,7 +349,19 @@ fn attempt_download(
         Some(deadline),
     )
     .map_err(|e| match e {
-        StreamError::Read(e) => classify_body_error(&e),
+        StreamError::Read { error, received } => {
+            match classify_body_error(&error) {
+                // The connection broke before the announced length arrived:
+                // say so in those words rather than hyper's.
+                AttemptFailure::Connection(_) if announced.is_some_and(|n| received < n) => {
+                    AttemptFailure::Truncated {
+                        received,
+                        expected: announced.unwrap_or_default(),
+                    }
+                }
+                other => other,
+            }
+        }
         StreamError::Write(e) => AttemptFailure::Write(e),
         StreamError::OverLimit => AttemptFailure::TooLarge { announced },
         StreamError::PastDeadline => AttemptFailure::Timeout,
@@ -377,7 +389,7 @@ impl Read for ResponseBody {
 }
 
 enum StreamError {
-    Read(io::Error),
+    Read { error: io::Error, received: u64 },
     Write(io::Error),
     OverLimit,
     PastDeadline,
@@ -399,7 +411,12 @@ fn stream_hashed(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StreamError::Read(e)),
+            Err(error) => {
+                return Err(StreamError::Read {
+                    error,
+                    received: total,
+                })
+            }
         };
         total += n as u64;
         if total > max_bytes {
