@@ -556,6 +556,131 @@ fn overlong_paths_are_refused() {
 }
 
 // ---------------------------------------------------------------------------
+// Tar metadata records: pax and GNU long names.
+// ---------------------------------------------------------------------------
+
+/// A tar whose entries are preceded by pax records.
+fn tar_with_pax(records: &[(&str, &[u8])], header_name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions(records.iter().copied())
+        .unwrap();
+    let mut header = raw_header(header_name, EntryType::Regular, 0o644, data.len() as u64);
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+    builder.into_inner().unwrap()
+}
+
+fn gnu_long_name_record(name: &[u8]) -> Vec<u8> {
+    let mut header = raw_header(
+        b"././@LongLink",
+        EntryType::GNULongName,
+        0o644,
+        name.len() as u64,
+    );
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, name).unwrap();
+    let mut bytes = builder.into_inner().unwrap();
+    bytes.truncate(bytes.len() - 1024); // drop the end-of-archive blocks
+    bytes
+}
+
+#[test]
+fn pax_and_gnu_long_names_are_checked_like_any_name() {
+    // The header says "harmless.txt"; the pax record, which wins, escapes.
+    assert_refused(
+        &tar_with_pax(&[("path", b"../evil.txt")], b"harmless.txt", b"x"),
+        ArchiveFormat::Tar,
+        r#"archive entry "../evil.txt" escapes the build directory"#,
+    );
+    let mut gnu = gnu_long_name_record(b"../../evil.txt");
+    gnu.extend(tar_bytes(&[TarItem::File(b"harmless.txt", 0o644, b"x")]));
+    assert_refused(&gnu, ArchiveFormat::Tar, r#""../../evil.txt" escapes"#);
+    // A pax record that names a symlink's target.
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([("linkpath", &b"/etc/shadow"[..])])
+        .unwrap();
+    let mut header = raw_header(b"innocent", EntryType::Symlink, 0o777, 0);
+    header.set_cksum();
+    builder.append(&header, &[][..]).unwrap();
+    assert_refused(
+        &builder.into_inner().unwrap(),
+        ArchiveFormat::Tar,
+        "is a symlink to the absolute path \"/etc/shadow\"",
+    );
+}
+
+#[test]
+fn pax_and_gnu_names_that_disagree_are_refused() {
+    let mut tar = gnu_long_name_record(b"one/name.py");
+    tar.extend(tar_with_pax(&[("path", b"another/name.py")], b"x", b"x"));
+    assert_refused(&tar, ArchiveFormat::Tar, "pax and GNU long names disagree");
+}
+
+#[test]
+fn oversized_metadata_records_are_refused_before_reading_them() {
+    // A 1 MiB "long name": the tar crate alone would read any size into
+    // memory.
+    let mut tar = gnu_long_name_record(&vec![b'a'; MIB as usize]);
+    tar.extend(tar_bytes(&[TarItem::File(b"x", 0o644, b"x")]));
+    assert_refused(&tar, ArchiveFormat::Tar, "long-name or pax record");
+}
+
+#[test]
+fn long_names_extract_when_they_are_fine() {
+    let deep = format!("{}module.py", "package/".repeat(20));
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = Header::new_gnu();
+    header.set_size(2);
+    header.set_mode(0o644);
+    header.set_entry_type(EntryType::Regular);
+    builder.append_data(&mut header, &deep, &b"ok"[..]).unwrap();
+    let mut tar = builder.into_inner().unwrap();
+    tar.truncate(tar.len() - 1024);
+    tar.extend(tar_with_pax(
+        &[
+            ("path", "pax/".repeat(40).as_bytes()),
+            ("mtime", b"1700000000.5"),
+        ],
+        b"short",
+        b"pax",
+    ));
+    let layout = Layout::new();
+    let report = layout
+        .extract_bytes(&tar, ArchiveFormat::Tar, &ExtractLimits::default())
+        .unwrap();
+    assert_eq!(fs::read(layout.staging().join(&deep)).unwrap(), b"ok");
+    // A trailing slash on a regular file's name marks an old-style
+    // directory, so the pax path made a directory.
+    assert!(layout.staging().join("pax/".repeat(40)).is_dir());
+    assert_eq!(report.files, 1);
+}
+
+#[test]
+fn data_attached_to_non_file_entries_counts_against_the_limit() {
+    // A directory entry that claims 12 MiB of content: the reader would
+    // decompress it all just to skip it.
+    let mut header = raw_header(b"dir", EntryType::Directory, 0o755, 12 * MIB);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append(&header, &vec![0u8; 12 * MIB as usize][..])
+        .unwrap();
+    let limits = ExtractLimits {
+        max_unpacked_bytes: 4 * MIB,
+        ..ExtractLimits::default()
+    };
+    assert_refused_with(
+        &gzip(&builder.into_inner().unwrap()),
+        ArchiveFormat::TarGz,
+        &limits,
+        "decompression bomb",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Limits: entries and bytes.
 // ---------------------------------------------------------------------------
 

@@ -280,6 +280,9 @@ struct Staging<'l> {
     /// directory started empty, this is the whole truth about its contents.
     nodes: HashMap<String, Node>,
     entries_seen: u64,
+    /// Bytes decompressed only to be skipped (data attached to non-file
+    /// entries); they count against `max_unpacked_bytes` too.
+    discarded_bytes: u64,
     report: ExtractReport,
 }
 
@@ -309,6 +312,7 @@ impl<'l> Staging<'l> {
             max_relative_path: limits.max_path_bytes.min(room_under_path_max),
             nodes: HashMap::new(),
             entries_seen: 0,
+            discarded_bytes: 0,
             report: ExtractReport::default(),
         })
     }
@@ -325,7 +329,21 @@ impl<'l> Staging<'l> {
         Ok(())
     }
 
-    /// Creates one entry. `raw_name` has been checked by [`entry_name`].
+    fn unpacked_so_far(&self) -> u64 {
+        self.report.bytes.saturating_add(self.discarded_bytes)
+    }
+
+    fn charge_discarded(&mut self, bytes: u64) -> Result<(), ArchiveError> {
+        self.discarded_bytes = self.discarded_bytes.saturating_add(bytes);
+        if self.unpacked_so_far() > self.limits.max_unpacked_bytes {
+            return Err(ArchiveError::TooLarge {
+                limit: self.limits.max_unpacked_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates one entry; `name` has passed [`entry_name`].
     fn add(&mut self, name: &str, mode: u32, kind: EntryKind<'_>) -> Result<(), ArchiveError> {
         let refuse = |reason| refused(name, reason);
         if mode & 0o7000 != 0 {
@@ -453,7 +471,7 @@ impl<'l> Staging<'l> {
     ) -> Result<(), ArchiveError> {
         let limit = self.limits.max_unpacked_bytes;
         // Refuse up front when the header already admits to too much...
-        if self.report.bytes.saturating_add(declared_size) > limit {
+        if self.unpacked_so_far().saturating_add(declared_size) > limit {
             return Err(ArchiveError::TooLarge { limit });
         }
         let write_error = |source| ArchiveError::Write {
@@ -487,7 +505,7 @@ impl<'l> Staging<'l> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(corrupt(Some(name), e)),
             };
-            if self.report.bytes + n as u64 > limit {
+            if self.unpacked_so_far() + n as u64 > limit {
                 return Err(ArchiveError::TooLarge { limit });
             }
             file.write_all(&buffer[..n]).map_err(write_error)?;
@@ -631,10 +649,109 @@ fn make_directory(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, Permissions::from_mode(0o755))
 }
 
+/// Longest GNU long-name or pax record we accept. The tar crate would read
+/// these into memory whole, whatever their size, so we read them ourselves
+/// (in raw mode) with this bound.
+const MAX_TAR_METADATA_RECORD: u64 = 64 * 1024;
+
+/// Names and sizes that GNU long-name and pax records set for the entry
+/// that follows them.
+#[derive(Default)]
+struct PendingTarMetadata {
+    gnu_long_name: Option<Vec<u8>>,
+    gnu_long_link: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax_link_path: Option<Vec<u8>>,
+    pax_size: Option<u64>,
+}
+
+impl PendingTarMetadata {
+    /// Reads one metadata record into `self`; `Ok(false)` when the entry is
+    /// not a metadata record.
+    fn absorb<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, ArchiveError> {
+        let entry_type = entry.header().entry_type();
+        let is_metadata = entry_type.is_gnu_longname()
+            || entry_type.is_gnu_longlink()
+            || entry_type.is_pax_local_extensions();
+        if !is_metadata {
+            return Ok(false);
+        }
+        if entry.size() > MAX_TAR_METADATA_RECORD {
+            return Err(corrupt(
+                None,
+                format!(
+                    "a {} byte long-name or pax record (limit {})",
+                    entry.size(),
+                    human_bytes(MAX_TAR_METADATA_RECORD)
+                ),
+            ));
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(|e| corrupt(None, e))?;
+        let twice = || corrupt(None, "two metadata records of one kind for one entry");
+        if entry_type.is_gnu_longname() || entry_type.is_gnu_longlink() {
+            // GNU stores the name NUL-terminated.
+            while data.last() == Some(&0) {
+                data.pop();
+            }
+            let slot = if entry_type.is_gnu_longname() {
+                &mut self.gnu_long_name
+            } else {
+                &mut self.gnu_long_link
+            };
+            if slot.replace(data).is_some() {
+                return Err(twice());
+            }
+            return Ok(true);
+        }
+        if self.pax_path.is_some() || self.pax_link_path.is_some() || self.pax_size.is_some() {
+            return Err(twice());
+        }
+        for record in tar::PaxExtensions::new(&data) {
+            let record = record.map_err(|e| corrupt(None, format!("bad pax record: {e}")))?;
+            match record.key_bytes() {
+                b"path" => self.pax_path = Some(record.value_bytes().to_vec()),
+                b"linkpath" => self.pax_link_path = Some(record.value_bytes().to_vec()),
+                b"size" => {
+                    let size = record
+                        .value()
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| corrupt(None, "bad pax size record"))?;
+                    self.pax_size = Some(size);
+                }
+                // Times, owners, xattrs: nothing we apply.
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// The name to use: pax wins (POSIX), but a GNU long name that says
+    /// something else makes the entry ambiguous between tools.
+    fn choose(
+        pax: Option<Vec<u8>>,
+        gnu: Option<Vec<u8>>,
+        header: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, ArchiveError> {
+        match (pax, gnu) {
+            (Some(pax), Some(gnu)) if pax != gnu => Err(corrupt(
+                Some(&String::from_utf8_lossy(&pax)),
+                "its pax and GNU long names disagree",
+            )),
+            (Some(name), _) | (None, Some(name)) => Ok(Some(name)),
+            (None, None) => Ok(header),
+        }
+    }
+}
+
 fn extract_tar(reader: impl Read, staging: &mut Staging<'_>) -> Result<(), ArchiveError> {
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| corrupt(None, e))?;
+    // Raw mode: long-name and pax records come to us (see
+    // `MAX_TAR_METADATA_RECORD`) instead of being read into memory unbounded.
+    let entries = archive.entries().map_err(|e| corrupt(None, e))?.raw(true);
     let mut previous_name: Option<String> = None;
+    let mut pending = PendingTarMetadata::default();
     for entry in entries {
         // A bad header is reported against the last good entry: the
         // nearest thing to a location a tar has.
@@ -643,22 +760,50 @@ fn extract_tar(reader: impl Read, staging: &mut Staging<'_>) -> Result<(), Archi
             None => corrupt(None, e),
         })?;
         staging.count_entry()?;
+        if pending.absorb(&mut entry)? {
+            continue;
+        }
         let entry_type = entry.header().entry_type();
+        let declared_size = entry.size();
+        let is_regular = matches!(
+            entry_type,
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        );
+        if !is_regular {
+            // The tar reader decompresses and discards any data a
+            // non-file entry claims to have: bound that work as well.
+            staging.charge_discarded(declared_size)?;
+        }
         if entry_type == tar::EntryType::XGlobalHeader {
             // pax global metadata (e.g. `git archive`'s commit id), not a file.
             continue;
         }
-        let name = entry_name(&entry.path_bytes())?;
+        let metadata = std::mem::take(&mut pending);
+        let raw_name = PendingTarMetadata::choose(
+            metadata.pax_path,
+            metadata.gnu_long_name,
+            Some(entry.path_bytes().into_owned()),
+        )?
+        .unwrap_or_default();
+        let name = entry_name(&raw_name)?;
+        let link_target = PendingTarMetadata::choose(
+            metadata.pax_link_path,
+            metadata.gnu_long_link,
+            entry.link_name_bytes().map(|t| t.into_owned()),
+        )?;
+        if metadata.pax_size.is_some_and(|size| size != declared_size) {
+            // Only files over 8 GiB need a pax size, far above our limit.
+            return Err(corrupt(
+                Some(&name),
+                "its pax size differs from its header size",
+            ));
+        }
         let mode = entry.header().mode().map_err(|e| corrupt(Some(&name), e))?;
-        let link_target = entry.link_name_bytes().map(|t| t.into_owned());
-        let declared_size = entry.size();
         let kind = match entry_type {
             tar::EntryType::Directory => EntryKind::Directory,
             // Old tars mark directories as regular files ending in '/'.
-            tar::EntryType::Regular | tar::EntryType::Continuous if name.ends_with('/') => {
-                EntryKind::Directory
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
+            _ if is_regular && name.ends_with('/') => EntryKind::Directory,
+            _ if is_regular => EntryKind::File {
                 content: &mut entry,
                 declared_size,
             },
