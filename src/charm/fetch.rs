@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Client;
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 
@@ -215,7 +215,7 @@ pub fn copy_local(
     if announced > options.max_bytes {
         return Err(too_large(Some(announced)));
     }
-    let mut output = create_destination(dest)?;
+    let mut output = create_destination(dest).map_err(|e| write_error(dest, e))?;
     let result = stream_hashed(&mut input, &mut output, options.max_bytes, None);
     drop(output);
     let result = match result {
@@ -325,11 +325,11 @@ fn attempt_download(
     if remaining.is_zero() {
         return Err(AttemptFailure::Timeout);
     }
-    let response = client
+    let mut response = client
         .get(url.clone())
         .timeout(options.read_timeout.min(remaining))
         .send()
-        .map_err(|e| classify_request_error(&e))?;
+        .map_err(classify_request_error)?;
     let status = response.status();
     if !status.is_success() {
         return Err(AttemptFailure::Status(status));
@@ -338,12 +338,9 @@ fn attempt_download(
     if announced.is_some_and(|n| n > options.max_bytes) {
         return Err(AttemptFailure::TooLarge { announced });
     }
-    let mut output = create_destination(dest_file).map_err(|e| match e {
-        FetchError::WriteDestination { source, .. } => AttemptFailure::Write(source),
-        other => AttemptFailure::Connection(other.to_string()),
-    })?;
+    let mut output = create_destination(dest_file).map_err(AttemptFailure::Write)?;
     let downloaded = stream_hashed(
-        &mut ResponseBody(response),
+        &mut response,
         &mut output,
         options.max_bytes,
         Some(deadline),
@@ -377,15 +374,6 @@ fn attempt_download(
         }
     }
     Ok(downloaded)
-}
-
-/// The response body as a plain reader (named so its purpose shows).
-struct ResponseBody(Response);
-
-impl Read for ResponseBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
 }
 
 enum StreamError {
@@ -435,13 +423,12 @@ fn stream_hashed(
     })
 }
 
-fn create_destination(path: &Path) -> Result<File, FetchError> {
+fn create_destination(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
-        .map_err(|e| write_error(path, e))
 }
 
 fn write_error(path: &Path, source: io::Error) -> FetchError {
@@ -492,11 +479,11 @@ fn redact_unparsed(raw: &str) -> String {
     format!("{scheme}{rest}")
 }
 
-fn classify_request_error(error: &reqwest::Error) -> AttemptFailure {
+fn classify_request_error(error: reqwest::Error) -> AttemptFailure {
     if error.is_timeout() {
         AttemptFailure::Timeout
     } else {
-        AttemptFailure::Connection(error_chain(error))
+        AttemptFailure::Connection(error_chain(&error.without_url()))
     }
 }
 
@@ -513,38 +500,27 @@ fn classify_body_error(error: &io::Error) -> AttemptFailure {
     }
 }
 
-/// "error sending request: tcp connect error: Connection refused": the
-/// outer message alone rarely says what happened. reqwest errors are built
-/// `without_url` by the caller or carry none; hyper and io errors never
-/// contain the URL.
+/// "client error (Connect): tcp connect error: Connection refused": the
+/// outer message alone rarely says what happened, so follow the sources.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = match error.downcast_ref::<reqwest::Error>() {
-        Some(e) if e.url().is_some() => {
-            // Defensive: a reqwest error prints its URL, credentials and all.
-            let mut parts = Vec::new();
-            let mut source = error.source();
-            while let Some(s) = source {
-                parts.push(s.to_string());
-                source = s.source();
-            }
-            return if parts.is_empty() {
-                "request failed".to_owned()
-            } else {
-                parts.join(": ")
-            };
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let mut text = e.to_string();
+        // A reqwest error with a URL prints it, credentials and all.
+        if let Some(url) = e
+            .downcast_ref::<reqwest::Error>()
+            .and_then(reqwest::Error::url)
+        {
+            text = text.replace(&format!(" for url ({url})"), "");
         }
-        _ => error.to_string(),
-    };
-    let mut source = error.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
+        // Wrappers often repeat their source's message; say it once.
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
         }
-        source = s.source();
+        current = e.source();
     }
-    text
+    parts.join(": ")
 }
 
 fn lowercase_hex(bytes: &[u8]) -> String {
