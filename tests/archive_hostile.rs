@@ -1006,31 +1006,37 @@ fn no_single_top_level_when_the_archive_is_flat() {
 // Property tests: random names never escape and never panic.
 // ---------------------------------------------------------------------------
 
+/// Weighted so that most archives get past their first entry: hostile
+/// parts are common enough to appear in most cases, not in every name.
 fn name_part() -> impl Strategy<Value = String> {
     prop_oneof![
-        Just("..".to_owned()),
-        Just(".".to_owned()),
-        Just(String::new()),
-        Just("a".to_owned()),
-        Just("b".to_owned()),
-        Just("sentinel.txt".to_owned()),
-        Just("outer".to_owned()),
-        Just("é".to_owned()),
-        Just("日本".to_owned()),
-        Just("x y".to_owned()),
-        "[a-c.]{1,3}",
+        2 => Just("..".to_owned()),
+        1 => Just(".".to_owned()),
+        1 => Just(String::new()),
+        3 => Just("a".to_owned()),
+        3 => Just("b".to_owned()),
+        1 => Just("sentinel.txt".to_owned()),
+        1 => Just("outer".to_owned()),
+        1 => Just("é".to_owned()),
+        1 => Just("日本".to_owned()),
+        1 => Just("x y".to_owned()),
+        2 => "[a-c.]{1,3}",
     ]
 }
 
 fn entry_name() -> impl Strategy<Value = String> {
-    (any::<bool>(), prop::collection::vec(name_part(), 1..5)).prop_map(|(absolute, parts)| {
-        let joined = parts.join("/");
-        if absolute {
-            format!("/{joined}")
-        } else {
-            joined
-        }
-    })
+    (
+        prop::bool::weighted(0.1),
+        prop::collection::vec(name_part(), 1..5),
+    )
+        .prop_map(|(absolute, parts)| {
+            let joined = parts.join("/");
+            if absolute {
+                format!("/{joined}")
+            } else {
+                joined
+            }
+        })
 }
 
 #[derive(Debug, Clone)]

@@ -31,8 +31,10 @@
 //!   "wins" differs between tools, so what was reviewed need not be what
 //!   runs.
 //! - **Bounded**: a maximum entry count, a maximum total of unpacked bytes
-//!   (counted while streaming, so a decompression bomb stops early), and
-//!   maximum path lengths.
+//!   (counted while streaming, so a decompression bomb stops early; data
+//!   decompressed only to be skipped counts too), maximum path lengths, and
+//!   a small bound on tar long-name and pax records, which are held in
+//!   memory.
 //! - **Corrupt or truncated archives are errors**, never a panic and never a
 //!   silently shorter file.
 //!
