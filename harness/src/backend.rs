@@ -94,7 +94,20 @@ fn application_flag(scope: Scope) -> &'static str {
 }
 
 impl<'m> MemoryBackend<'m> {
-    pub fn new(meta: &'m CharmMeta, state: State, scope: HookScope) -> Self {
+    /// Juju for one hook of `state`'s unit. What metadata decides is
+    /// filled in here (a peer relation's application, interfaces), so a
+    /// test may build the backend directly from a State.
+    pub fn new(meta: &'m CharmMeta, mut state: State, scope: HookScope) -> Self {
+        for rel in &mut state.relations {
+            if rel.remote_app.is_empty() && meta.is_peer(&rel.endpoint) {
+                rel.remote_app = meta.name.clone();
+            }
+            if let (true, Some(endpoint)) =
+                (rel.interface.is_empty(), meta.endpoints.get(&rel.endpoint))
+            {
+                rel.interface = endpoint.interface.clone();
+            }
+        }
         let unit = format!("{}/{}", meta.name, state.unit_id);
         let record = Record {
             action: scope.action.as_ref().map(|params| ActionOutput {
