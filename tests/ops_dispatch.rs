@@ -451,3 +451,68 @@ fn unknown_hooks_are_ignored_without_touching_the_store() {
     assert!(out.logs[0].1.contains("not handled by this charm"));
     assert_eq!(out.state.unit_status.name, StatusName::Unknown);
 }
+
+/// The same charm after an upgrade that dropped its `website` endpoint.
+mod without_website {
+    use wsgi_app::ops::{Charm, Event, HandlerError, Migration, Status};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
+    #[strum(serialize_all = "kebab-case")]
+    pub enum Endpoint {
+        Pgsql,
+    }
+
+    pub struct Upgraded;
+
+    type Ctx<'s, 'b> = wsgi_app::ops::Context<'s, 'b, Endpoint, super::ops_support::Action>;
+
+    impl Charm for Upgraded {
+        type Endpoint = Endpoint;
+        type Action = super::ops_support::Action;
+
+        fn migrations(&self) -> &'static [Migration] {
+            super::ops_support::V1
+        }
+
+        fn handle(
+            &mut self,
+            ctx: &mut Ctx<'_, '_>,
+            event: &Event<Endpoint, Self::Action>,
+        ) -> Result<(), HandlerError> {
+            if let Event::Unknown(path) = event {
+                return Err(format!("handed an event it does not know: {path}").into());
+            }
+            ctx.store
+                .conn()
+                .execute("INSERT INTO notes (text) VALUES (?1)", [event.name()])?;
+            Ok(())
+        }
+
+        fn collect_status(&mut self, _ctx: &mut Ctx<'_, '_>) -> Result<Status, HandlerError> {
+            Ok(Status::active(""))
+        }
+    }
+}
+
+#[test]
+fn a_deferred_event_the_upgraded_charm_no_longer_knows_is_dropped() {
+    let old = probe(|ctx, event, _| deferrer(ctx, event));
+    let deferred = old
+        .run(on::relation_changed(1, Some(0)), with_website())
+        .unwrap();
+    assert_eq!(deferred.deferred.len(), 1);
+
+    let new = harness::Context::new(harness::WORKSPACE_CHARM_DIR, |_| without_website::Upgraded);
+    let out = new.run(on::upgrade_charm(), deferred.state).unwrap();
+    assert!(out.succeeded(), "{:?}", out.outcome);
+    assert!(out.deferred.is_empty());
+    assert_eq!(
+        notes(&out.state),
+        ["website-relation-changed", "upgrade-charm"]
+    );
+    assert!(out
+        .logs
+        .iter()
+        .any(|(level, m)| *level == LogLevel::Warning
+            && m.contains("hooks/website-relation-changed")));
+}
