@@ -93,19 +93,31 @@ fn commands_are_recorded_and_answered_from_the_script() {
 #[test]
 fn newer_rules_win_and_which_is_configurable() {
     let mut ctx = probe(|ctx, _, machine| {
-        let out = machine
-            .runner
-            .run(&CommandSpec::new("make").arg("migrate"))?;
+        let run = |args: &[&str]| {
+            machine
+                .runner
+                .run(&CommandSpec::new("make").args(args.iter().copied()))
+        };
+        let migrate = run(&["migrate"])?;
+        let check = run(&["check"])?;
         let uv = machine.runner.which("uv").is_some();
         let python = machine.runner.which("python3").is_some();
-        note(ctx, &format!("{} {uv} {python}", out.code))
+        note(
+            ctx,
+            &format!("{} {} {uv} {python}", migrate.code, check.code),
+        )
     });
     ctx.on_command("make", failure(2, ""))
         .on_command("make migrate", failure(3, ""))
+        // A predicate instead of a prefix:
+        .on_command(
+            |spec: &CommandSpec| spec.args.iter().any(|a| a == "check"),
+            failure(4, ""),
+        )
         .program_present("uv")
         .program_absent("python3");
     let out = ctx.run(on::install(), State::new()).unwrap();
-    assert_eq!(notes(&out.state), ["3 true false"]);
+    assert_eq!(notes(&out.state), ["3 4 true false"]);
 }
 
 fn spec(fingerprint: &str) -> ServiceSpec {

@@ -55,6 +55,15 @@ impl From<&str> for CommandMatch {
     }
 }
 
+impl<F> From<F> for CommandMatch
+where
+    F: Fn(&CommandSpec) -> bool + Send + Sync + 'static,
+{
+    fn from(predicate: F) -> Self {
+        CommandMatch::Predicate(Arc::new(predicate))
+    }
+}
+
 impl From<String> for CommandMatch {
     fn from(prefix: String) -> Self {
         CommandMatch::from(prefix.as_str())
