@@ -273,6 +273,17 @@ fn replay_deferred<C: Charm>(
     );
     for notice in notices {
         let deferred = Event::<C::Endpoint, C::Action>::parse(&notice.event, None)?;
+        if let Event::Unknown(path) = &deferred {
+            // Deferred by an earlier version of the charm that declared this
+            // hook. Charms never see Unknown events; keeping the notice would
+            // fail every dispatch from now on.
+            ctx.model.log(
+                LogLevel::Warning,
+                &format!("dropping deferred {path}: this charm no longer handles it"),
+            );
+            ctx.store.drop_notice(notice.sequence)?;
+            continue;
+        }
         ctx.defer_requested = false;
         charm
             .handle(ctx, &deferred)
