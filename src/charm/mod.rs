@@ -1,6 +1,7 @@
 //! The wsgi-app charm: knows WSGI, talks to Juju only through `ops`.
 
 pub mod archive;
+pub mod envvars;
 pub mod fetch;
 pub mod machine;
 pub mod relations;
