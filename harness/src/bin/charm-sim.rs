@@ -138,6 +138,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when our output is piped into `head` and the like, as
+    // command-line tools do, instead of panicking on a closed stdout.
+    // (Children still start with the default disposition either way.)
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let mut argv = std::env::args();
     let argv0 = argv.next().unwrap_or_default();
     let invoked_as = Path::new(&argv0)
@@ -166,7 +173,9 @@ fn main() -> ExitCode {
     match run(&global, cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("charm-sim: {e}");
+            for line in e.to_string().lines() {
+                eprintln!("charm-sim: {line}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -405,12 +405,15 @@ fn run_in(
     };
 
     let mut watcher = StatusWatcher::new(model, unit, info.action_id)?;
+    // Poll quickly at first (most hooks are short), then every 100 ms.
+    let mut pause = Duration::from_millis(2);
     let status = loop {
         if let Some(status) = child.try_wait().context("cannot wait for the hook")? {
             break status;
         }
         watcher.poll(model, progress)?;
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     };
     watcher.poll(model, progress)?;
 
