@@ -368,3 +368,44 @@ exit 0"#
     let events = sim.events_of("fake/1");
     assert_eq!(events[events.len() - 2..], s(&["stop", "remove"]));
 }
+
+#[test]
+fn deploys_a_packed_charm_keeping_modes_and_symlinks() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    let sim = Sim::new("exit 0");
+    let archive = sim.tmp.path().join("fake_amd64.charm");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+    let plain = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    for (name, text) in [
+        ("metadata.yaml", common::METADATA),
+        ("config.yaml", common::CONFIG),
+        ("actions.yaml", common::ACTIONS),
+    ] {
+        zip.start_file(name, plain).unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.start_file("dispatch", exec).unwrap();
+    zip.write_all(common::dispatch_script(&sim.events, "exit 0").as_bytes())
+        .unwrap();
+    zip.add_symlink("hooks/install", "../dispatch", plain)
+        .unwrap();
+    zip.finish().unwrap();
+
+    let archive_arg = archive.display().to_string();
+    sim.ok(&["deploy", &archive_arg]);
+    assert_eq!(
+        sim.events_of("fake/0"),
+        s(&["install", "leader-elected", "config-changed", "start"])
+    );
+    let charm = sim.model.join("units/fake-0/charm");
+    let mode = std::fs::metadata(charm.join("dispatch"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let link = std::fs::read_link(charm.join("hooks/install")).unwrap();
+    assert_eq!(link, std::path::PathBuf::from("../dispatch"));
+}

@@ -39,6 +39,8 @@ fn app_status(model: &Model, app: &App) -> Result<StatusPair> {
                 u.workload
             }
         })
+        // On a tie the lowest-numbered unit wins (hence rev before max).
+        .rev()
         .max_by_key(|s| severity(&s.current))
         .unwrap_or(StatusPair {
             current: "unknown".into(),
@@ -369,6 +371,15 @@ pub fn show_unit(model: &Model, unit: &Unit) -> Result<Value> {
     }
     if !app.remote {
         value["juju-log"] = json!(logs);
+        // The last few status changes, oldest first, as `juju show-status-log`.
+        let history = model.status_history(&unit.name)?;
+        let recent: Vec<Value> = history[history.len().saturating_sub(20)..]
+            .iter()
+            .map(|(kind, status, message, at)| {
+                json!({"type": kind, "status": status, "message": message, "at": at})
+            })
+            .collect();
+        value["status-history"] = json!(recent);
     }
     Ok(json!({ unit.name.clone(): value }))
 }
