@@ -824,3 +824,28 @@ pub fn destroy(g: &Global) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0xff, 0xfe, 0x00, 0x80]), "//4AgA==");
+    }
+
+    #[test]
+    fn non_utf8_output_is_base64_with_an_encoding_key() {
+        let mut results = json!({});
+        capture_output(&mut results, "stdout", &[0xff, 0x00]);
+        capture_output(&mut results, "stderr", b"");
+        assert_eq!(
+            results,
+            json!({"stdout": "/wA=", "stdout-encoding": "base64"})
+        );
+    }
+}

@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -487,14 +487,4 @@ impl StatusWatcher {
         }
         Ok(())
     }
-}
-
-/// Make sure a file is executable by its owner (used for test charms and
-/// assembled dispatch files).
-pub fn make_executable(path: &Path) -> Result<()> {
-    let mut perms = fs::metadata(path)
-        .context(format!("cannot stat {}", path.display()))?
-        .permissions();
-    perms.set_mode(perms.mode() | 0o755);
-    fs::set_permissions(path, perms).context(format!("cannot chmod {}", path.display()))
 }
