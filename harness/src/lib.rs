@@ -60,6 +60,7 @@ pub mod context;
 pub mod on;
 pub mod recorder;
 pub mod schema;
+pub mod sim;
 pub mod state;
 
 pub use backend::MemoryBackend;

@@ -1,0 +1,238 @@
+//! `charm-sim`: a small Juju for one machine. Also every emulated hook tool
+//! (started through a symlink named `config-get`, `relation-set`, …).
+//! Argument parsing only; the work is in `harness::sim`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
+
+#[derive(Parser)]
+#[command(
+    name = "charm-sim",
+    version,
+    about = "A small Juju on one machine: deploy a charm on simulated units and drive it",
+    long_about = "A small Juju on one machine: deploy a charm on simulated units (each with its own \
+                  directory and loopback address), set config, relate to remote applications whose \
+                  data you give, run actions and commands, and show status. The charm's real \
+                  dispatch runs for every hook, with emulated hook tools on its PATH."
+)]
+struct Cli {
+    /// The model directory [default: $CHARM_SIM_MODEL, else ./.charm-sim]
+    #[arg(long, global = true, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Print only results and errors, not hook progress
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy a charm (directory or .charm file; default: build this source tree)
+    Deploy {
+        /// A charm directory or .charm file [default: assemble wsgi-app from source]
+        charm: Option<PathBuf>,
+        /// How many units
+        #[arg(long, short = 'n', default_value_t = 1)]
+        units: u32,
+        /// A config option, key=value (repeatable)
+        #[arg(long, value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The application name [default: the charm's name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Set config options (key= resets to default) and run config-changed; without settings, show config
+    Config {
+        app: String,
+        #[arg(value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Add units to the application
+    AddUnit {
+        app: String,
+        #[arg(long = "num-units", short = 'n', default_value_t = 1)]
+        count: u32,
+    },
+    /// Remove a unit (departed/broken for its relations, stop, remove)
+    RemoveUnit { unit: String },
+    /// Add a remote application (no charm, no hooks) whose relation data you give
+    AddRemote {
+        name: String,
+        /// The interface it speaks (must match the endpoint it is related to)
+        #[arg(long)]
+        interface: String,
+        /// Its endpoint name [default: the interface name]
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Data in each of its units' bags, key=value (repeatable)
+        #[arg(long = "unit-data", value_name = "KEY=VALUE")]
+        unit_data: Vec<String>,
+        /// Data in its application bag, key=value (repeatable)
+        #[arg(long = "app-data", value_name = "KEY=VALUE")]
+        app_data: Vec<String>,
+        /// How many units
+        #[arg(long, default_value_t = 1)]
+        units: u32,
+    },
+    /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
+    SetRemoteData {
+        #[arg(value_name = "UNIT_OR_APP")]
+        target: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// Relate APP:ENDPOINT to a remote application
+    Relate {
+        #[arg(value_name = "APP:ENDPOINT")]
+        first: String,
+        #[arg(value_name = "REMOTE[:ENDPOINT]")]
+        second: String,
+    },
+    /// Remove a relation (departed per remote unit, then broken)
+    Unrelate {
+        #[arg(value_name = "APP:ENDPOINT")]
+        first: String,
+        #[arg(value_name = "REMOTE[:ENDPOINT]")]
+        second: String,
+    },
+    /// Run an action on a unit and print its results as YAML
+    Run {
+        unit: String,
+        action: String,
+        #[arg(value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Run a command on a unit with its hook environment (like juju exec)
+    Exec {
+        unit: String,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Run update-status on every unit
+    UpdateStatus,
+    /// Show the model like juju status
+    Status {
+        /// json, or tabular (the default)
+        #[arg(long, value_parser = ["json", "tabular"])]
+        format: Option<String>,
+    },
+    /// Show a unit's relation data like juju show-unit (JSON)
+    ShowUnit { unit: String },
+    /// Retry a unit's failed hook (or, with --no-retry, skip it)
+    Resolve {
+        unit: String,
+        #[arg(long)]
+        no_retry: bool,
+    },
+    /// Remove every unit, end every process the model started, delete the model
+    Destroy,
+}
+
+fn main() -> ExitCode {
+    // Die quietly when our output is piped into `head` and the like, as
+    // command-line tools do, instead of panicking on a closed stdout.
+    // (Children still start with the default disposition either way.)
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let mut argv = std::env::args();
+    let argv0 = argv.next().unwrap_or_default();
+    let invoked_as = Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if tools::is_tool(&invoked_as) {
+        let args: Vec<String> = argv.collect();
+        return ExitCode::from(tools::run_tool(&invoked_as, &args) as u8);
+    }
+
+    let cli = Cli::parse();
+    let model_dir = cli
+        .model
+        .or_else(|| {
+            std::env::var_os(MODEL_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_DIR));
+    let global = commands::Global {
+        model_dir,
+        quiet: cli.quiet,
+    };
+    match run(&global, cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("charm-sim: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(g: &commands::Global, command: Command) -> Result<u8> {
+    match command {
+        Command::Deploy {
+            charm,
+            units,
+            config,
+            name,
+        } => commands::deploy(g, charm.as_deref(), units, &config, name.as_deref())?,
+        Command::Config { app, settings } => commands::config(g, &app, &settings)?,
+        Command::AddUnit { app, count } => commands::add_unit(g, &app, count)?,
+        Command::RemoveUnit { unit } => commands::remove_unit(g, &unit)?,
+        Command::AddRemote {
+            name,
+            interface,
+            endpoint,
+            unit_data,
+            app_data,
+            units,
+        } => commands::add_remote(
+            g,
+            &name,
+            &interface,
+            endpoint.as_deref(),
+            &unit_data,
+            &app_data,
+            units,
+        )?,
+        Command::SetRemoteData { target, settings } => {
+            commands::set_remote_data(g, &target, &settings)?
+        }
+        Command::Relate { first, second } => commands::relate(g, &first, &second)?,
+        Command::Unrelate { first, second } => commands::unrelate(g, &first, &second)?,
+        Command::Run {
+            unit,
+            action,
+            params,
+        } => {
+            return Ok(if commands::run_action(g, &unit, &action, &params)? {
+                0
+            } else {
+                1
+            });
+        }
+        Command::Exec { unit, command } => {
+            let code = commands::exec(g, &unit, &command)?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Command::UpdateStatus => commands::update_status(g)?,
+        Command::Status { format } => commands::status(g, format.as_deref() == Some("json"))?,
+        Command::ShowUnit { unit } => commands::show_unit(g, &unit)?,
+        Command::Resolve { unit, no_retry } => commands::resolve(g, &unit, no_retry)?,
+        Command::Destroy => commands::destroy(g)?,
+    }
+    Ok(0)
+}

@@ -1,0 +1,518 @@
+//! What charm-sim needs to know about a charm, and getting a charm onto disk.
+//!
+//! - [`CharmMeta`]: endpoints from metadata.yaml, options from config.yaml and
+//!   action schemas from actions.yaml, parsed once at deploy and kept in the
+//!   model so hook tools never re-read YAML.
+//! - Config values typed and validated the way `juju deploy --config` and
+//!   `juju config` do it.
+//! - Unpacking a `.charm` zip (unix modes and relative symlinks kept, as Juju's
+//!   unpacker does), copying a charm directory per unit, and assembling the
+//!   wsgi-app charm from this source tree when no charm is named.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Context, Result};
+use crate::sim_err;
+
+/// A relation endpoint declared by the charm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `provides`, `requires` or `peers`.
+    pub role: String,
+    pub interface: String,
+    /// `global` or `container`.
+    pub scope: String,
+}
+
+/// One option from config.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigOption {
+    /// `string`, `int`, `float`, `boolean` or `secret`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One action from actions.yaml: its parameter schema in the JSON-schema
+/// subset Juju checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    #[serde(default)]
+    pub description: String,
+    /// `params`: parameter name → JSON schema.
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Juju 3 allows unknown parameters unless the charm says otherwise.
+    #[serde(default = "yes")]
+    pub additional_properties: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The parts of a charm's YAML files that the model needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CharmMeta {
+    pub name: String,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    #[serde(default)]
+    pub extra_bindings: Vec<String>,
+    pub options: BTreeMap<String, ConfigOption>,
+    pub actions: BTreeMap<String, ActionSpec>,
+}
+
+fn read_yaml(path: &Path) -> Result<Option<serde_yaml_ng::Value>> {
+    match fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => serde_yaml_ng::from_str(&text)
+            .map(Some)
+            .map_err(|e| sim_err!("{} is not valid YAML: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(sim_err!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+impl CharmMeta {
+    /// Read metadata.yaml (required, as Juju requires it), config.yaml and
+    /// actions.yaml from an unpacked charm directory.
+    pub fn load(charm_dir: &Path) -> Result<CharmMeta> {
+        let meta_path = charm_dir.join("metadata.yaml");
+        let meta = read_yaml(&meta_path)?.ok_or_else(|| {
+            sim_err!(
+                "{} has no metadata.yaml; Juju refuses such a charm",
+                charm_dir.display()
+            )
+        })?;
+        let meta = yaml_to_json(meta);
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| sim_err!("{} has no `name`", meta_path.display()))?
+            .to_string();
+        let mut endpoints = BTreeMap::new();
+        for role in ["provides", "requires", "peers"] {
+            let Some(map) = meta.get(role).and_then(Value::as_object) else {
+                continue;
+            };
+            for (endpoint, spec) in map {
+                let interface = spec
+                    .get("interface")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        sim_err!(
+                            "{}: endpoint {endpoint:?} has no interface",
+                            meta_path.display()
+                        )
+                    })?;
+                let scope = spec
+                    .get("scope")
+                    .and_then(Value::as_str)
+                    .unwrap_or("global");
+                endpoints.insert(
+                    endpoint.clone(),
+                    Endpoint {
+                        role: role.to_string(),
+                        interface: interface.to_string(),
+                        scope: scope.to_string(),
+                    },
+                );
+            }
+        }
+        let extra_bindings = meta
+            .get("extra-bindings")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+
+        let mut options = BTreeMap::new();
+        if let Some(config) = read_yaml(&charm_dir.join("config.yaml"))? {
+            let config = yaml_to_json(config);
+            if let Some(map) = config.get("options").and_then(Value::as_object) {
+                for (key, spec) in map {
+                    let kind = spec
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("string")
+                        .to_string();
+                    if !["string", "int", "float", "boolean", "secret"].contains(&kind.as_str()) {
+                        return Err(sim_err!(
+                            "config.yaml: option {key:?} has unknown type {kind:?}"
+                        ));
+                    }
+                    let default = spec.get("default").filter(|v| !v.is_null()).cloned();
+                    let description = spec
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    options.insert(
+                        key.clone(),
+                        ConfigOption {
+                            kind,
+                            default,
+                            description,
+                        },
+                    );
+                }
+            }
+        }
+
+        let mut actions = BTreeMap::new();
+        if let Some(Value::Object(map)) =
+            read_yaml(&charm_dir.join("actions.yaml"))?.map(yaml_to_json)
+        {
+            for (name, spec) in map {
+                let params = spec
+                    .get("params")
+                    .and_then(Value::as_object)
+                    .map(|m| m.clone().into_iter().collect())
+                    .unwrap_or_default();
+                let required = spec
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let additional_properties = spec
+                    .get("additionalProperties")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                let description = spec
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                actions.insert(
+                    name,
+                    ActionSpec {
+                        description,
+                        params,
+                        required,
+                        additional_properties,
+                    },
+                );
+            }
+        }
+        Ok(CharmMeta {
+            name,
+            endpoints,
+            extra_bindings,
+            options,
+            actions,
+        })
+    }
+
+    /// Parse a `key=value` config setting from the command line into the
+    /// option's type. `Ok(None)` means "reset to the default" (`key=`).
+    pub fn parse_setting(&self, setting: &str) -> Result<(String, Option<Value>)> {
+        let (key, raw) = setting
+            .split_once('=')
+            .ok_or_else(|| sim_err!("expected key=value, got {setting:?}"))?;
+        let key = key.trim();
+        let option = self.options.get(key).ok_or_else(|| {
+            sim_err!(
+                "unknown option {key:?} for charm {:?} (config.yaml has: {})",
+                self.name,
+                self.options.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        // `key=` resets the option to its default (charm-sim's rule; Juju
+        // spells it `juju config --reset key`).
+        if raw.is_empty() {
+            return Ok((key.to_string(), None));
+        }
+        let value = typed_config_value(key, &option.kind, raw)?;
+        Ok((key.to_string(), Some(value)))
+    }
+}
+
+/// Convert command-line text into a config value of the option's type,
+/// with the error wording Juju uses for a mismatch.
+pub fn typed_config_value(key: &str, kind: &str, raw: &str) -> Result<Value> {
+    let bad = || sim_err!("option {key:?} expected {kind}, got {raw:?}");
+    match kind {
+        "string" | "secret" => Ok(Value::String(raw.to_string())),
+        "int" => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| bad()),
+        "float" => {
+            let f: f64 = raw.trim().parse().map_err(|_| bad())?;
+            serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .ok_or_else(bad)
+        }
+        "boolean" => parse_go_bool(raw.trim()).map(Value::Bool).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Juju uses for booleans and bool flags.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Copy a directory tree: hardlink regular files when the filesystem allows
+/// (units share the charm's bytes, as they would share an unpacked archive's
+/// content), recreate symlinks as symlinks, keep modes.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
+    for entry in fs::read_dir(from).context(format!("cannot read {}", from.display()))? {
+        let entry = entry.context(format!("cannot read {}", from.display()))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .context(format!("cannot stat {}", src.display()))?;
+        if kind.is_symlink() {
+            let target = fs::read_link(&src).context(format!("cannot read {}", src.display()))?;
+            symlink(&target, &dst).context(format!("cannot create {}", dst.display()))?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+            let mode = fs::metadata(&src)
+                .context(format!("cannot stat {}", src.display()))?
+                .permissions();
+            fs::set_permissions(&dst, mode).context(format!("cannot chmod {}", dst.display()))?;
+        } else if fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst).context(format!(
+                "cannot copy {} to {}",
+                src.display(),
+                dst.display()
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Unpack a `.charm` (a zip) into `to`, keeping unix modes and recreating
+/// relative symlinks; entries that would land outside `to` are refused.
+pub fn unpack_charm(archive: &Path, to: &Path) -> Result<()> {
+    let file = fs::File::open(archive).context(format!("cannot open {}", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| sim_err!("{} is not a charm archive (zip): {e}", archive.display()))?;
+    fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
+    for index in 0..zip.len() {
+        let mut entry = zip
+            .by_index(index)
+            .map_err(|e| sim_err!("{}: {e}", archive.display()))?;
+        let name = entry.name().to_string();
+        let relative = entry.enclosed_name().ok_or_else(|| {
+            sim_err!(
+                "{}: entry {name:?} leaves the charm directory",
+                archive.display()
+            )
+        })?;
+        let dst = to.join(&relative);
+        let mode = entry.unix_mode();
+        if entry.is_dir() {
+            fs::create_dir_all(&dst).context(format!("cannot create {}", dst.display()))?;
+            continue;
+        }
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
+        }
+        let mut content = Vec::new();
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| sim_err!("{}: cannot read {name:?}: {e}", archive.display()))?;
+        const S_IFMT: u32 = 0o170000;
+        const S_IFLNK: u32 = 0o120000;
+        if mode.is_some_and(|m| m & S_IFMT == S_IFLNK) {
+            let target = PathBuf::from(String::from_utf8_lossy(&content).into_owned());
+            if !link_stays_inside(&relative, &target) {
+                return Err(sim_err!(
+                    "{}: symlink {name:?} -> {} leaves the charm directory",
+                    archive.display(),
+                    target.display()
+                ));
+            }
+            symlink(&target, &dst).context(format!("cannot create {}", dst.display()))?;
+            continue;
+        }
+        fs::write(&dst, &content).context(format!("cannot write {}", dst.display()))?;
+        if let Some(mode) = mode {
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode & 0o7777))
+                .context(format!("cannot chmod {}", dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a symlink at `link` (relative to the charm root) pointing at
+/// `target` resolves inside the charm root.
+fn link_stays_inside(link: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i32 = link.components().count() as i32 - 1;
+    for part in target.components() {
+        match part {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Find the wsgi-app source tree: the workspace this binary was built from
+/// if it is still there, else the nearest directory above the current one
+/// that holds metadata.yaml and harness/.
+pub fn find_source_tree() -> Result<PathBuf> {
+    let is_root = |dir: &Path| dir.join("metadata.yaml").is_file() && dir.join("harness").is_dir();
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if is_root(&built_from) {
+        return Ok(built_from.canonicalize().unwrap_or(built_from));
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    cwd.ancestors()
+        .find(|dir| is_root(dir))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            sim_err!(
+                "no charm given and no wsgi-app source tree found (looked in {} and above {}); \
+                 pass a charm directory or a .charm file",
+                built_from.display(),
+                cwd.display()
+            )
+        })
+}
+
+/// Build the charm binary with cargo (same profile as this charm-sim) and
+/// lay out a charm directory at `to`: YAML files, templates/, files/, the
+/// binary as `dispatch`, and hooks/{install,start,upgrade-charm} linking to
+/// it for Juju < 2.8.
+pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()> {
+    let release = !cfg!(debug_assertions);
+    if !quiet {
+        eprintln!(
+            "charm-sim: building the wsgi-app charm ({} profile) in {}",
+            if release { "release" } else { "dev" },
+            source.display()
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(source)
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "wsgi-app",
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(source.join("Cargo.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if release {
+        build.arg("--release");
+    }
+    let out = build.output().context("cannot run cargo")?;
+    if !out.status.success() {
+        return Err(sim_err!(
+            "cargo build --bin wsgi-app failed ({})",
+            out.status
+        ));
+    }
+    // cargo reports the artifact's path, which honours CARGO_TARGET_DIR and
+    // any build configuration, so we never guess target/<profile>/.
+    let binary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "wsgi-app")
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .ok_or_else(|| sim_err!("cargo built no wsgi-app executable"))?;
+
+    fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
+    for file in ["metadata.yaml", "config.yaml", "actions.yaml", "README.md"] {
+        let src = source.join(file);
+        if src.is_file() {
+            fs::copy(&src, to.join(file)).context(format!("cannot copy {}", src.display()))?;
+        }
+    }
+    for dir in ["templates", "files"] {
+        let src = source.join(dir);
+        if src.is_dir() {
+            copy_tree(&src, &to.join(dir))?;
+        }
+    }
+    let dispatch = to.join("dispatch");
+    fs::copy(&binary, &dispatch).context(format!("cannot copy {}", binary.display()))?;
+    fs::set_permissions(&dispatch, fs::Permissions::from_mode(0o755))
+        .context(format!("cannot chmod {}", dispatch.display()))?;
+    let hooks = to.join("hooks");
+    fs::create_dir_all(&hooks).context(format!("cannot create {}", hooks.display()))?;
+    for hook in ["install", "start", "upgrade-charm"] {
+        symlink("../dispatch", hooks.join(hook)).context(format!("cannot create hooks/{hook}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_may_not_leave_the_charm() {
+        assert!(link_stays_inside(
+            Path::new("hooks/install"),
+            Path::new("../dispatch")
+        ));
+        assert!(!link_stays_inside(
+            Path::new("hooks/install"),
+            Path::new("../../x")
+        ));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn config_values_take_the_option_type() {
+        assert_eq!(
+            typed_config_value("p", "int", "80").unwrap(),
+            Value::from(80)
+        );
+        assert!(typed_config_value("p", "int", "8.5").is_err());
+        assert_eq!(
+            typed_config_value("b", "boolean", "True").unwrap(),
+            Value::Bool(true)
+        );
+        assert!(typed_config_value("b", "boolean", "yes").is_err());
+        assert_eq!(
+            typed_config_value("s", "string", " a ").unwrap(),
+            Value::from(" a ")
+        );
+    }
+}

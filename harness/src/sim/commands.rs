@@ -1,0 +1,851 @@
+//! The `charm-sim` subcommands. Each one checks its arguments against the
+//! model before changing anything, enqueues the hooks Juju would run (see
+//! [`super::engine`]) and drains them, holding the model lock so that two
+//! commands never run hooks on the same model at once.
+
+use std::fs;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::charm::{self, CharmMeta};
+use super::context::{self, ContextInfo, Program, Progress};
+use super::engine::{self, Hook, OnFailure};
+use super::flags;
+use super::store::{App, Bag, Model, Relation, Unit};
+use super::{actions, reaper, status, Context, Result};
+use crate::sim_err;
+
+/// Options every command shares.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub model_dir: PathBuf,
+    pub quiet: bool,
+}
+
+impl Global {
+    fn progress(&self) -> Progress {
+        Progress { quiet: self.quiet }
+    }
+}
+
+/// An exclusive lock on the model, released when dropped. The file is
+/// opened close-on-exec, so daemons started by hooks never inherit it.
+pub struct ModelLock {
+    _file: fs::File,
+}
+
+fn lock_model(dir: &Path, progress: Progress) -> Result<ModelLock> {
+    fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(format!("cannot open {}", path.display()))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        progress.say("waiting for another charm-sim command on this model to finish...");
+        // SAFETY: as above.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            return Err(sim_err!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(ModelLock { _file: file })
+}
+
+/// Open the model for a command that changes it.
+fn open_locked(g: &Global) -> Result<(Model, ModelLock)> {
+    if !Model::exists(&g.model_dir) {
+        return Err(sim_err!(
+            "no model in {} (run `charm-sim deploy` first, or pass --model DIR)",
+            g.model_dir.display()
+        ));
+    }
+    let lock = lock_model(&g.model_dir, g.progress())?;
+    Ok((Model::open(&g.model_dir)?, lock))
+}
+
+fn tool_exe() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the charm-sim executable")
+}
+
+fn charm_app(model: &Model, name: &str) -> Result<App> {
+    let app = model.require_app(name)?;
+    if app.remote {
+        return Err(sim_err!(
+            "{name:?} is a remote application (it has no charm or hooks)"
+        ));
+    }
+    Ok(app)
+}
+
+fn charm_unit(model: &Model, name: &str) -> Result<Unit> {
+    let unit = model.require_unit(name)?;
+    if model.require_app(&unit.app)?.remote {
+        return Err(sim_err!(
+            "{name:?} is a unit of a remote application (it runs no hooks)"
+        ));
+    }
+    Ok(unit)
+}
+
+fn valid_app_name(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(sim_err!(
+            "invalid application name {name:?} (lowercase letters, digits and single hyphens, starting with a letter)"
+        ))
+    }
+}
+
+/// Print each charm unit with its address and status.
+fn print_units(model: &Model, g: &Global) -> Result<()> {
+    if g.quiet {
+        return Ok(());
+    }
+    for app in model.apps()?.into_iter().filter(|a| !a.remote) {
+        for unit in model.units(&app.name)? {
+            let leader = if unit.leader { "*" } else { "" };
+            let status = if unit.agent.current == "error" {
+                format!("error: {}", unit.agent.message)
+            } else if unit.workload.message.is_empty() {
+                unit.workload.current.clone()
+            } else {
+                format!("{}: {}", unit.workload.current, unit.workload.message)
+            };
+            let ports: Vec<String> = model
+                .ports(&unit.name)?
+                .iter()
+                .map(|p| p.port.to_string())
+                .collect();
+            let ports = if ports.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", ports.join(", "))
+            };
+            println!("{}{leader}  {}{ports}  {status}", unit.name, unit.address);
+        }
+    }
+    Ok(())
+}
+
+/// Drain the queue and turn stuck units into the command's error.
+fn settle(model: &Model, g: &Global) -> Result<()> {
+    engine::drain(model, g.progress(), OnFailure::Stop)?.into_result()
+}
+
+/// Add one unit of `app`: its directory, relation scopes, and its hooks.
+fn add_one_unit(model: &Model, app: &App, g: &Global) -> Result<Unit> {
+    let unit = model.add_unit(app)?;
+    context::prepare_unit_dir(model, &unit, &tool_exe()?)?;
+    for rel in model.relations()? {
+        if rel.app == app.name && !rel.dying {
+            model.enter_scope(rel.id, &unit.name, &unit.address)?;
+        }
+    }
+    engine::enqueue_new_unit(model, &unit)?;
+    g.progress()
+        .say(format!("{}: added at {}", unit.name, unit.address));
+    Ok(unit)
+}
+
+// ----- deploy, config, units --------------------------------------------------------
+
+/// `charm-sim deploy [CHARM] --units N [--config k=v]... [--name APP]`.
+pub fn deploy(
+    g: &Global,
+    charm_path: Option<&Path>,
+    units: u32,
+    config: &[String],
+    name: Option<&str>,
+) -> Result<()> {
+    let progress = g.progress();
+    if Model::exists(&g.model_dir) {
+        let model = Model::open(&g.model_dir)?;
+        if let Some(app) = model.charm_app()? {
+            return Err(sim_err!(
+                "application {:?} is already deployed in {} (charm-sim runs one charm per model); \
+                 use `charm-sim add-unit`, or `charm-sim destroy` first",
+                app.name,
+                g.model_dir.display()
+            ));
+        }
+    }
+    let _lock = lock_model(&g.model_dir, progress)?;
+    let staging = g.model_dir.join("charm.staging");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).context(format!("cannot clear {}", staging.display()))?;
+    }
+    // Read the charm's YAML first so a bad --config fails before any build.
+    let source_tree = match charm_path {
+        None => Some(charm::find_source_tree()?),
+        Some(_) => None,
+    };
+    let meta = match (charm_path, &source_tree) {
+        (Some(path), _) if path.is_file() => {
+            charm::unpack_charm(path, &staging)?;
+            CharmMeta::load(&staging)?
+        }
+        (Some(path), _) if path.is_dir() => CharmMeta::load(path)?,
+        (Some(path), _) => {
+            return Err(sim_err!(
+                "charm {} not found (give a charm directory or a .charm file)",
+                path.display()
+            ))
+        }
+        (None, Some(tree)) => CharmMeta::load(tree)?,
+        (None, None) => unreachable!("source tree found above"),
+    };
+    let app_name = name.unwrap_or(&meta.name).to_string();
+    valid_app_name(&app_name)?;
+    let settings: Vec<(String, Option<Value>)> = config
+        .iter()
+        .map(|s| meta.parse_setting(s))
+        .collect::<Result<_>>()?;
+
+    if !staging.exists() {
+        match (&source_tree, charm_path) {
+            (Some(tree), None) => charm::assemble_from_source(tree, &staging, g.quiet)?,
+            (_, Some(path)) => charm::copy_tree(path, &staging)?,
+            _ => unreachable!(),
+        }
+    }
+    // The charm as deployed; each unit gets its own copy of it.
+    let deployed = g.model_dir.join("charm");
+    if deployed.exists() {
+        fs::remove_dir_all(&deployed).context(format!("cannot clear {}", deployed.display()))?;
+    }
+    fs::rename(&staging, &deployed)
+        .context(format!("cannot move the charm into {}", deployed.display()))?;
+
+    let model = if Model::exists(&g.model_dir) {
+        Model::open(&g.model_dir)?
+    } else {
+        Model::create(&g.model_dir)?
+    };
+    if model.app(&app_name)?.is_some() {
+        return Err(sim_err!("an application named {app_name:?} already exists"));
+    }
+    model.add_charm_app(&app_name, &meta)?;
+    for (key, value) in &settings {
+        model.set_config(&app_name, key, value.as_ref())?;
+    }
+    progress.say(format!(
+        "deploying {app_name} ({} unit{}) in {}",
+        units,
+        if units == 1 { "" } else { "s" },
+        model.dir().display()
+    ));
+    let app = model.require_app(&app_name)?;
+    for _ in 0..units {
+        add_one_unit(&model, &app, g)?;
+    }
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+/// The options of an application as `juju config APP` shows them.
+fn config_yaml(model: &Model, app: &App) -> Result<String> {
+    let set = model.config_set_values(&app.name)?;
+    let mut settings = Map::new();
+    for (key, option) in &app.meta()?.options {
+        let mut entry = json!({
+            "type": option.kind,
+            "description": option.description.trim_end(),
+            "source": if set.contains_key(key) { "user" } else if option.default.is_some() { "default" } else { "unset" },
+        });
+        if let Some(default) = &option.default {
+            entry["default"] = default.clone();
+        }
+        if let Some(value) = set.get(key).or(option.default.as_ref()) {
+            entry["value"] = value.clone();
+        }
+        settings.insert(key.clone(), entry);
+    }
+    let value = json!({
+        "application": app.name,
+        "charm": app.meta()?.name,
+        "settings": settings,
+    });
+    serde_yaml_ng::to_string(&value).context("cannot render config as YAML")
+}
+
+/// `charm-sim config APP [k=v ...]`.
+pub fn config(g: &Global, app_name: &str, settings: &[String]) -> Result<()> {
+    if settings.is_empty() {
+        let model = Model::open(&g.model_dir)?;
+        let app = charm_app(&model, app_name)?;
+        print!("{}", config_yaml(&model, &app)?);
+        return Ok(());
+    }
+    let (model, _lock) = open_locked(g)?;
+    let app = charm_app(&model, app_name)?;
+    let parsed: Vec<(String, Option<Value>)> = settings
+        .iter()
+        .map(|s| app.meta()?.parse_setting(s))
+        .collect::<Result<_>>()?;
+    for (key, value) in &parsed {
+        model.set_config(&app.name, key, value.as_ref())?;
+    }
+    for unit in engine::live_units(&model, &app.name)? {
+        engine::enqueue_hook(&model, &unit.name, Hook::ConfigChanged)?;
+    }
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+/// `charm-sim add-unit APP [-n N]`.
+pub fn add_unit(g: &Global, app_name: &str, count: u32) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let app = charm_app(&model, app_name)?;
+    for _ in 0..count {
+        add_one_unit(&model, &app, g)?;
+    }
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+/// `charm-sim remove-unit UNIT`.
+pub fn remove_unit(g: &Global, unit_name: &str) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let unit = charm_unit(&model, unit_name)?;
+    if unit.dying {
+        return Err(sim_err!("unit {unit_name:?} is already being removed"));
+    }
+    engine::enqueue_remove_unit(&model, &unit)?;
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+// ----- remote applications and relations ------------------------------------------
+
+fn key_values(args: &[String]) -> Result<Bag> {
+    flags::key_values(args).map_err(|e| sim_err!("{e}"))
+}
+
+/// `charm-sim add-remote NAME --interface IFACE [--endpoint EP] [--unit-data k=v]...
+/// [--app-data k=v]... [--units N]`.
+pub fn add_remote(
+    g: &Global,
+    name: &str,
+    interface: &str,
+    endpoint: Option<&str>,
+    unit_data: &[String],
+    app_data: &[String],
+    units: u32,
+) -> Result<()> {
+    valid_app_name(name)?;
+    let unit_data = key_values(unit_data)?;
+    let app_data = key_values(app_data)?;
+    let _lock = lock_model(&g.model_dir, g.progress())?;
+    let model = if Model::exists(&g.model_dir) {
+        Model::open(&g.model_dir)?
+    } else {
+        Model::create(&g.model_dir)?
+    };
+    if model.app(name)?.is_some() {
+        return Err(sim_err!("an application named {name:?} already exists"));
+    }
+    model.add_remote_app(name, interface, endpoint.unwrap_or(interface))?;
+    model.update_remote_data(name, &app_data)?;
+    let app = model.require_app(name)?;
+    for _ in 0..units {
+        let unit = model.add_unit(&app)?;
+        model.update_remote_data(&unit.name, &unit_data)?;
+        g.progress()
+            .say(format!("{}: remote unit at {}", unit.name, unit.address));
+    }
+    Ok(())
+}
+
+/// `charm-sim set-remote-data UNIT_OR_APP k=v ...`.
+pub fn set_remote_data(g: &Global, target: &str, settings: &[String]) -> Result<()> {
+    let changes = key_values(settings)?;
+    if changes.is_empty() {
+        return Err(sim_err!("no key=value settings given"));
+    }
+    let (model, _lock) = open_locked(g)?;
+    let app_name = target.split('/').next().unwrap_or(target);
+    let app = model.require_app(app_name)?;
+    if !app.remote {
+        return Err(sim_err!(
+            "{target:?} belongs to the charm under test; its own hooks write its relation data"
+        ));
+    }
+    if target.contains('/') {
+        model.require_unit(target)?;
+    }
+    model.update_remote_data(target, &changes)?;
+    for rel in model.relations()? {
+        if rel.remote_app == app.name
+            && (!target.contains('/') || model.in_scope(rel.id, target)?)
+        {
+            model.update_bag(rel.id, target, &changes)?;
+        }
+    }
+    engine::enqueue_remote_change(&model, target)?;
+    settle(&model, g)
+}
+
+/// Split `APP[:ENDPOINT]`.
+fn split_endpoint(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((app, ep)) => (app, Some(ep)),
+        None => (spec, None),
+    }
+}
+
+/// Resolve the two sides of `relate`/`unrelate` into (our app, our
+/// endpoint, remote app, remote endpoint), in either order.
+fn relation_sides(model: &Model, first: &str, second: &str) -> Result<(App, String, App, String)> {
+    let (a, a_ep) = split_endpoint(first);
+    let (b, b_ep) = split_endpoint(second);
+    let app_a = model.require_app(a)?;
+    let app_b = model.require_app(b)?;
+    let ((ours, our_ep), (theirs, their_ep)) = match (app_a.remote, app_b.remote) {
+        (false, true) => ((app_a, a_ep), (app_b, b_ep)),
+        (true, false) => ((app_b, b_ep), (app_a, a_ep)),
+        (true, true) => return Err(sim_err!("{a:?} and {b:?} are both remote applications; relate the charm to one of them")),
+        (false, false) => return Err(sim_err!("charm-sim relates the charm to remote applications only ({a:?} and {b:?} are both charms)")),
+    };
+    let interface = theirs.interface.clone().unwrap_or_default();
+    let meta = ours.meta()?;
+    let endpoint = match our_ep {
+        Some(ep) => {
+            let spec = meta.endpoints.get(ep).ok_or_else(|| {
+                sim_err!(
+                    "application {:?} has no endpoint {ep:?} (metadata.yaml declares: {})",
+                    ours.name,
+                    meta.endpoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            if spec.interface != interface {
+                return Err(sim_err!(
+                    "cannot relate {}:{ep} (interface {:?}) to {} (interface {interface:?})",
+                    ours.name,
+                    spec.interface,
+                    theirs.name
+                ));
+            }
+            if spec.role == "peers" {
+                return Err(sim_err!(
+                    "{}:{ep} is a peer endpoint; it cannot be related to another application",
+                    ours.name
+                ));
+            }
+            ep.to_string()
+        }
+        None => {
+            let candidates: Vec<&String> = meta
+                .endpoints
+                .iter()
+                .filter(|(_, e)| e.interface == interface && e.role != "peers")
+                .map(|(n, _)| n)
+                .collect();
+            match candidates.as_slice() {
+                [one] => one.to_string(),
+                [] => return Err(sim_err!("{:?} has no endpoint with interface {interface:?}", ours.name)),
+                many => {
+                    return Err(sim_err!(
+                        "ambiguous relation: {:?} has several endpoints with interface {interface:?} ({}); name one as {}:ENDPOINT",
+                        ours.name,
+                        many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                        ours.name
+                    ))
+                }
+            }
+        }
+    };
+    let their_endpoint = their_ep
+        .map(str::to_string)
+        .or_else(|| theirs.endpoint.clone())
+        .unwrap_or_else(|| interface.clone());
+    Ok((ours, endpoint, theirs, their_endpoint))
+}
+
+fn find_relation(
+    model: &Model,
+    ours: &App,
+    endpoint: &str,
+    theirs: &App,
+) -> Result<Option<Relation>> {
+    Ok(model
+        .relations()?
+        .into_iter()
+        .find(|r| r.app == ours.name && r.endpoint == endpoint && r.remote_app == theirs.name))
+}
+
+/// `charm-sim relate APP:ENDPOINT REMOTE`.
+pub fn relate(g: &Global, first: &str, second: &str) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let (ours, endpoint, theirs, their_endpoint) = relation_sides(&model, first, second)?;
+    if let Some(existing) = find_relation(&model, &ours, &endpoint, &theirs)? {
+        let state = if existing.dying {
+            " (and is being removed)"
+        } else {
+            ""
+        };
+        return Err(sim_err!(
+            "relation {}:{endpoint} {} already exists{state}",
+            ours.name,
+            theirs.name
+        ));
+    }
+    let interface = theirs.interface.clone().unwrap_or_default();
+    let rel = model.add_relation(
+        &ours.name,
+        &endpoint,
+        &theirs.name,
+        &their_endpoint,
+        &interface,
+    )?;
+    // The remote side enters scope first: its data is there when our
+    // units hear of the relation.
+    model.update_bag(rel.id, &theirs.name, &model.remote_data(&theirs.name)?)?;
+    for unit in model.units(&theirs.name)? {
+        model.enter_scope(rel.id, &unit.name, &unit.address)?;
+        model.update_bag(rel.id, &unit.name, &model.remote_data(&unit.name)?)?;
+    }
+    g.progress().say(format!(
+        "related {}:{endpoint} to {}:{their_endpoint} as {}",
+        ours.name,
+        theirs.name,
+        rel.key()
+    ));
+    engine::enqueue_relate(&model, &rel)?;
+    settle(&model, g)
+}
+
+/// `charm-sim unrelate APP:ENDPOINT REMOTE`.
+pub fn unrelate(g: &Global, first: &str, second: &str) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let (ours, endpoint, theirs, _) = relation_sides(&model, first, second)?;
+    let rel = find_relation(&model, &ours, &endpoint, &theirs)?.ok_or_else(|| {
+        sim_err!(
+            "relation {}:{endpoint} {} not found",
+            ours.name,
+            theirs.name
+        )
+    })?;
+    if rel.dying {
+        return Err(sim_err!("relation {} is already being removed", rel.key()));
+    }
+    engine::enqueue_unrelate(&model, &rel)?;
+    let any_of_ours = model
+        .scope(rel.id)?
+        .iter()
+        .any(|u| u.split('/').next() == Some(ours.name.as_str()));
+    if !any_of_ours {
+        model.delete_relation(rel.id)?;
+    }
+    settle(&model, g)
+}
+
+// ----- actions, exec, update-status, resolve ---------------------------------------------
+
+/// Base64 (standard alphabet, padded) for non-UTF-8 action output.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Put captured output into action results as Juju does (§1.5).
+fn capture_output(results: &mut Value, key: &str, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => results[key] = json!(text),
+        Err(_) => {
+            results[key] = json!(base64(bytes));
+            results[format!("{key}-encoding")] = json!("base64");
+        }
+    }
+}
+
+/// `charm-sim run UNIT ACTION [k=v ...]`: returns whether it completed.
+pub fn run_action(g: &Global, unit_name: &str, action: &str, args: &[String]) -> Result<bool> {
+    let (model, _lock) = open_locked(g)?;
+    let unit = charm_unit(&model, unit_name)?;
+    let app = model.require_app(&unit.app)?;
+    let meta = app.meta()?;
+    let spec = meta.actions.get(action).ok_or_else(|| {
+        sim_err!(
+            "action {action:?} is not defined by charm {:?} (actions.yaml has: {})",
+            meta.name,
+            meta.actions.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let params = actions::validate(action, spec, actions::parse_params(args)?)?;
+    // Let the unit settle first, so the action sees the model as the user
+    // left it.
+    settle(&model, g)?;
+    let unit = model.require_unit(unit_name)?;
+    if unit.dying {
+        return Err(sim_err!("unit {unit_name:?} is being removed"));
+    }
+    let id = model.add_action(&unit.name, action, &params)?;
+    model.set_agent_status(&unit.name, "executing", &format!("running action {action}"))?;
+    g.progress()
+        .say(format!("{}: running action {action} (id {id})", unit.name));
+    let info = ContextInfo {
+        hook_name: String::new(),
+        dispatch_path: Some(format!("actions/{action}")),
+        action_id: Some(id),
+        action_name: Some(action.to_string()),
+        ..ContextInfo::default()
+    };
+    let outcome = context::run(&model, &unit, &info, &Program::Handler, g.progress())?;
+    model.set_agent_status(&unit.name, "idle", "")?;
+
+    let record = model.action(id)?;
+    let mut results = match record.results {
+        Value::Object(m) => Value::Object(m),
+        _ => json!({}),
+    };
+    capture_output(&mut results, "stdout", &outcome.stdout);
+    capture_output(&mut results, "stderr", &outcome.stderr);
+    results["return-code"] = json!(outcome.code.unwrap_or(-1));
+    model.set_action_results(id, &results)?;
+    let (status, message) = if outcome.skipped {
+        (
+            "failed".to_string(),
+            format!("action not implemented on unit {:?}", unit.name),
+        )
+    } else if let Some(e) = &outcome.start_error {
+        ("failed".to_string(), e.clone())
+    } else if record.status == "failed" {
+        ("failed".to_string(), record.message.clone())
+    } else if !outcome.succeeded() {
+        let message = match outcome.code {
+            Some(c) => format!("exit status {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        ("failed".to_string(), message)
+    } else {
+        ("completed".to_string(), String::new())
+    };
+    model.set_action_status(id, &status, &message)?;
+    let mut report = json!({
+        "id": id.to_string(),
+        "unit": unit.name,
+        "action": action,
+        "status": status,
+        "results": results,
+    });
+    if !message.is_empty() {
+        report["message"] = json!(message);
+    }
+    print!(
+        "{}",
+        serde_yaml_ng::to_string(&report).context("cannot render results")?
+    );
+    Ok(status == "completed")
+}
+
+/// `charm-sim exec UNIT -- CMD...`: returns the command's exit code.
+pub fn exec(g: &Global, unit_name: &str, command: &[String]) -> Result<i32> {
+    if command.is_empty() {
+        return Err(sim_err!(
+            "no command given (usage: charm-sim exec UNIT -- CMD...)"
+        ));
+    }
+    let (model, _lock) = open_locked(g)?;
+    let unit = charm_unit(&model, unit_name)?;
+    let outcome = context::run(
+        &model,
+        &unit,
+        &ContextInfo::default(),
+        &Program::Command(command.to_vec()),
+        Progress { quiet: true },
+    )?;
+    if let Some(e) = outcome.start_error {
+        return Err(sim_err!("{e}"));
+    }
+    Ok(outcome.code.unwrap_or(128))
+}
+
+/// `charm-sim update-status`.
+pub fn update_status(g: &Global) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    for app in model.apps()?.into_iter().filter(|a| !a.remote) {
+        for unit in engine::live_units(&model, &app.name)? {
+            engine::enqueue_hook(&model, &unit.name, Hook::UpdateStatus)?;
+        }
+    }
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+/// `charm-sim resolve UNIT [--no-retry]`.
+pub fn resolve(g: &Global, unit_name: &str, no_retry: bool) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let unit = charm_unit(&model, unit_name)?;
+    if unit.agent.current != "error" {
+        return Err(sim_err!("unit {unit_name:?} is not in error"));
+    }
+    if no_retry {
+        if let Some((seq, _)) = model.next_step::<engine::Step>(&unit.name)? {
+            model.drop_step(seq)?;
+        }
+    }
+    model.set_agent_status(&unit.name, "idle", "")?;
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+// ----- status, show-unit -------------------------------------------------------------
+
+/// `charm-sim status [--format json]`.
+pub fn status(g: &Global, json_format: bool) -> Result<()> {
+    let model = Model::open(&g.model_dir)?;
+    if json_format {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status::status_json(&model)?)?
+        );
+    } else {
+        print!("{}", status::status_table(&model)?);
+    }
+    Ok(())
+}
+
+/// `charm-sim show-unit UNIT`.
+pub fn show_unit(g: &Global, unit_name: &str) -> Result<()> {
+    let model = Model::open(&g.model_dir)?;
+    let unit = model.require_unit(unit_name)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&status::show_unit(&model, &unit)?)?
+    );
+    Ok(())
+}
+
+// ----- destroy ------------------------------------------------------------------------
+
+/// `charm-sim destroy`: remove every unit (departed/broken, stop, remove,
+/// whatever the hooks do), end every process the model started, check no
+/// listener is left on a unit address, and delete the model directory.
+pub fn destroy(g: &Global) -> Result<()> {
+    let progress = g.progress();
+    if !g.model_dir.exists() {
+        progress.say(format!(
+            "no model in {}; nothing to destroy",
+            g.model_dir.display()
+        ));
+        return Ok(());
+    }
+    let dir = g
+        .model_dir
+        .canonicalize()
+        .context(format!("cannot resolve {}", g.model_dir.display()))?;
+    let _lock = lock_model(&dir, progress)?;
+    let mut addresses = Vec::new();
+    if Model::exists(&dir) {
+        let model = Model::open(&dir)?;
+        for app in model.apps()?.into_iter().filter(|a| !a.remote) {
+            for unit in model.units(&app.name)? {
+                addresses.push(unit.address.clone());
+                if unit.agent.current == "error" {
+                    model.set_agent_status(&unit.name, "idle", "")?;
+                }
+                if !unit.dying {
+                    engine::enqueue_remove_unit(&model, &unit)?;
+                }
+            }
+        }
+        // Hooks may fail here; destroy goes on regardless (like --force).
+        engine::drain(&model, progress, OnFailure::Continue)?;
+    }
+    let ended = reaper::end_processes_under(&dir)?;
+    if ended > 0 {
+        progress.say(format!("ended {ended} leftover process(es)"));
+    }
+    let mut problems = Vec::new();
+    for listener in reaper::listeners_on(&addresses) {
+        let owners = reaper::socket_owners(listener.inode);
+        problems.push(format!(
+            "{}:{} is still listening (process {})",
+            listener.address,
+            listener.port,
+            if owners.is_empty() {
+                "unknown".to_string()
+            } else {
+                owners
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+    }
+    fs::remove_dir_all(&dir).context(format!("cannot remove {}", dir.display()))?;
+    progress.say(format!("destroyed the model in {}", dir.display()));
+    if !problems.is_empty() {
+        return Err(sim_err!(
+            "the model is gone, but listeners it did not start remain on its addresses:\n{}",
+            problems.join("\n")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0xff, 0xfe, 0x00, 0x80]), "//4AgA==");
+    }
+
+    #[test]
+    fn non_utf8_output_is_base64_with_an_encoding_key() {
+        let mut results = json!({});
+        capture_output(&mut results, "stdout", &[0xff, 0x00]);
+        capture_output(&mut results, "stderr", b"");
+        assert_eq!(
+            results,
+            json!({"stdout": "/wA=", "stdout-encoding": "base64"})
+        );
+    }
+}

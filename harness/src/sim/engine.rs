@@ -1,0 +1,527 @@
+//! Juju's event order, as a queue of steps per unit (§2.3).
+//!
+//! Commands do not run hooks directly: they enqueue the steps Juju would
+//! take (deploy: install → relation-created… → leader-elected /
+//! leader-settings-changed → config-changed → start → joined/changed…;
+//! relate: created → app-level changed → joined(u)+changed(u) per remote
+//! unit; …) and then [`drain`] runs them one at a time. A failed hook stays
+//! at the head of its unit's queue and the unit goes into error, so nothing
+//! else runs on it until `charm-sim resolve` retries (or skips) it, as with
+//! Juju. Other units carry on.
+//!
+//! Bookkeeping that must happen after a unit's hooks (leaving a relation's
+//! scope, removing a unit) is queued as steps too, so it waits for a
+//! failed hook to be resolved.
+
+use std::fs;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::{self, ContextInfo, Program, Progress, UnitPaths};
+use super::reaper;
+use super::store::{Model, Relation, Unit};
+use super::Result;
+use crate::sim_err;
+
+/// The five relation hook kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelationKind {
+    Created,
+    Joined,
+    Changed,
+    Departed,
+    Broken,
+}
+
+impl RelationKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            RelationKind::Created => "created",
+            RelationKind::Joined => "joined",
+            RelationKind::Changed => "changed",
+            RelationKind::Departed => "departed",
+            RelationKind::Broken => "broken",
+        }
+    }
+}
+
+/// A hook event on one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hook", rename_all = "kebab-case")]
+pub enum Hook {
+    Install,
+    Start,
+    Stop,
+    Remove,
+    ConfigChanged,
+    UpgradeCharm,
+    UpdateStatus,
+    LeaderElected,
+    LeaderSettingsChanged,
+    Relation {
+        kind: RelationKind,
+        relation_id: i64,
+        endpoint: String,
+        remote_app: String,
+        /// `None` for created, broken and app-level changed.
+        remote_unit: Option<String>,
+        departing_unit: Option<String>,
+    },
+}
+
+impl Hook {
+    /// The hook's name, e.g. `install` or `pgsql-relation-changed`.
+    pub fn name(&self) -> String {
+        match self {
+            Hook::Install => "install".into(),
+            Hook::Start => "start".into(),
+            Hook::Stop => "stop".into(),
+            Hook::Remove => "remove".into(),
+            Hook::ConfigChanged => "config-changed".into(),
+            Hook::UpgradeCharm => "upgrade-charm".into(),
+            Hook::UpdateStatus => "update-status".into(),
+            Hook::LeaderElected => "leader-elected".into(),
+            Hook::LeaderSettingsChanged => "leader-settings-changed".into(),
+            Hook::Relation { kind, endpoint, .. } => {
+                format!("{endpoint}-relation-{}", kind.suffix())
+            }
+        }
+    }
+
+    fn relation(kind: RelationKind, rel: &Relation, remote_unit: Option<&str>) -> Hook {
+        Hook::Relation {
+            kind,
+            relation_id: rel.id,
+            endpoint: rel.endpoint.clone(),
+            remote_app: rel.remote_app.clone(),
+            remote_unit: remote_unit.map(str::to_string),
+            departing_unit: None,
+        }
+    }
+
+    /// What the hook tools see of this event.
+    pub fn context_info(&self) -> ContextInfo {
+        let name = self.name();
+        let mut info = ContextInfo {
+            dispatch_path: Some(format!("hooks/{name}")),
+            hook_name: name,
+            ..ContextInfo::default()
+        };
+        if let Hook::Relation {
+            kind,
+            relation_id,
+            endpoint,
+            remote_app,
+            remote_unit,
+            departing_unit,
+        } = self
+        {
+            info.relation_id = Some(*relation_id);
+            info.relation_endpoint = Some(endpoint.clone());
+            info.remote_app = Some(remote_app.clone());
+            info.remote_unit = Some(remote_unit.clone().unwrap_or_default());
+            info.departing_unit = departing_unit.clone();
+            if *kind == RelationKind::Broken {
+                info.broken_relation = Some(*relation_id);
+            }
+        }
+        info
+    }
+}
+
+/// One queued step on a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Run a hook.
+    Run { hook: Hook },
+    /// The unit leaves a relation's scope (after its departed/broken
+    /// hooks); the relation goes once none of our units is left in it.
+    LeaveScope { relation_id: i64 },
+    /// The unit is gone: its processes, directory and records are removed
+    /// and, if it led, leadership passes on.
+    FinishRemoval,
+}
+
+pub fn enqueue_hook(model: &Model, unit: &str, hook: Hook) -> Result<()> {
+    model.enqueue(unit, &Step::Run { hook })
+}
+
+/// Remote units in a relation, sorted as strings.
+fn remote_units(model: &Model, rel: &Relation) -> Result<Vec<String>> {
+    Ok(model
+        .scope(rel.id)?
+        .into_iter()
+        .filter(|u| u.split('/').next() == Some(rel.remote_app.as_str()))
+        .collect())
+}
+
+/// The hooks a unit gets when it meets a relation that is already there or
+/// just made: app-level changed if the remote app has data, then
+/// joined(u) and changed(u) for each remote unit in order.
+fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
+    if !model.bag(rel.id, &rel.remote_app)?.is_empty() {
+        enqueue_hook(
+            model,
+            unit,
+            Hook::relation(RelationKind::Changed, rel, None),
+        )?;
+    }
+    for remote in remote_units(model, rel)? {
+        enqueue_hook(
+            model,
+            unit,
+            Hook::relation(RelationKind::Joined, rel, Some(&remote)),
+        )?;
+        enqueue_hook(
+            model,
+            unit,
+            Hook::relation(RelationKind::Changed, rel, Some(&remote)),
+        )?;
+    }
+    Ok(())
+}
+
+/// A new unit's life so far (§2.3 Deploy): install, created for existing
+/// relations, leader-elected or leader-settings-changed, config-changed,
+/// start, then joined/changed for the relations' remote units.
+pub fn enqueue_new_unit(model: &Model, unit: &Unit) -> Result<()> {
+    let relations = model.unit_relations(&unit.name)?;
+    enqueue_hook(model, &unit.name, Hook::Install)?;
+    for rel in &relations {
+        enqueue_hook(
+            model,
+            &unit.name,
+            Hook::relation(RelationKind::Created, rel, None),
+        )?;
+    }
+    let leadership = if unit.leader {
+        Hook::LeaderElected
+    } else {
+        Hook::LeaderSettingsChanged
+    };
+    enqueue_hook(model, &unit.name, leadership)?;
+    enqueue_hook(model, &unit.name, Hook::ConfigChanged)?;
+    enqueue_hook(model, &unit.name, Hook::Start)?;
+    for rel in &relations {
+        enqueue_meeting(model, &unit.name, rel)?;
+    }
+    Ok(())
+}
+
+/// Our units that are alive (not being removed).
+pub fn live_units(model: &Model, app: &str) -> Result<Vec<Unit>> {
+    Ok(model.units(app)?.into_iter().filter(|u| !u.dying).collect())
+}
+
+/// A new relation (§2.3 Relate): every unit of ours enters scope and gets
+/// created, app-level changed if the remote app has data, then joined(u)
+/// + changed(u) per remote unit.
+pub fn enqueue_relate(model: &Model, rel: &Relation) -> Result<()> {
+    for unit in live_units(model, &rel.app)? {
+        model.enter_scope(rel.id, &unit.name, &unit.address)?;
+        enqueue_hook(
+            model,
+            &unit.name,
+            Hook::relation(RelationKind::Created, rel, None),
+        )?;
+        enqueue_meeting(model, &unit.name, rel)?;
+    }
+    Ok(())
+}
+
+/// Departed for each remote unit (with `departing` as JUJU_DEPARTING_UNIT),
+/// broken, then leaving scope, on one unit.
+fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bool) -> Result<()> {
+    for remote in remote_units(model, rel)? {
+        let departing = if departing_self {
+            unit.to_string()
+        } else {
+            remote.clone()
+        };
+        enqueue_hook(
+            model,
+            unit,
+            Hook::Relation {
+                kind: RelationKind::Departed,
+                relation_id: rel.id,
+                endpoint: rel.endpoint.clone(),
+                remote_app: rel.remote_app.clone(),
+                remote_unit: Some(remote),
+                departing_unit: Some(departing),
+            },
+        )?;
+    }
+    enqueue_hook(model, unit, Hook::relation(RelationKind::Broken, rel, None))?;
+    model.enqueue(
+        unit,
+        &Step::LeaveScope {
+            relation_id: rel.id,
+        },
+    )
+}
+
+/// Removing a relation (§2.3 remove-relation): departed per remote unit,
+/// then broken, on each of our units in scope.
+pub fn enqueue_unrelate(model: &Model, rel: &Relation) -> Result<()> {
+    model.set_relation_dying(rel.id)?;
+    for unit in model.units(&rel.app)? {
+        if model.in_scope(rel.id, &unit.name)? {
+            enqueue_leaving(model, &unit.name, rel, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removing a unit (§2.3 remove-unit): for each relation, departed for
+/// every remote unit with JUJU_DEPARTING_UNIT = the unit itself, then
+/// broken; then stop, remove, and the unit is gone.
+pub fn enqueue_remove_unit(model: &Model, unit: &Unit) -> Result<()> {
+    model.set_dying(&unit.name)?;
+    for rel in model.unit_relations(&unit.name)? {
+        enqueue_leaving(model, &unit.name, &rel, true)?;
+    }
+    enqueue_hook(model, &unit.name, Hook::Stop)?;
+    enqueue_hook(model, &unit.name, Hook::Remove)?;
+    model.enqueue(&unit.name, &Step::FinishRemoval)
+}
+
+/// A remote unit's or app's data changed: relation-changed on every unit of
+/// ours that knows it (app-level, with no remote unit, for app data).
+pub fn enqueue_remote_change(model: &Model, owner: &str) -> Result<()> {
+    let app = owner.split('/').next().unwrap_or(owner);
+    let is_unit = owner.contains('/');
+    for rel in model.relations()? {
+        if rel.remote_app != app || rel.dying {
+            continue;
+        }
+        if is_unit && !model.in_scope(rel.id, owner)? {
+            continue;
+        }
+        for unit in live_units(model, &rel.app)? {
+            if model.in_scope(rel.id, &unit.name)? {
+                let remote = is_unit.then_some(owner);
+                enqueue_hook(
+                    model,
+                    &unit.name,
+                    Hook::relation(RelationKind::Changed, &rel, remote),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Units that a drain left in error: (unit, agent message).
+#[derive(Debug, Default)]
+pub struct DrainReport {
+    pub errors: Vec<(String, String)>,
+}
+
+impl DrainReport {
+    /// An error for the command's exit status when any unit is stuck.
+    pub fn into_result(self) -> Result<()> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(unit, message)| {
+                format!("{unit} is in error ({message}); fix the cause, then run `charm-sim resolve {unit}`")
+            })
+            .collect();
+        Err(sim_err!("{}", lines.join("\n")))
+    }
+}
+
+/// How a drain treats hook failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Like Juju: the unit stops in error until resolved.
+    Stop,
+    /// Report and carry on (destroy must finish whatever the charm does).
+    Continue,
+}
+
+/// Run every queued step, one hook at a time, unit by unit, until no unit
+/// that is not in error has anything left.
+pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result<DrainReport> {
+    loop {
+        let mut ran = false;
+        for unit in model.all_units()? {
+            if unit.agent.current == "error" {
+                continue;
+            }
+            while let Some(current) = model.unit(&unit.name)? {
+                if current.agent.current == "error" {
+                    break;
+                }
+                let Some((seq, step)) = model.next_step::<Step>(&current.name)? else {
+                    break;
+                };
+                ran = true;
+                let ok = run_step(model, &current, &step, progress)?;
+                if ok || on_failure == OnFailure::Continue {
+                    model.drop_step(seq)?;
+                    if !ok {
+                        model.set_agent_status(&current.name, "idle", "")?;
+                    }
+                }
+                if !ok && on_failure == OnFailure::Stop {
+                    break;
+                }
+            }
+        }
+        if !ran {
+            break;
+        }
+    }
+    let mut report = DrainReport::default();
+    for unit in model.all_units()? {
+        if unit.agent.current == "error" {
+            report.errors.push((unit.name, unit.agent.message));
+        }
+    }
+    Ok(report)
+}
+
+/// Run one step; `false` when it was a hook that failed.
+fn run_step(model: &Model, unit: &Unit, step: &Step, progress: Progress) -> Result<bool> {
+    match step {
+        Step::Run { hook } => run_hook(model, unit, hook, progress),
+        Step::LeaveScope { relation_id } => {
+            model.leave_scope(*relation_id, &unit.name)?;
+            if let Some(rel) = model.relation(*relation_id)? {
+                let ours_left = model
+                    .scope(rel.id)?
+                    .iter()
+                    .any(|u| u.split('/').next() == Some(rel.app.as_str()));
+                if !ours_left && rel.dying {
+                    model.delete_relation(rel.id)?;
+                }
+            }
+            Ok(true)
+        }
+        Step::FinishRemoval => {
+            finish_removal(model, unit, progress)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Run one hook with Juju's status effects around it (§1.3, §1.4).
+pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> Result<bool> {
+    let name = hook.name();
+    match hook {
+        Hook::Relation {
+            kind: RelationKind::Joined,
+            relation_id,
+            remote_unit: Some(remote),
+            ..
+        } => model.set_member(*relation_id, &unit.name, remote, true)?,
+        Hook::Relation {
+            kind: RelationKind::Departed,
+            relation_id,
+            remote_unit: Some(remote),
+            ..
+        } => model.set_member(*relation_id, &unit.name, remote, false)?,
+        _ => {}
+    }
+    let status_set = model.require_unit(&unit.name)?.status_set;
+    match hook {
+        Hook::Install if !status_set => model.set_workload_status(
+            &unit.name,
+            "maintenance",
+            "installing charm software",
+            false,
+        )?,
+        Hook::Stop => model.set_workload_status(
+            &unit.name,
+            "maintenance",
+            "stopping charm software",
+            false,
+        )?,
+        Hook::Remove => model.set_workload_status(
+            &unit.name,
+            "maintenance",
+            "cleaning up prior to charm deletion",
+            false,
+        )?,
+        _ => {}
+    }
+    if *hook != Hook::UpdateStatus {
+        model.set_agent_status(&unit.name, "executing", &format!("running {name} hook"))?;
+    }
+    match hook {
+        Hook::Relation {
+            remote_unit: Some(remote),
+            ..
+        } => progress.say(format!("{}: running {name} for {remote}", unit.name)),
+        _ => progress.say(format!("{}: running {name}", unit.name)),
+    }
+
+    let outcome = context::run(
+        model,
+        unit,
+        &hook.context_info(),
+        &Program::Handler,
+        progress,
+    )?;
+    if !outcome.succeeded() {
+        let code = match (outcome.code, &outcome.start_error) {
+            (_, Some(_)) => "could not start".to_string(),
+            (Some(c), None) => format!("exit code {c}"),
+            (None, None) => "killed by a signal".to_string(),
+        };
+        eprintln!("{}: hook {name:?} failed ({code})", unit.name);
+        for line in outcome.stderr_tail(10) {
+            eprintln!("    {line}");
+        }
+        eprintln!(
+            "    (full output in {})",
+            UnitPaths::new(model.dir(), unit).hooks_log.display()
+        );
+        model.set_agent_status(&unit.name, "error", &format!("hook failed: {name:?}"))?;
+        return Ok(false);
+    }
+    let status_set = model.require_unit(&unit.name)?.status_set;
+    match hook {
+        Hook::Start if !status_set => {
+            model.set_workload_status(&unit.name, "unknown", "", false)?
+        }
+        Hook::Stop => model.set_workload_status(&unit.name, "maintenance", "", false)?,
+        Hook::Remove => model.set_workload_status(&unit.name, "terminated", "", false)?,
+        _ => {}
+    }
+    if *hook != Hook::UpdateStatus {
+        model.set_agent_status(&unit.name, "idle", "")?;
+    }
+    Ok(true)
+}
+
+/// The unit is gone: end whatever it left running, remove its directory and
+/// records, and hand leadership to the lowest-numbered remaining unit.
+fn finish_removal(model: &Model, unit: &Unit, progress: Progress) -> Result<()> {
+    let paths = UnitPaths::new(model.dir(), unit);
+    let ended = reaper::end_processes_under(&paths.dir)?;
+    if ended > 0 {
+        progress.say(format!("{}: ended {ended} leftover process(es)", unit.name));
+    }
+    let was_leader = model.require_unit(&unit.name)?.leader;
+    model.delete_unit(&unit.name)?;
+    if paths.dir.exists() {
+        fs::remove_dir_all(&paths.dir)
+            .map_err(|e| sim_err!("cannot remove {}: {e}", paths.dir.display()))?;
+    }
+    progress.say(format!("{}: removed", unit.name));
+    if was_leader {
+        if let Some(next) = live_units(model, &unit.app)?.into_iter().next() {
+            model.set_leader(&unit.app, &next.name)?;
+            progress.say(format!("{}: is the new leader", next.name));
+            enqueue_hook(model, &next.name, Hook::LeaderElected)?;
+        }
+    }
+    Ok(())
+}
