@@ -1,5 +1,6 @@
 //! The wsgi-app charm: knows WSGI, talks to Juju only through `ops`.
 
+pub mod health;
 pub mod machine;
 pub mod service;
 pub mod text;
