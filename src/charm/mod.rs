@@ -3,5 +3,7 @@
 pub mod health;
 pub mod machine;
 pub mod service;
+pub mod supervisor;
+pub mod systemd;
 pub mod text;
 pub mod users;
