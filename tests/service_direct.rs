@@ -287,3 +287,29 @@ fn a_broken_first_build_fails_and_leaves_nothing_listening() {
     assert_eq!(get(&spec, "/"), "It works! Revision 1");
     manager.stop(&spec).unwrap();
 }
+
+#[test]
+fn a_killed_supervisor_is_replaced_and_its_orphaned_master_stopped() {
+    let layout = Layout::new();
+    let manager = supervisor();
+    let spec = layout.spec(free_port(), "r1-fp");
+    let dirs = RunDir::new(&spec.run_dir);
+    assert_eq!(manager.ensure(&spec).unwrap(), ServiceChange::Started);
+    let old_supervisor = dirs.running_supervisor().unwrap().unwrap();
+    let orphan = dirs.read_state().unwrap().unwrap().pid.unwrap();
+
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe { libc::kill(old_supervisor as i32, libc::SIGKILL) };
+    wait_until("the supervisor is dead", Duration::from_secs(10), || {
+        dirs.running_supervisor().unwrap().is_none()
+    });
+    assert_eq!(manager.state(&spec).unwrap(), ServiceState::Stopped);
+    assert!(pid_alive(orphan), "the master outlives its supervisor");
+
+    // The next ensure starts a supervisor, which stops the orphan (it holds
+    // the port) and serves again.
+    assert_eq!(manager.ensure(&spec).unwrap(), ServiceChange::Started);
+    assert!(!pid_alive(orphan));
+    assert_eq!(get(&spec, "/"), "It works! Revision 1");
+    manager.stop(&spec).unwrap();
+}

@@ -20,9 +20,10 @@ use crate::charm::supervisor::protocol::{
 
 /// How long to wait for another hook's hold on the run directory.
 const CHARM_LOCK_WAIT: Duration = Duration::from_secs(120);
-/// How long the supervisor may take to answer a request: a master's
-/// readiness wait plus slack for reading files and signals.
-const ANSWER_WAIT: Duration = Duration::from_secs(READY_TIMEOUT.as_secs() + 30);
+/// How long the supervisor may take to answer a request: it may be in the
+/// middle of a crash restart (one readiness wait) before it starts ours
+/// (another), plus slack for files and signals.
+const ANSWER_WAIT: Duration = Duration::from_secs(2 * READY_TIMEOUT.as_secs() + 30);
 
 /// Runs gunicorn under `<program> supervise <run_dir>`.
 #[derive(Debug, Clone)]

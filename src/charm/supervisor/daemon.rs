@@ -136,6 +136,9 @@ enum Started {
 }
 
 fn start(dirs: &RunDir) -> Result<Started, String> {
+    // Before the lock makes us visible: a SIGHUP must never find the
+    // default action (terminate) in place.
+    install_signal_handlers();
     let lock = FileLock::try_acquire(&dirs.supervisor_lock())
         .map_err(|e| format!("{}: {e}", dirs.supervisor_lock().display()))?
         .ok_or_else(|| {
@@ -149,7 +152,6 @@ fn start(dirs: &RunDir) -> Result<Started, String> {
         .ok_or_else(|| format!("{} does not exist", dirs.desired().display()))?;
     desired.spec.validate().map_err(|e| e.to_string())?;
     prepare_dirs(&desired.spec).map_err(|e| e.to_string())?;
-    install_signal_handlers();
     stop_orphaned_master(dirs);
 
     // Bind before daemonizing, so "address in use" reaches the charm.
