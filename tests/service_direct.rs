@@ -25,6 +25,16 @@ fn supervisor() -> DirectSupervisor {
     DirectSupervisor::new(env!("CARGO_BIN_EXE_wsgi-app"))
 }
 
+/// Stops the supervisor when a test ends, passing or not (declare it after
+/// the layout, so it drops first and the run directory still exists).
+struct StopOnDrop(ServiceSpec);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = supervisor().stop(&self.0);
+    }
+}
+
 fn get(spec: &ServiceSpec, path: &str) -> String {
     http_check(&spec.listen_address(), path, 200, "", TIMEOUT)
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
@@ -130,6 +140,7 @@ fn switches_builds_with_zero_failed_requests_and_survives_crashes() {
     let layout = Layout::new();
     let manager = supervisor();
     let spec1 = layout.spec(free_port(), "r1-fp");
+    let _stop = StopOnDrop(spec1.clone());
     let dirs = RunDir::new(&spec1.run_dir);
 
     // A stale pidfile (our own, live pid) and a lock nobody holds must not
@@ -254,6 +265,7 @@ fn a_taken_port_is_a_start_failure_with_the_reason() {
     let layout = Layout::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let spec = layout.spec(taken.local_addr().unwrap().port(), "r1-fp");
+    let _stop = StopOnDrop(spec.clone());
     match supervisor().ensure(&spec) {
         Err(ServiceError::StartFailed(message)) => {
             assert!(message.contains("cannot listen on 127.0.0.1:"), "{message}");
@@ -269,6 +281,7 @@ fn a_broken_first_build_fails_and_leaves_nothing_listening() {
     layout.point_current_at("r3");
     let manager = supervisor();
     let spec = layout.spec(free_port(), "r3-fp");
+    let _stop = StopOnDrop(spec.clone());
     match manager.ensure(&spec) {
         Err(ServiceError::StartFailed(message)) => {
             assert!(message.contains("r3 is broken at import"), "{message}");
@@ -293,6 +306,7 @@ fn a_killed_supervisor_is_replaced_and_its_orphaned_master_stopped() {
     let layout = Layout::new();
     let manager = supervisor();
     let spec = layout.spec(free_port(), "r1-fp");
+    let _stop = StopOnDrop(spec.clone());
     let dirs = RunDir::new(&spec.run_dir);
     assert_eq!(manager.ensure(&spec).unwrap(), ServiceChange::Started);
     let old_supervisor = dirs.running_supervisor().unwrap().unwrap();
@@ -312,4 +326,32 @@ fn a_killed_supervisor_is_replaced_and_its_orphaned_master_stopped() {
     assert!(!pid_alive(orphan));
     assert_eq!(get(&spec, "/"), "It works! Revision 1");
     manager.stop(&spec).unwrap();
+}
+
+#[test]
+fn moving_to_another_port_serves_there_and_frees_the_old_one() {
+    let layout = Layout::new();
+    let manager = supervisor();
+    let old = layout.spec(free_port(), "r1-port-a");
+    let _stop = StopOnDrop(old.clone());
+    assert_eq!(manager.ensure(&old).unwrap(), ServiceChange::Started);
+
+    // A broken build on a new port: the new socket is not kept.
+    layout.point_current_at("r3");
+    let broken = layout.spec(free_port(), "r3-port-b");
+    assert!(matches!(
+        manager.ensure(&broken),
+        Err(ServiceError::StartFailed(_))
+    ));
+    assert!(std::net::TcpStream::connect(broken.listen_address()).is_err());
+    assert_eq!(get(&old, "/"), "It works! Revision 1");
+
+    layout.point_current_at("r1");
+    let new = layout.spec(free_port(), "r1-port-c");
+    assert_eq!(manager.ensure(&new).unwrap(), ServiceChange::Replaced);
+    assert_eq!(get(&new, "/"), "It works! Revision 1");
+    wait_until("the old port is closed", Duration::from_secs(40), || {
+        std::net::TcpStream::connect(old.listen_address()).is_err()
+    });
+    manager.stop(&new).unwrap();
 }

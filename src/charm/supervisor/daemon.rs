@@ -510,29 +510,33 @@ impl Supervisor {
         if !build_dir.join("code").is_dir() {
             return Err(format!("{}/code is not a directory", build_dir.display()));
         }
-        // A new address (config changed the port) needs a new socket; the
-        // old master keeps its own copy of the old one until it retires.
-        if self
+        // A new address (config changed the port) needs a new socket. It is
+        // only kept if the new master serves; the old master keeps its own
+        // copy of the old one until it retires.
+        let fresh_listener = if self
             .listener
             .as_ref()
             .is_none_or(|l| l.address != spec.listen_address())
         {
-            self.listener = Some(HeldListener::bind(spec)?);
-        }
-        let listener_fd = self
-            .listener
+            Some(HeldListener::bind(spec)?)
+        } else {
+            None
+        };
+        let listener_fd = fresh_listener
             .as_ref()
+            .or(self.listener.as_ref())
             .map(HeldListener::raw_fd)
-            .unwrap_or(-1);
+            .expect("a listener is held or was just bound");
         write_atomic(
             &self.dirs.gunicorn_config(),
             gunicorn_config(&self.dirs.path).as_bytes(),
             0o644,
         )
         .map_err(|e| format!("{}: {e}", self.dirs.gunicorn_config().display()))?;
-        let error_log = spec.log_dir.join("error.log");
-        let stderr_log = spec.log_dir.join("supervisor.log");
-        let offsets = (file_len(&error_log), file_len(&stderr_log));
+        let offsets = (
+            file_len(&spec.log_dir.join("error.log")),
+            file_len(&spec.log_dir.join("supervisor.log")),
+        );
 
         let mut command = std::process::Command::new(&python);
         command
@@ -577,37 +581,56 @@ impl Supervisor {
             build_dir.display()
         );
 
+        if let Err(error) = self.await_ready(pid, spec, offsets) {
+            let _ = std::fs::remove_file(readiness_marker(&self.dirs.path, pid));
+            return Err(error);
+        }
+        if let Some(listener) = fresh_listener {
+            self.listener = Some(listener);
+        }
+        Ok(Master {
+            pid,
+            spec: spec.clone(),
+            build_dir: build_dir.to_path_buf(),
+            ready_at: Instant::now(),
+            restarts,
+        })
+    }
+
+    /// Wait until master `pid`'s readiness marker appears. Fails (and kills
+    /// what is left of the master) if it exits first, if it takes longer
+    /// than [`READY_TIMEOUT`], or if we are asked to stop meanwhile.
+    fn await_ready(
+        &mut self,
+        pid: u32,
+        spec: &ServiceSpec,
+        log_offsets: (u64, u64),
+    ) -> Result<(), LaunchError> {
+        let error_log = spec.log_dir.join("error.log");
+        let stderr_log = spec.log_dir.join("supervisor.log");
         let started = Instant::now();
         let marker = readiness_marker(&self.dirs.path, pid);
         loop {
             if marker.exists() {
-                return Ok(Master {
-                    pid,
-                    spec: spec.clone(),
-                    build_dir: build_dir.to_path_buf(),
-                    ready_at: Instant::now(),
-                    restarts,
-                });
+                return Ok(());
             }
             if let Some(status) = self.reap(Some(pid)) {
-                let _ = std::fs::remove_file(&marker);
                 return Err(format!(
                     "the master exited ({}) before a worker imported {}:\n{}",
                     describe_wait_status(status),
                     spec.wsgi_application,
-                    error_excerpt(&error_log, &stderr_log, offsets)
+                    error_excerpt(&error_log, &stderr_log, log_offsets)
                 ));
             }
             if STOP.load(Ordering::SeqCst) || started.elapsed() > READY_TIMEOUT {
                 signal_group(pid, libc::SIGKILL);
                 // SAFETY: reap our own child.
                 unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
-                let _ = std::fs::remove_file(&marker);
                 return Err(format!(
                     "no worker imported {} within {} s:\n{}",
                     spec.wsgi_application,
                     READY_TIMEOUT.as_secs(),
-                    error_excerpt(&error_log, &stderr_log, offsets)
+                    error_excerpt(&error_log, &stderr_log, log_offsets)
                 ));
             }
             std::thread::sleep(TICK);
