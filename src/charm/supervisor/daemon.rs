@@ -943,6 +943,78 @@ mod tests {
         );
     }
 
+    fn idle_supervisor(run_dir: &Path) -> Supervisor {
+        let dirs = RunDir::new(run_dir);
+        Supervisor {
+            _lock: FileLock::try_acquire(&dirs.supervisor_lock())
+                .unwrap()
+                .unwrap(),
+            dirs,
+            generation: 4,
+            listener: None,
+            serving: None,
+            retiring: Vec::new(),
+            pending_restart: None,
+            status: Status::Running,
+            outcome: Outcome::Started,
+            last_error: None,
+        }
+    }
+
+    fn spec_in(dir: &Path) -> ServiceSpec {
+        ServiceSpec {
+            name: "t".into(),
+            current_dir: dir.join("current"),
+            wsgi_application: "m:a".into(),
+            bind_address: "127.0.0.1".into(),
+            port: 1,
+            workers: 1,
+            env_file: dir.join("env"),
+            user: "u".into(),
+            group: "g".into(),
+            log_dir: dir.join("log"),
+            run_dir: dir.join("run"),
+            fingerprint: "f".into(),
+        }
+    }
+
+    #[test]
+    fn crashes_back_off_then_give_up_and_release_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_in(dir.path());
+        std::fs::create_dir_all(&spec.run_dir).unwrap();
+        let mut supervisor = idle_supervisor(&spec.run_dir);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        supervisor.listener = Some(HeldListener {
+            address: address.clone(),
+            socket: listener,
+        });
+
+        supervisor.schedule_restart(spec.clone(), dir.path().join("build"), 1);
+        let first = supervisor.pending_restart.as_ref().unwrap().due;
+        assert_eq!(supervisor.status, Status::Restarting);
+        let state = supervisor.dirs.read_state().unwrap().unwrap();
+        assert_eq!((state.status, state.generation), (Status::Restarting, 4));
+
+        supervisor.schedule_restart(spec.clone(), dir.path().join("build"), 3);
+        assert!(supervisor.pending_restart.as_ref().unwrap().due > first);
+        assert!(
+            supervisor.listener.is_some(),
+            "requests queue during a restart"
+        );
+
+        supervisor.schedule_restart(spec, dir.path().join("build"), MAX_RESTARTS + 1);
+        assert!(supervisor.pending_restart.is_none());
+        assert_eq!(supervisor.status, Status::Failed);
+        assert!(
+            std::net::TcpStream::connect(&address).is_err(),
+            "socket released"
+        );
+        let state = supervisor.dirs.read_state().unwrap().unwrap();
+        assert_eq!(state.status, Status::Failed);
+    }
+
     #[test]
     fn wait_statuses_read_like_english() {
         assert_eq!(describe_wait_status(3 << 8), "exit code 3");
