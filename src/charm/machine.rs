@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::charm::service::ServiceManager;
@@ -223,7 +224,9 @@ pub struct Machine {
     pub service_manager: ServiceManagerKind,
     /// Runs gunicorn (systemd or the direct supervisor; a fake in tests).
     pub services: Box<dyn ServiceManager>,
-    pub runner: Box<dyn Runner>,
+    /// Shared with the systemd service manager, which runs `systemctl`
+    /// through it (so a recording runner sees those commands too).
+    pub runner: Rc<dyn Runner>,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
     /// CPU cores, for `workers = 0`.
@@ -248,12 +251,13 @@ impl Machine {
             .ok()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "0.0.0.0".to_string());
+        let runner: Rc<dyn Runner> = Rc::new(SystemRunner);
         Ok(Machine {
-            services: crate::charm::service::manager(service_manager, &root, &charm_dir),
+            services: crate::charm::service::manager(service_manager, &root, runner.clone()),
             root,
             bind_address,
             service_manager,
-            runner: Box::new(SystemRunner),
+            runner,
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })

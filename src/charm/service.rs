@@ -1,12 +1,33 @@
 //! Keeping gunicorn running, and moving it between builds without failing
-//! a request. (Being built: see the service issue.)
+//! a request.
+//!
+//! The charm describes what should run as a [`ServiceSpec`] and calls
+//! [`ServiceManager::ensure`]; two managers implement it:
+//!
+//! - [`crate::charm::systemd::Systemd`] (machines booted with systemd): a
+//!   socket unit holds the listening socket, the service unit runs gunicorn
+//!   on it, and a switch is a pre-flight of the new build followed by a
+//!   restart while requests queue in the socket.
+//! - [`crate::charm::supervisor::client::DirectSupervisor`] (machines
+//!   without systemd, and the local model): the charm's own binary, run as
+//!   `wsgi-app supervise <run_dir>`, holds the socket and starts a new
+//!   gunicorn master next to the old one, retiring the old only once the
+//!   new has imported the application.
+//!
+//! Invariants both keep: the listening socket outlives every gunicorn master
+//! (so a switch queues requests instead of refusing them), and a build that
+//! cannot start never replaces one that serves. Environment values are read
+//! here but never logged or put in error messages: they hold secrets.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use crate::charm::machine::ServiceManagerKind;
+use serde::{Deserialize, Serialize};
+
+use crate::charm::machine::{Runner, ServiceManagerKind};
 
 /// Everything the running gunicorn master depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// The service's name: the Juju application name, e.g. `wsgi-app`.
     pub name: String,
@@ -17,7 +38,7 @@ pub struct ServiceSpec {
     pub bind_address: String,
     pub port: u16,
     pub workers: u32,
-    /// The application's environment file (see `envfile`).
+    /// The application's environment file (see `envvars`).
     pub env_file: PathBuf,
     pub user: String,
     pub group: String,
@@ -28,10 +49,76 @@ pub struct ServiceSpec {
     pub fingerprint: String,
 }
 
+impl ServiceSpec {
+    /// `host:port` as a client would connect to it (IPv6 in brackets).
+    pub fn listen_address(&self) -> String {
+        if self.bind_address.contains(':') {
+            format!("[{}]:{}", self.bind_address, self.port)
+        } else {
+            format!("{}:{}", self.bind_address, self.port)
+        }
+    }
+
+    /// Reject values that would break the files and command lines built
+    /// from the spec (a newline in a unit file starts a new directive).
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        let texts = [
+            ("name", self.name.as_str()),
+            ("wsgi_application", self.wsgi_application.as_str()),
+            ("bind_address", self.bind_address.as_str()),
+            ("user", self.user.as_str()),
+            ("group", self.group.as_str()),
+            ("fingerprint", self.fingerprint.as_str()),
+        ];
+        let paths = [
+            ("current_dir", &self.current_dir),
+            ("env_file", &self.env_file),
+            ("log_dir", &self.log_dir),
+            ("run_dir", &self.run_dir),
+        ];
+        for (field, text) in texts {
+            if text.is_empty() || text.chars().any(char::is_control) {
+                return Err(ServiceError::Other(format!(
+                    "service {field} {text:?} is empty or has control characters"
+                )));
+            }
+        }
+        for (field, path) in paths {
+            match path.to_str() {
+                Some(text) if path.is_absolute() && !text.chars().any(char::is_control) => {}
+                _ => {
+                    return Err(ServiceError::Other(format!(
+                        "service {field} {path:?} must be an absolute UTF-8 path without control characters"
+                    )))
+                }
+            }
+        }
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ServiceError::Other(format!(
+                "service name {:?} must be letters, digits, '-', '_' or '.'",
+                self.name
+            )));
+        }
+        if self.workers == 0 {
+            return Err(ServiceError::Other(
+                "gunicorn needs at least 1 worker".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceState {
-    Running { fingerprint: String },
+    Running {
+        fingerprint: String,
+    },
     Stopped,
+    /// Nothing serves: gunicorn failed (or is being restarted after a crash).
     Failed(String),
 }
 
@@ -46,6 +133,8 @@ pub enum ServiceChange {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The new build could not start; whatever served before still serves.
+    /// Holds gunicorn's last error lines.
     #[error("gunicorn did not start: {0}")]
     StartFailed(String),
     #[error("{0}")]
@@ -64,10 +153,301 @@ pub trait ServiceManager {
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
 }
 
-/// The service manager for this machine. The root is where unit files and
-/// run directories go (`/` in production); the charm directory holds the
-/// binary the direct supervisor runs.
-pub fn manager(kind: ServiceManagerKind, root: &Path, charm_dir: &Path) -> Box<dyn ServiceManager> {
-    let _ = (kind, root, charm_dir);
-    todo!("systemd and direct service managers")
+/// The service manager for this machine. `root` is where unit files go
+/// (`/` in production); `runner` runs `systemctl` and the pre-flight (the
+/// same runner the machine uses for everything else, so tests record it).
+/// The direct supervisor is this very binary (`std::env::current_exe`), run
+/// as `wsgi-app supervise <run_dir>`.
+pub fn manager(
+    kind: ServiceManagerKind,
+    root: &Path,
+    runner: Rc<dyn Runner>,
+) -> Box<dyn ServiceManager> {
+    match kind {
+        ServiceManagerKind::Systemd => Box::new(crate::charm::systemd::Systemd::new(
+            root.to_path_buf(),
+            runner,
+        )),
+        ServiceManagerKind::Direct => {
+            Box::new(crate::charm::supervisor::client::DirectSupervisor::from_current_exe())
+        }
+    }
+}
+
+/// Seconds gunicorn gives in-flight requests when a master is retired.
+pub const GRACEFUL_TIMEOUT_SECS: u64 = 30;
+
+/// The directory under `run_dir` that gunicorn (running as the app user)
+/// may write: readiness markers, control sockets, pre-flight sockets. The
+/// run directory itself stays writable by root only, because the root
+/// supervisor acts on what it finds there.
+pub fn gunicorn_state_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("gunicorn")
+}
+
+/// The marker a master's first worker touches once the app imported.
+pub fn readiness_marker(run_dir: &Path, master_pid: u32) -> PathBuf {
+    gunicorn_state_dir(run_dir).join(format!("ready.{master_pid}"))
+}
+
+/// The Python in a build's virtualenv. We run `python -m gunicorn` rather
+/// than `venv/bin/gunicorn` because a console script's shebang names the
+/// directory the venv was created in, and builds are created in a staging
+/// directory and then renamed.
+pub fn venv_python(build_dir: &Path) -> PathBuf {
+    build_dir.join("venv/bin/python")
+}
+
+/// The gunicorn command line (after the Python interpreter) for `spec`,
+/// serving from `build_dir` (the `current` path, or a build it resolves to).
+/// `config` is the generated Python config file, if any. Never contains
+/// environment values.
+pub fn gunicorn_args(
+    spec: &ServiceSpec,
+    build_dir: &Path,
+    bind: &str,
+    workers: u32,
+    config: Option<&Path>,
+) -> Vec<String> {
+    let mut args = vec!["-m".to_string(), "gunicorn".to_string()];
+    if let Some(config) = config {
+        args.push("--config".into());
+        args.push(config.display().to_string());
+    }
+    args.extend([
+        "--bind".to_string(),
+        bind.to_string(),
+        "--chdir".to_string(),
+        build_dir.join("code").display().to_string(),
+        "--workers".to_string(),
+        workers.to_string(),
+        "--graceful-timeout".to_string(),
+        GRACEFUL_TIMEOUT_SECS.to_string(),
+        "--access-logfile".to_string(),
+        spec.log_dir.join("access.log").display().to_string(),
+        "--error-logfile".to_string(),
+        spec.log_dir.join("error.log").display().to_string(),
+        spec.wsgi_application.clone(),
+    ]);
+    args
+}
+
+/// A Python string literal for `text` (JSON's string syntax is a subset).
+pub(crate) fn python_str(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serializes")
+}
+
+/// The application's environment, from `spec.env_file`. A missing file is
+/// an empty environment (the charm writes it before starting the service).
+///
+/// Seam for the integrator: swap the body for
+/// `crate::charm::envvars::parse_env_file(&text)` once it is merged.
+pub(crate) fn read_app_env(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    parse_env_lines(&text).map_err(|line| {
+        // The line number only: the line itself may hold a secret.
+        format!("{}: line {line} is not KEY=value", path.display())
+    })
+}
+
+/// Minimal `KEY=value` reader: blank lines and `#` comments skipped, an
+/// optional `export `, values optionally in matching single or double
+/// quotes (taken literally). Errors carry the 1-based line number only.
+fn parse_env_lines(text: &str) -> Result<Vec<(String, String)>, usize> {
+    let mut vars = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line.split_once('=').ok_or(index + 1)?;
+        let key = key.trim();
+        let valid_key = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(index + 1);
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| {
+                value
+                    .strip_prefix(*q)
+                    .and_then(|v| v.strip_suffix(*q))
+                    .filter(|_| value.len() >= 2)
+            })
+            .unwrap_or(value);
+        vars.push((key.to_string(), unquoted.to_string()));
+    }
+    Ok(vars)
+}
+
+/// Create the directories gunicorn writes (logs, its state directory) and,
+/// when we are root, hand them to the app user.
+pub(crate) fn prepare_dirs(spec: &ServiceSpec) -> Result<(), ServiceError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&spec.run_dir)?;
+    let state_dir = gunicorn_state_dir(&spec.run_dir);
+    for dir in [&spec.log_dir, &state_dir] {
+        std::fs::create_dir_all(dir)?;
+        if crate::charm::users::is_root() {
+            let (uid, gid) = app_ids(spec)?;
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        }
+    }
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The uid and gid gunicorn runs as: the spec's user and group when we are
+/// root, else our own (an unprivileged supervisor cannot switch users).
+pub(crate) fn app_ids(spec: &ServiceSpec) -> Result<(u32, u32), ServiceError> {
+    use crate::charm::users;
+    if !users::is_root() {
+        // SAFETY: getuid/getgid cannot fail.
+        return Ok(unsafe { (libc::getuid(), libc::getgid()) });
+    }
+    let account = users::lookup(&spec.user)?;
+    let gid = users::group_id(&spec.group)
+        .ok_or_else(|| ServiceError::Other(format!("no system group {:?}", spec.group)))?;
+    Ok((account.uid, gid))
+}
+
+/// Write `contents` to `path` atomically (temporary file, then rename), so a
+/// reader sees the old file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(contents)?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The last `lines` non-blank lines of `text`.
+pub(crate) fn last_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The logrotate configuration for the service's log directory. Uses
+/// `copytruncate`: gunicorn opens its logs in append mode, so truncating in
+/// place is safe and works the same under systemd and the direct supervisor
+/// (no master pid to signal).
+pub fn logrotate_config(spec: &ServiceSpec) -> Result<String, ServiceError> {
+    use askama::Template;
+    #[derive(askama::Template)]
+    #[template(path = "logrotate.conf", escape = "none")]
+    struct Logrotate<'a> {
+        log_dir: &'a str,
+        user: &'a str,
+        group: &'a str,
+    }
+    Logrotate {
+        log_dir: spec.log_dir.to_str().unwrap_or_default(),
+        user: &spec.user,
+        group: &spec.group,
+    }
+    .render()
+    .map_err(|e| ServiceError::Other(format!("rendering logrotate.conf: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines_are_read_without_interpretation() {
+        let text = "# comment\n\nA=1\nexport B='two words'\nC=\"x=y\"\nD=\nE=\"\n";
+        let vars = parse_env_lines(text).unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x=y".into()),
+                ("D".into(), "".into()),
+                ("E".into(), "\"".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn env_errors_name_the_line_not_its_content() {
+        assert_eq!(parse_env_lines("A=1\nsecret-value\n"), Err(2));
+        assert_eq!(parse_env_lines("1A=x\n"), Err(1));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(&path, "TOKEN=ok\nhunter2\n").unwrap();
+        let err = read_app_env(&path).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    fn sample() -> ServiceSpec {
+        ServiceSpec {
+            name: "wsgi-app".into(),
+            current_dir: "/srv/wsgi-app/current".into(),
+            wsgi_application: "example_wsgi:application".into(),
+            bind_address: "0.0.0.0".into(),
+            port: 8080,
+            workers: 2,
+            env_file: "/etc/wsgi-app/env".into(),
+            user: "wsgi-app".into(),
+            group: "wsgi-app".into(),
+            log_dir: "/var/log/wsgi-app".into(),
+            run_dir: "/run/wsgi-app".into(),
+            fingerprint: "r1-abc".into(),
+        }
+    }
+
+    #[test]
+    fn validation_rejects_what_would_inject_directives() {
+        assert!(sample().validate().is_ok());
+        let mut spec = sample();
+        spec.wsgi_application = "app:application\nExecStartPre=/bin/evil".into();
+        assert!(spec.validate().is_err());
+        let mut spec = sample();
+        spec.log_dir = "relative/logs".into();
+        assert!(spec.validate().is_err());
+        let mut spec = sample();
+        spec.name = "a/b".into();
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn listen_address_brackets_ipv6() {
+        let mut spec = sample();
+        assert_eq!(spec.listen_address(), "0.0.0.0:8080");
+        spec.bind_address = "::1".into();
+        assert_eq!(spec.listen_address(), "[::1]:8080");
+    }
+
+    #[test]
+    fn gunicorn_args_follow_the_build_and_log_to_the_log_dir() {
+        let spec = sample();
+        let args = gunicorn_args(&spec, Path::new("/srv/wsgi-app/current"), "fd://3", 2, None);
+        let line = args.join(" ");
+        assert!(line.starts_with("-m gunicorn --bind fd://3 --chdir /srv/wsgi-app/current/code"));
+        assert!(line.contains("--error-logfile /var/log/wsgi-app/error.log"));
+        assert!(line.ends_with("example_wsgi:application"));
+    }
+
+    #[test]
+    fn logrotate_rotates_the_log_dir_as_the_app_user() {
+        let text = logrotate_config(&sample()).unwrap();
+        assert!(text.contains("/var/log/wsgi-app/*.log {"), "{text}");
+        assert!(text.contains("su wsgi-app wsgi-app"), "{text}");
+        assert!(text.contains("copytruncate"), "{text}");
+    }
 }

@@ -58,6 +58,28 @@ pub fn group_name(gid: u32) -> Option<String> {
     }
 }
 
+/// The gid of a group, looked up in the system's group database.
+pub fn group_id(name: &str) -> Option<u32> {
+    let c_name = CString::new(name).ok()?;
+    // SAFETY: getgrnam_r with a caller-owned buffer.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        Some(grp.gr_gid)
+    }
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

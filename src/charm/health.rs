@@ -1,0 +1,244 @@
+//! A minimal HTTP/1.1 health check, the charm's own `check_http`: one GET
+//! over a plain TCP connection (`Connection: close`), the status line and
+//! up to [`BODY_CAP`] bytes of body read, the status and a substring
+//! checked. Used by the rollout health gate.
+//!
+//! Invariants: every step is bounded by the caller's timeout (connect, each
+//! read and write, and the whole exchange); errors read like check_http's
+//! (`HTTP 500 Internal Server Error, expected 200`, `connection refused`,
+//! `string "It works" not found`) so operators recognise them.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The most body we read and search.
+pub const BODY_CAP: usize = 64 * 1024;
+/// The longest excerpt of the body kept in a report.
+const EXCERPT_CHARS: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub status: u16,
+    pub elapsed_ms: u64,
+    /// The start of the body, for messages.
+    pub excerpt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthError {
+    #[error("connection refused")]
+    Refused,
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("HTTP {status} {reason}, expected {expected}")]
+    WrongStatus {
+        status: u16,
+        reason: String,
+        expected: u16,
+    },
+    #[error("string {0:?} not found")]
+    ContentMissing(String),
+    #[error("invalid HTTP response: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// GET `path` from `addr` (`host:port`) and check the answer.
+pub fn http_check(
+    addr: &str,
+    path: &str,
+    expected_status: u16,
+    expected_content: &str,
+    timeout: Duration,
+) -> Result<HealthReport, HealthError> {
+    let started = Instant::now();
+    let response = get(addr, path, timeout, started)?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let (status, reason, body) = parse_response(&response)?;
+    if status != expected_status {
+        return Err(HealthError::WrongStatus {
+            status,
+            reason,
+            expected: expected_status,
+        });
+    }
+    let body = String::from_utf8_lossy(body);
+    if !body.contains(expected_content) {
+        return Err(HealthError::ContentMissing(expected_content.to_string()));
+    }
+    Ok(HealthReport {
+        status,
+        elapsed_ms,
+        excerpt: body.chars().take(EXCERPT_CHARS).collect(),
+    })
+}
+
+fn io_error(e: std::io::Error, timeout: Duration) -> HealthError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => HealthError::Refused,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            HealthError::Timeout(timeout.as_millis() as u64)
+        }
+        _ => HealthError::Io(e.to_string()),
+    }
+}
+
+/// Send the request and read the response (headers and the capped body).
+fn get(
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Vec<u8>, HealthError> {
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| HealthError::Io(format!("{addr}: {e}")))?
+        .next()
+        .ok_or_else(|| HealthError::Io(format!("{addr}: no address")))?;
+    let mut stream =
+        TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error(e, timeout))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| io_error(e, timeout))?;
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wsgi-app-health\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| io_error(e, timeout))?;
+    let header_cap = 16 * 1024;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if started.elapsed() > timeout {
+            return Err(HealthError::Timeout(timeout.as_millis() as u64));
+        }
+        let read = match stream.read(&mut chunk) {
+            Ok(read) => read,
+            // A peer that closes with unread data may reset; what we have counts.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !response.is_empty() => 0,
+            Err(e) => return Err(io_error(e, timeout)),
+        };
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..read]);
+        if response.len() >= header_cap + BODY_CAP {
+            break;
+        }
+    }
+    Ok(response)
+}
+
+/// Status code, reason phrase and body (capped) of a raw response.
+fn parse_response(response: &[u8]) -> Result<(u16, String, &[u8]), HealthError> {
+    if response.is_empty() {
+        return Err(HealthError::BadResponse("empty response".into()));
+    }
+    let header_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| HealthError::BadResponse("no end of headers".into()))?;
+    let head = String::from_utf8_lossy(&response[..header_end]);
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/") {
+        return Err(HealthError::BadResponse(format!(
+            "status line {status_line:?}"
+        )));
+    }
+    let status = parts
+        .next()
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| HealthError::BadResponse(format!("status line {status_line:?}")))?;
+    let reason = parts.next().unwrap_or_default().trim().to_string();
+    let body = &response[header_end + 4..];
+    Ok((status, reason, &body[..body.len().min(BODY_CAP)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-shot server answering `response` to the first connection, and
+    /// handing back the request it read.
+    fn serve_once(response: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(response.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (addr, handle)
+    }
+
+    const SECOND: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn passes_with_the_right_status_and_content() {
+        let (addr, server) =
+            serve_once("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nIt works! Revision 1");
+        let report = http_check(&addr, "/", 200, "It works", SECOND).unwrap();
+        assert_eq!(report.status, 200);
+        assert_eq!(report.excerpt, "It works! Revision 1");
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET / HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains(&format!("Host: {addr}\r\n")), "{request}");
+        assert!(request.contains("Connection: close\r\n"), "{request}");
+    }
+
+    #[test]
+    fn wrong_status_reads_like_check_http() {
+        let (addr, _server) = serve_once("HTTP/1.1 500 Internal Server Error\r\n\r\noops");
+        let err = http_check(&addr, "/", 200, "", SECOND).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "HTTP 500 Internal Server Error, expected 200"
+        );
+    }
+
+    #[test]
+    fn missing_content_names_the_string() {
+        let (addr, _server) = serve_once("HTTP/1.0 200 OK\r\n\r\nIt broke");
+        let err = http_check(&addr, "health", 200, "It works", SECOND).unwrap_err();
+        assert_eq!(err.to_string(), r#"string "It works" not found"#);
+    }
+
+    #[test]
+    fn closed_port_is_connection_refused() {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let err = http_check(&format!("127.0.0.1:{port}"), "/", 200, "", SECOND).unwrap_err();
+        assert_eq!(err, HealthError::Refused);
+        assert_eq!(err.to_string(), "connection refused");
+    }
+
+    #[test]
+    fn garbage_is_an_invalid_response() {
+        let (addr, _server) = serve_once("SSH-2.0-OpenSSH\r\n\r\n");
+        let err = http_check(&addr, "/", 200, "", SECOND).unwrap_err();
+        assert!(matches!(err, HealthError::BadResponse(_)), "{err}");
+    }
+}

@@ -1,0 +1,1023 @@
+//! The supervisor process: `wsgi-app supervise <run_dir>`.
+//!
+//! It holds the listening socket for the service's whole life and runs
+//! gunicorn masters on it (`--bind fd://3`), one per build. A switch starts a
+//! new master next to the old one; once the new master's first worker has
+//! imported the application (its `post_worker_init` hook touches
+//! `gunicorn/ready.<master pid>`), the old master gets SIGTERM and finishes
+//! its in-flight requests. Both accept on the same socket meanwhile, and
+//! when no master runs at all (a crash, a restart) connections wait in the
+//! kernel's backlog instead of being refused.
+//!
+//! Invariants:
+//! - a master is only ever retired after its successor proved ready;
+//! - every master is this process's child and is reaped here; a master that
+//!   dies unexpectedly is restarted from the build it was serving (not from
+//!   whatever `current` points to now), with back-off, a bounded number of
+//!   times;
+//! - the process is single-threaded: signal handlers only set flags, and
+//!   one loop reads them (that is also what makes `fork` safe here);
+//! - environment values are passed to gunicorn and never written anywhere.
+
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::charm::service::{
+    app_ids, gunicorn_args, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env,
+    readiness_marker, venv_python, write_atomic, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
+};
+use crate::charm::supervisor::protocol::{
+    is_our_master, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
+};
+
+/// How long a new master may take to import the application.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The listen backlog: requests wait here while no master accepts.
+pub const LISTEN_BACKLOG: i32 = 2048;
+/// Restarts in a row after which the supervisor gives up on a crashing master.
+const MAX_RESTARTS: u32 = 5;
+/// A master that served this long has not been crash-looping: the restart
+/// count starts again.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How often the loop looks at signals and children.
+const TICK: Duration = Duration::from_millis(20);
+/// Error lines quoted when a master fails.
+const ERROR_LINES: usize = 20;
+
+static HUP: AtomicBool = AtomicBool::new(false);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only async-signal-safe work here: set a flag for the loop.
+    if signal == libc::SIGHUP {
+        HUP.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+fn install_signal_handlers() {
+    for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a plain handler and an empty mask.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A log line on stderr (the supervisor log once daemonized). Never pass
+/// environment values here.
+macro_rules! log {
+    ($($arg:tt)*) => {
+        eprintln!("{} supervisor[{}]: {}", utc_now(), std::process::id(), format_args!($($arg)*))
+    };
+}
+
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as libc::time_t);
+    // SAFETY: gmtime_r writes into our struct.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::gmtime_r(&secs, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// The entry point of `wsgi-app supervise <run_dir>`. Returns once the
+/// daemon is running (exit code 0) or could not start (non-zero, with the
+/// reason on stderr and in `state.json`).
+pub fn run(run_dir: &Path) -> i32 {
+    let dirs = RunDir::new(run_dir);
+    match start(&dirs) {
+        Ok(Started::Parent(code)) => code,
+        Ok(Started::Daemon(mut supervisor)) => {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                supervisor.run_loop();
+            }));
+            if result.is_err() {
+                log!("panicked; stopping gunicorn");
+                supervisor.shutdown(Some("the supervisor panicked".into()));
+                // SAFETY: leave at once; the daemon owns nothing to flush.
+                unsafe { libc::_exit(70) };
+            }
+            // SAFETY: the daemon must not return into the caller's main.
+            unsafe { libc::_exit(0) }
+        }
+        Err(message) => {
+            eprintln!("wsgi-app supervise: {message}");
+            1
+        }
+    }
+}
+
+enum Started {
+    /// We are the process the charm ran: this is its exit code.
+    Parent(i32),
+    /// We are the daemon.
+    Daemon(Box<Supervisor>),
+}
+
+fn start(dirs: &RunDir) -> Result<Started, String> {
+    // Before the lock makes us visible: a SIGHUP must never find the
+    // default action (terminate) in place.
+    install_signal_handlers();
+    let lock = FileLock::try_acquire(&dirs.supervisor_lock())
+        .map_err(|e| format!("{}: {e}", dirs.supervisor_lock().display()))?
+        .ok_or_else(|| {
+            format!(
+                "another supervisor holds {}",
+                dirs.supervisor_lock().display()
+            )
+        })?;
+    let desired = dirs
+        .read_desired()?
+        .ok_or_else(|| format!("{} does not exist", dirs.desired().display()))?;
+    desired.spec.validate().map_err(|e| e.to_string())?;
+    prepare_dirs(&desired.spec).map_err(|e| e.to_string())?;
+    stop_orphaned_master(dirs);
+
+    // Bind before daemonizing, so "address in use" reaches the charm.
+    let listener = match HeldListener::bind(&desired.spec) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = dirs.write_state(&SupervisorState {
+                generation: desired.generation,
+                outcome: Outcome::Failed,
+                status: Status::Failed,
+                fingerprint: None,
+                pid: None,
+                supervisor_pid: std::process::id(),
+                error: Some(error.clone()),
+            });
+            return Err(error);
+        }
+    };
+    let log_path = desired.spec.log_dir.join("supervisor.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+
+    let keep = [lock.raw_fd(), listener.raw_fd(), log.as_raw_fd()];
+    if let Some(code) = daemonize(dirs, &log, &keep)? {
+        return Ok(Started::Parent(code));
+    }
+    log!(
+        "started for {} on {} (generation {})",
+        desired.spec.name,
+        listener.address,
+        desired.generation
+    );
+    let mut supervisor = Supervisor {
+        dirs: dirs.clone(),
+        _lock: lock,
+        generation: 0,
+        listener: Some(listener),
+        serving: None,
+        retiring: Vec::new(),
+        pending_restart: None,
+        status: Status::Stopped,
+        outcome: Outcome::Started,
+        last_error: None,
+    };
+    supervisor.apply(desired);
+    Ok(Started::Daemon(Box::new(supervisor)))
+}
+
+/// Detach: double fork and `setsid`, stdio to the log. Returns
+/// `Some(exit code)` in the original process (once the pidfile names the
+/// daemon) and `None` in the daemon.
+fn daemonize(dirs: &RunDir, log: &std::fs::File, keep_fds: &[i32]) -> Result<Option<i32>, String> {
+    // SAFETY: the process is single-threaded (see the module invariants), so
+    // the children may run ordinary code after fork.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => {}
+            first_child => {
+                let mut status = 0;
+                libc::waitpid(first_child, &mut status, 0);
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    1
+                };
+                return Ok(Some(code));
+            }
+        }
+        // First child: a new session, so no terminal or hook process group
+        // signal reaches the daemon; then fork again so it can never
+        // reacquire a controlling terminal.
+        libc::setsid();
+        match libc::fork() {
+            -1 => libc::_exit(1),
+            0 => {}
+            daemon => {
+                let written =
+                    write_atomic(&dirs.pidfile(), format!("{daemon}\n").as_bytes(), 0o644);
+                if written.is_err() {
+                    libc::kill(daemon, libc::SIGKILL);
+                    libc::_exit(1);
+                }
+                libc::_exit(0);
+            }
+        }
+        // The daemon.
+        libc::umask(0o022);
+        let _ = libc::chdir(c"/".as_ptr());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        libc::dup2(null, 0);
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+        // Whatever else the charm's process left open (without CLOEXEC)
+        // must not stay open for the daemon's lifetime, e.g. the pipe the
+        // charm reads our output from.
+        close_inherited_fds(keep_fds);
+    }
+    Ok(None)
+}
+
+fn close_inherited_fds(keep: &[i32]) {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor nobody in this process uses (the
+            // directory handle used to list them is already closed).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// A master left running by a supervisor that died (killed, or the machine's
+/// OOM killer): it still holds the port, so stop it before binding.
+fn stop_orphaned_master(dirs: &RunDir) {
+    let Ok(Some(state)) = dirs.read_state() else {
+        return;
+    };
+    let Some(pid) = state.pid.filter(|pid| is_our_master(dirs, *pid)) else {
+        return;
+    };
+    log!("stopping gunicorn master {pid} left by a previous supervisor");
+    signal_group(pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 5);
+    while is_our_master(dirs, pid) && Instant::now() < deadline {
+        std::thread::sleep(TICK);
+    }
+    if is_our_master(dirs, pid) {
+        signal_group(pid, libc::SIGKILL);
+    }
+}
+
+/// Send `signal` to a master's process group (the master and its workers).
+fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a process group we created (process_group(0)).
+    unsafe { libc::kill(-(pid as i32), signal) };
+}
+
+fn signal_pid(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// The listening socket, bound by us and lent to each master as fd 3.
+struct HeldListener {
+    address: String,
+    socket: TcpListener,
+}
+
+impl HeldListener {
+    fn bind(spec: &ServiceSpec) -> Result<HeldListener, String> {
+        let address = spec.listen_address();
+        // std sets SO_REUSEADDR on Unix, so a restart does not wait out
+        // TIME_WAIT connections of the previous listener.
+        let socket =
+            TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        // std listens with a small backlog; listen(2) again to enlarge it
+        // (Linux applies a new backlog to a listening socket). The kernel
+        // caps it at net.core.somaxconn.
+        // SAFETY: listen on a socket we own.
+        if unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+            return Err(format!(
+                "cannot set the backlog on {address}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(HeldListener { address, socket })
+    }
+
+    fn raw_fd(&self) -> i32 {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// A running gunicorn master, our child.
+#[derive(Debug)]
+struct Master {
+    pid: u32,
+    spec: ServiceSpec,
+    /// The build `current` pointed to when this master started: a restart
+    /// after a crash serves the same build, even if `current` moved since.
+    build_dir: PathBuf,
+    ready_at: Instant,
+    /// Restarts in a row that led to this master (0 for a requested start).
+    restarts: u32,
+}
+
+/// A restart waiting for its back-off to pass.
+#[derive(Debug)]
+struct PendingRestart {
+    spec: ServiceSpec,
+    build_dir: PathBuf,
+    attempt: u32,
+    due: Instant,
+}
+
+/// A master told to finish its requests and exit.
+#[derive(Debug)]
+struct Retiring {
+    pid: u32,
+    kill_at: Instant,
+}
+
+struct Supervisor {
+    dirs: RunDir,
+    _lock: FileLock,
+    /// The last desired generation handled.
+    generation: u64,
+    listener: Option<HeldListener>,
+    serving: Option<Master>,
+    retiring: Vec<Retiring>,
+    pending_restart: Option<PendingRestart>,
+    status: Status,
+    outcome: Outcome,
+    last_error: Option<String>,
+}
+
+/// Why a master did not become ready, for the operator.
+type LaunchError = String;
+
+impl Supervisor {
+    fn run_loop(&mut self) {
+        loop {
+            if STOP.load(Ordering::SeqCst) {
+                self.shutdown(None);
+                return;
+            }
+            if HUP.swap(false, Ordering::SeqCst) {
+                match self.dirs.read_desired() {
+                    Ok(Some(desired)) if desired.generation != self.generation => {
+                        self.apply(desired)
+                    }
+                    Ok(_) => log!("SIGHUP without a new generation; nothing to do"),
+                    Err(e) => log!("cannot read the desired state: {e}"),
+                }
+            }
+            self.reap(None);
+            self.restart_if_due();
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Make the desired spec serve.
+    fn apply(&mut self, desired: Desired) {
+        self.generation = desired.generation;
+        let spec = desired.spec;
+        let same_listener = self
+            .listener
+            .as_ref()
+            .is_some_and(|l| l.address == spec.listen_address());
+        if let Some(serving) = &mut self.serving {
+            if serving.spec.fingerprint == spec.fingerprint && same_listener {
+                log!(
+                    "generation {}: fingerprint {} already serves",
+                    self.generation,
+                    spec.fingerprint
+                );
+                serving.spec = spec;
+                self.outcome = Outcome::Unchanged;
+                self.write_state();
+                return;
+            }
+        }
+        let build_dir = match std::fs::canonicalize(&spec.current_dir) {
+            Ok(dir) => dir,
+            Err(e) => {
+                return self.switch_failed(format!(
+                    "{} does not lead to a build: {e}",
+                    spec.current_dir.display()
+                ))
+            }
+        };
+        log!(
+            "generation {}: starting a master for {} ({})",
+            self.generation,
+            build_dir.display(),
+            spec.fingerprint
+        );
+        match self.launch(&spec, &build_dir, 0) {
+            Ok(master) => {
+                let replaced = self.serving.is_some();
+                self.take_over(master);
+                self.outcome = if replaced {
+                    Outcome::Replaced
+                } else {
+                    Outcome::Started
+                };
+                self.last_error = None;
+                self.write_state();
+            }
+            Err(error) => self.switch_failed(error),
+        }
+    }
+
+    fn switch_failed(&mut self, error: String) {
+        log!("generation {} failed: {error}", self.generation);
+        self.outcome = Outcome::Failed;
+        self.last_error = Some(error);
+        if self.serving.is_none() && self.pending_restart.is_none() {
+            self.status = Status::Failed;
+            // Nothing will serve: refuse connections rather than queue them.
+            self.listener = None;
+        }
+        self.write_state();
+    }
+
+    /// `master` is ready: it serves, and its predecessor retires.
+    fn take_over(&mut self, master: Master) {
+        if let Some(old) = self.serving.take() {
+            log!(
+                "master {} is ready; retiring master {}",
+                master.pid,
+                old.pid
+            );
+            self.retire(old.pid);
+        } else {
+            log!("master {} is ready", master.pid);
+        }
+        self.pending_restart = None;
+        self.status = Status::Running;
+        self.serving = Some(master);
+    }
+
+    fn retire(&mut self, pid: u32) {
+        // SIGTERM is gunicorn's graceful stop: workers finish in-flight
+        // requests (up to --graceful-timeout) and accept nothing new.
+        signal_pid(pid, libc::SIGTERM);
+        self.retiring.push(Retiring {
+            pid,
+            kill_at: Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 10),
+        });
+    }
+
+    /// Start a master for `spec` serving `build_dir` and wait until its
+    /// first worker imported the app. The old master is not touched here.
+    fn launch(
+        &mut self,
+        spec: &ServiceSpec,
+        build_dir: &Path,
+        restarts: u32,
+    ) -> Result<Master, LaunchError> {
+        prepare_dirs(spec).map_err(|e| e.to_string())?;
+        let env = read_app_env(&spec.env_file)?;
+        let python = venv_python(build_dir);
+        if !python.exists() {
+            return Err(format!("{} does not exist", python.display()));
+        }
+        if !build_dir.join("code").is_dir() {
+            return Err(format!("{}/code is not a directory", build_dir.display()));
+        }
+        // A new address (config changed the port) needs a new socket. It is
+        // only kept if the new master serves; the old master keeps its own
+        // copy of the old one until it retires.
+        let fresh_listener = if self
+            .listener
+            .as_ref()
+            .is_none_or(|l| l.address != spec.listen_address())
+        {
+            Some(HeldListener::bind(spec)?)
+        } else {
+            None
+        };
+        let listener_fd = fresh_listener
+            .as_ref()
+            .or(self.listener.as_ref())
+            .map(HeldListener::raw_fd)
+            .expect("a listener is held or was just bound");
+        write_atomic(
+            &self.dirs.gunicorn_config(),
+            gunicorn_config(&self.dirs.path).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| format!("{}: {e}", self.dirs.gunicorn_config().display()))?;
+        let offsets = (
+            file_len(&spec.log_dir.join("error.log")),
+            file_len(&spec.log_dir.join("supervisor.log")),
+        );
+
+        let mut command = std::process::Command::new(&python);
+        command
+            .args(gunicorn_args(
+                spec,
+                build_dir,
+                "fd://3",
+                spec.workers,
+                Some(&self.dirs.gunicorn_config()),
+            ))
+            .current_dir(build_dir.join("code"))
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:{}", build_dir.join("venv/bin").display(), SYSTEM_PATH),
+            )
+            .env("LANG", "C.UTF-8")
+            .stdin(std::process::Stdio::null());
+        let (uid, gid) = app_ids(spec).map_err(|e| e.to_string())?;
+        if let Some(home) = home_of(uid) {
+            command.env("HOME", home);
+        }
+        command.envs(env);
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+            if crate::charm::users::is_root() {
+                command.uid(uid).gid(gid);
+            }
+            // SAFETY: only dup2/fcntl between fork and exec.
+            unsafe {
+                command.pre_exec(move || lend_listener_as_fd3(listener_fd));
+            }
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        let pid = child.id();
+        drop(child); // reaped by waitpid in `reap`, not through `Child`
+        log!(
+            "master {pid} started (gunicorn from {})",
+            build_dir.display()
+        );
+
+        if let Err(error) = self.await_ready(pid, spec, offsets) {
+            let _ = std::fs::remove_file(readiness_marker(&self.dirs.path, pid));
+            return Err(error);
+        }
+        if let Some(listener) = fresh_listener {
+            self.listener = Some(listener);
+        }
+        Ok(Master {
+            pid,
+            spec: spec.clone(),
+            build_dir: build_dir.to_path_buf(),
+            ready_at: Instant::now(),
+            restarts,
+        })
+    }
+
+    /// Wait until master `pid`'s readiness marker appears. Fails (and kills
+    /// what is left of the master) if it exits first, if it takes longer
+    /// than [`READY_TIMEOUT`], or if we are asked to stop meanwhile.
+    fn await_ready(
+        &mut self,
+        pid: u32,
+        spec: &ServiceSpec,
+        log_offsets: (u64, u64),
+    ) -> Result<(), LaunchError> {
+        let error_log = spec.log_dir.join("error.log");
+        let stderr_log = spec.log_dir.join("supervisor.log");
+        let started = Instant::now();
+        let marker = readiness_marker(&self.dirs.path, pid);
+        loop {
+            if marker.exists() {
+                return Ok(());
+            }
+            if let Some(status) = self.reap(Some(pid)) {
+                return Err(format!(
+                    "the master exited ({}) before a worker imported {}:\n{}",
+                    describe_wait_status(status),
+                    spec.wsgi_application,
+                    error_excerpt(&error_log, &stderr_log, log_offsets)
+                ));
+            }
+            if STOP.load(Ordering::SeqCst) || started.elapsed() > READY_TIMEOUT {
+                signal_group(pid, libc::SIGKILL);
+                // SAFETY: reap our own child.
+                unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+                return Err(format!(
+                    "no worker imported {} within {} s:\n{}",
+                    spec.wsgi_application,
+                    READY_TIMEOUT.as_secs(),
+                    error_excerpt(&error_log, &stderr_log, log_offsets)
+                ));
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Reap exited children. The serving master's death schedules a
+    /// restart; a retired master's is expected. When `watch` exits its
+    /// wait status is returned instead of handled.
+    fn reap(&mut self, watch: Option<u32>) -> Option<i32> {
+        let mut watched = None;
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid for any child, without blocking.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            let pid = pid as u32;
+            let _ = std::fs::remove_file(readiness_marker(&self.dirs.path, pid));
+            if Some(pid) == watch {
+                watched = Some(status);
+            } else if let Some(index) = self.retiring.iter().position(|r| r.pid == pid) {
+                self.retiring.remove(index);
+                log!(
+                    "retired master {pid} exited ({})",
+                    describe_wait_status(status)
+                );
+            } else if self.serving.as_ref().is_some_and(|m| m.pid == pid) {
+                let master = self.serving.take().expect("checked above");
+                self.master_died(master, status);
+            }
+        }
+        let now = Instant::now();
+        for retiring in &self.retiring {
+            if now > retiring.kill_at {
+                log!(
+                    "retired master {} overran its graceful timeout; killing it",
+                    retiring.pid
+                );
+                signal_group(retiring.pid, libc::SIGKILL);
+            }
+        }
+        watched
+    }
+
+    fn master_died(&mut self, master: Master, status: i32) {
+        // Its workers notice the parent is gone and exit; tell them now.
+        signal_group(master.pid, libc::SIGTERM);
+        let error_log = master.spec.log_dir.join("error.log");
+        let excerpt = last_lines(&tail_of(&error_log, 16 * 1024), ERROR_LINES);
+        let attempt = if master.ready_at.elapsed() >= STABLE_AFTER {
+            1
+        } else {
+            master.restarts + 1
+        };
+        let error = format!(
+            "gunicorn master {} exited unexpectedly ({}):\n{excerpt}",
+            master.pid,
+            describe_wait_status(status)
+        );
+        log!("{}", error.lines().next().unwrap_or_default());
+        self.last_error = Some(error);
+        self.schedule_restart(master.spec, master.build_dir, attempt);
+    }
+
+    fn schedule_restart(&mut self, spec: ServiceSpec, build_dir: PathBuf, attempt: u32) {
+        if attempt > MAX_RESTARTS {
+            log!("gunicorn failed {MAX_RESTARTS} times in a row; giving up until the charm asks again");
+            self.pending_restart = None;
+            self.status = Status::Failed;
+            // Refuse connections rather than let clients hang on a queue
+            // nobody will serve.
+            self.listener = None;
+        } else {
+            let backoff = Duration::from_millis(500 * (1u64 << (attempt - 1).min(4)));
+            log!(
+                "restarting gunicorn in {} ms (attempt {attempt} of {MAX_RESTARTS})",
+                backoff.as_millis()
+            );
+            self.pending_restart = Some(PendingRestart {
+                spec,
+                build_dir,
+                attempt,
+                due: Instant::now() + backoff,
+            });
+            self.status = Status::Restarting;
+        }
+        self.write_state();
+    }
+
+    fn restart_if_due(&mut self) {
+        if self
+            .pending_restart
+            .as_ref()
+            .is_none_or(|r| Instant::now() < r.due)
+        {
+            return;
+        }
+        let restart = self.pending_restart.take().expect("checked above");
+        match self.launch(&restart.spec, &restart.build_dir, restart.attempt) {
+            Ok(master) => {
+                self.take_over(master);
+                self.write_state();
+            }
+            Err(error) => {
+                log!("restart attempt {} failed", restart.attempt);
+                self.last_error = Some(error);
+                self.schedule_restart(restart.spec, restart.build_dir, restart.attempt + 1);
+            }
+        }
+    }
+
+    fn write_state(&self) {
+        let state = SupervisorState {
+            generation: self.generation,
+            outcome: self.outcome,
+            status: self.status,
+            fingerprint: self.serving.as_ref().map(|m| m.spec.fingerprint.clone()),
+            pid: self.serving.as_ref().map(|m| m.pid),
+            supervisor_pid: std::process::id(),
+            error: self.last_error.clone(),
+        };
+        if let Err(e) = self.dirs.write_state(&state) {
+            log!("cannot write {}: {e}", self.dirs.state().display());
+        }
+    }
+
+    /// Stop every master gracefully (SIGKILL after the graceful timeout),
+    /// release the socket, and record `stopped`.
+    fn shutdown(&mut self, error: Option<String>) {
+        log!("stopping");
+        self.pending_restart = None;
+        if let Some(master) = self.serving.take() {
+            self.retire(master.pid);
+        }
+        // Close our copy now: with the masters gone, nothing listens.
+        self.listener = None;
+        while !self.retiring.is_empty() {
+            self.reap(None);
+            std::thread::sleep(TICK);
+        }
+        self.status = Status::Stopped;
+        if error.is_some() {
+            self.last_error = error;
+        }
+        self.write_state();
+        let _ = std::fs::remove_file(self.dirs.pidfile());
+        log!("stopped");
+    }
+}
+
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// In the child, between fork and exec: make the held listener fd 3, open
+/// across exec (dup2 clears close-on-exec on the copy; when the listener
+/// already is fd 3 the flag is cleared in place).
+fn lend_listener_as_fd3(listener_fd: i32) -> std::io::Result<()> {
+    // SAFETY: dup2/fcntl are async-signal-safe and act on our descriptors.
+    unsafe {
+        if listener_fd == 3 {
+            let flags = libc::fcntl(3, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        } else if libc::dup2(listener_fd, 3) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The generated gunicorn config. Names gunicorn does not know are ignored,
+/// so older gunicorns (without a control socket) accept it as well.
+fn gunicorn_config(run_dir: &Path) -> String {
+    let state_dir = gunicorn_state_dir(run_dir);
+    format!(
+        r#"# Generated by the wsgi-app charm's supervisor before each gunicorn master
+# starts. Do not edit.
+import os
+
+_STATE_DIR = {state_dir}
+
+# One control socket per master: two masters overlap during a switch, and a
+# master removes its socket file when it exits.
+control_socket = os.path.join(_STATE_DIR, "ctl.%d" % os.getpid())
+
+
+def post_worker_init(worker):
+    # The application imported in this worker: its master can serve. The
+    # supervisor waits for this file before retiring the previous master.
+    open(os.path.join(_STATE_DIR, "ready.%d" % worker.ppid), "a").close()
+"#,
+        state_dir = python_str(&state_dir.to_string_lossy())
+    )
+}
+
+fn home_of(uid: u32) -> Option<PathBuf> {
+    // SAFETY: getpwuid_r with a caller-owned buffer.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        let home = std::ffi::CStr::from_ptr(pwd.pw_dir);
+        Some(PathBuf::from(home.to_string_lossy().into_owned()))
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The text appended to `path` since `offset`, at most `cap` bytes of it.
+fn read_since(path: &Path, offset: u64, cap: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = offset.max(len.saturating_sub(cap));
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = file.take(cap).read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tail_of(path: &Path, cap: u64) -> String {
+    read_since(path, 0, cap)
+}
+
+/// What a failed master wrote: gunicorn's error log since it started, or,
+/// when that is empty (it died before configuring logging), its stderr.
+fn error_excerpt(error_log: &Path, stderr_log: &Path, offsets: (u64, u64)) -> String {
+    let errors = last_lines(&read_since(error_log, offsets.0, 64 * 1024), ERROR_LINES);
+    if !errors.is_empty() {
+        return errors;
+    }
+    let stderr = read_since(stderr_log, offsets.1, 64 * 1024);
+    let own = format!("supervisor[{}]:", std::process::id());
+    let lines: String = stderr
+        .lines()
+        .filter(|line| !line.contains(&own))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let excerpt = last_lines(&lines, ERROR_LINES);
+    if excerpt.is_empty() {
+        "(gunicorn wrote nothing)".into()
+    } else {
+        excerpt
+    }
+}
+
+fn describe_wait_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_hook_names_the_master_and_the_state_dir() {
+        let text = gunicorn_config(Path::new("/run/wsgi-app"));
+        assert!(
+            text.contains(r#"_STATE_DIR = "/run/wsgi-app/gunicorn""#),
+            "{text}"
+        );
+        assert!(text.contains("def post_worker_init(worker):"), "{text}");
+        assert!(text.contains(r#""ready.%d" % worker.ppid"#), "{text}");
+    }
+
+    #[test]
+    fn excerpt_prefers_new_error_log_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let error_log = dir.path().join("error.log");
+        let stderr_log = dir.path().join("supervisor.log");
+        std::fs::write(&error_log, "old line from the serving master\n").unwrap();
+        std::fs::write(&stderr_log, "").unwrap();
+        let offsets = (file_len(&error_log), file_len(&stderr_log));
+        assert_eq!(
+            error_excerpt(&error_log, &stderr_log, offsets),
+            "(gunicorn wrote nothing)"
+        );
+        std::fs::write(
+            &stderr_log,
+            "/x/venv/bin/python: No module named gunicorn\n",
+        )
+        .unwrap();
+        assert_eq!(
+            error_excerpt(&error_log, &stderr_log, offsets),
+            "/x/venv/bin/python: No module named gunicorn"
+        );
+        let mut text = std::fs::read_to_string(&error_log).unwrap();
+        text.push_str("Traceback\nRuntimeError: r3 is broken\n");
+        std::fs::write(&error_log, text).unwrap();
+        assert_eq!(
+            error_excerpt(&error_log, &stderr_log, offsets),
+            "Traceback\nRuntimeError: r3 is broken"
+        );
+    }
+
+    fn idle_supervisor(run_dir: &Path) -> Supervisor {
+        let dirs = RunDir::new(run_dir);
+        Supervisor {
+            _lock: FileLock::try_acquire(&dirs.supervisor_lock())
+                .unwrap()
+                .unwrap(),
+            dirs,
+            generation: 4,
+            listener: None,
+            serving: None,
+            retiring: Vec::new(),
+            pending_restart: None,
+            status: Status::Running,
+            outcome: Outcome::Started,
+            last_error: None,
+        }
+    }
+
+    fn spec_in(dir: &Path) -> ServiceSpec {
+        ServiceSpec {
+            name: "t".into(),
+            current_dir: dir.join("current"),
+            wsgi_application: "m:a".into(),
+            bind_address: "127.0.0.1".into(),
+            port: 1,
+            workers: 1,
+            env_file: dir.join("env"),
+            user: "u".into(),
+            group: "g".into(),
+            log_dir: dir.join("log"),
+            run_dir: dir.join("run"),
+            fingerprint: "f".into(),
+        }
+    }
+
+    #[test]
+    fn crashes_back_off_then_give_up_and_release_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_in(dir.path());
+        std::fs::create_dir_all(&spec.run_dir).unwrap();
+        let mut supervisor = idle_supervisor(&spec.run_dir);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        supervisor.listener = Some(HeldListener {
+            address: address.clone(),
+            socket: listener,
+        });
+
+        supervisor.schedule_restart(spec.clone(), dir.path().join("build"), 1);
+        let first = supervisor.pending_restart.as_ref().unwrap().due;
+        assert_eq!(supervisor.status, Status::Restarting);
+        let state = supervisor.dirs.read_state().unwrap().unwrap();
+        assert_eq!((state.status, state.generation), (Status::Restarting, 4));
+
+        supervisor.schedule_restart(spec.clone(), dir.path().join("build"), 3);
+        assert!(supervisor.pending_restart.as_ref().unwrap().due > first);
+        assert!(
+            supervisor.listener.is_some(),
+            "requests queue during a restart"
+        );
+
+        supervisor.schedule_restart(spec, dir.path().join("build"), MAX_RESTARTS + 1);
+        assert!(supervisor.pending_restart.is_none());
+        assert_eq!(supervisor.status, Status::Failed);
+        assert!(
+            std::net::TcpStream::connect(&address).is_err(),
+            "socket released"
+        );
+        let state = supervisor.dirs.read_state().unwrap().unwrap();
+        assert_eq!(state.status, Status::Failed);
+    }
+
+    #[test]
+    fn wait_statuses_read_like_english() {
+        assert_eq!(describe_wait_status(3 << 8), "exit code 3");
+        assert_eq!(describe_wait_status(9), "killed by signal 9");
+    }
+}

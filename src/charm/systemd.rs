@@ -1,0 +1,418 @@
+//! gunicorn under systemd (production machines): a socket unit holds the
+//! listening socket, a `Type=notify` service unit runs gunicorn on it.
+//!
+//! A switch to another build is: pre-flight (the new build's gunicorn on a
+//! private unix socket with one worker, until a worker has imported the
+//! app), then `systemctl restart <name>.service`. The socket unit keeps
+//! listening throughout, so requests queue during the restart and none
+//! fails; a build that fails the pre-flight changes nothing at all.
+//!
+//! Invariants: every external command goes through the machine's
+//! [`Runner`] (tests record them); unit files are only rewritten, and
+//! systemd only reloaded, when their text changes; values that reach a unit
+//! file are validated ([`ServiceSpec::validate`]) and escaped for systemd
+//! (`%` specifiers, `$` variables, quoting).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+
+use crate::charm::machine::{CommandOutput, CommandSpec, Runner};
+use crate::charm::service::{
+    gunicorn_args, gunicorn_state_dir, last_lines, logrotate_config, prepare_dirs, python_str,
+    read_app_env, venv_python, write_atomic, ServiceChange, ServiceError, ServiceManager,
+    ServiceSpec, ServiceState, GRACEFUL_TIMEOUT_SECS,
+};
+
+/// How long the pre-flight gunicorn may take to import the application.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a restarted service may take to report active.
+const ACTIVE_WAIT: Duration = Duration::from_secs(30);
+/// The line the pre-flight's worker prints once the app imported.
+pub const PREFLIGHT_READY_LINE: &str = "wsgi-app preflight: application imported";
+
+#[derive(Template)]
+#[template(path = "wsgi-app.socket", escape = "none")]
+struct SocketUnit<'a> {
+    name: &'a str,
+    listen: String,
+    backlog: u32,
+}
+
+#[derive(Template)]
+#[template(path = "wsgi-app.service", escape = "none")]
+struct ServiceUnit<'a> {
+    name: &'a str,
+    description: String,
+    user: String,
+    group: String,
+    env_file: String,
+    exec_start: String,
+    stop_timeout: u64,
+    protect_home: &'static str,
+}
+
+/// Render `<name>.socket`.
+pub fn socket_unit(spec: &ServiceSpec) -> Result<String, ServiceError> {
+    spec.validate()?;
+    SocketUnit {
+        name: &spec.name,
+        listen: escape_specifiers(&spec.listen_address()),
+        backlog: 2048,
+    }
+    .render()
+    .map_err(|e| ServiceError::Other(format!("rendering {}.socket: {e}", spec.name)))
+}
+
+/// Render `<name>.service`.
+pub fn service_unit(spec: &ServiceSpec) -> Result<String, ServiceError> {
+    spec.validate()?;
+    let mut argv = vec![venv_python(&spec.current_dir).display().to_string()];
+    argv.extend(gunicorn_args(
+        spec,
+        &spec.current_dir,
+        "fd://3",
+        spec.workers,
+        None,
+    ));
+    ServiceUnit {
+        name: &spec.name,
+        description: escape_specifiers(&format!(
+            "{} (gunicorn serving {})",
+            spec.name, spec.wsgi_application
+        )),
+        user: escape_specifiers(&spec.user),
+        group: escape_specifiers(&spec.group),
+        env_file: escape_specifiers(&spec.env_file.display().to_string()),
+        exec_start: argv
+            .iter()
+            .map(|a| exec_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+        stop_timeout: GRACEFUL_TIMEOUT_SECS + 5,
+        protect_home: protect_home(spec),
+    }
+    .render()
+    .map_err(|e| ServiceError::Other(format!("rendering {}.service: {e}", spec.name)))
+}
+
+/// `ProtectHome=` as strict as the spec's paths allow: `yes` hides home
+/// directories, `read-only` when the app reads from one, `no` when it must
+/// write there.
+fn protect_home(spec: &ServiceSpec) -> &'static str {
+    let in_home = |p: &Path| {
+        ["/home", "/root", "/run/user"]
+            .iter()
+            .any(|h| p.starts_with(h))
+    };
+    if in_home(&spec.log_dir) {
+        "no"
+    } else if in_home(&spec.current_dir) || in_home(&spec.env_file) {
+        "read-only"
+    } else {
+        "yes"
+    }
+}
+
+/// Escape systemd's `%` specifiers in a unit-file value.
+fn escape_specifiers(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+/// One word of an `ExecStart=` line: specifiers and `$` escaped, and
+/// double-quoted when it holds whitespace, quotes or backslashes.
+fn exec_quote(word: &str) -> String {
+    let escaped = escape_specifiers(word).replace('$', "$$");
+    let needs_quotes = escaped.is_empty()
+        || escaped
+            .chars()
+            .any(|c| c.is_whitespace() || "\"'\\;".contains(c));
+    if needs_quotes {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
+    }
+}
+
+/// The systemd service manager.
+pub struct Systemd {
+    root: PathBuf,
+    runner: Rc<dyn Runner>,
+}
+
+impl Systemd {
+    pub fn new(root: PathBuf, runner: Rc<dyn Runner>) -> Self {
+        Systemd { root, runner }
+    }
+
+    fn under_root(&self, absolute: &str) -> PathBuf {
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    pub fn unit_path(&self, spec: &ServiceSpec, suffix: &str) -> PathBuf {
+        self.under_root("/etc/systemd/system")
+            .join(format!("{}.{suffix}", spec.name))
+    }
+
+    fn logrotate_path(&self, spec: &ServiceSpec) -> PathBuf {
+        self.under_root("/etc/logrotate.d").join(&spec.name)
+    }
+
+    /// Where the fingerprint of the running build is kept (systemd cannot
+    /// tell us which build a restart picked up).
+    fn fingerprint_path(spec: &ServiceSpec) -> PathBuf {
+        spec.run_dir.join("systemd.fingerprint")
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Result<CommandOutput, ServiceError> {
+        let command = CommandSpec::new("systemctl")
+            .args(args.iter().copied())
+            .timeout(Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 60));
+        Ok(self.runner.run(&command)?)
+    }
+
+    fn systemctl_ok(&self, args: &[&str]) -> Result<(), ServiceError> {
+        let output = self.systemctl(args)?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(ServiceError::Other(format!(
+                "systemctl {} failed: {}",
+                args.join(" "),
+                output.tail(5)
+            )))
+        }
+    }
+
+    /// `systemctl is-active` prints the state word (and exits non-zero
+    /// unless it is `active`).
+    fn active_state(&self, spec: &ServiceSpec) -> Result<String, ServiceError> {
+        let unit = format!("{}.service", spec.name);
+        let output = self.systemctl(&["is-active", &unit])?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    fn journal_tail(&self, spec: &ServiceSpec) -> String {
+        let unit = format!("{}.service", spec.name);
+        let command = CommandSpec::new("journalctl")
+            .args([
+                "--unit",
+                &unit,
+                "--lines",
+                "20",
+                "--no-pager",
+                "--output",
+                "cat",
+            ])
+            .timeout(Duration::from_secs(10));
+        match self.runner.run(&command) {
+            Ok(output) => last_lines(&String::from_utf8_lossy(&output.stdout), 20),
+            Err(e) => format!("(journalctl: {e})"),
+        }
+    }
+
+    /// Start the new build's gunicorn on a private unix socket with one
+    /// worker; it passes once a worker imported the app (the worker's hook
+    /// prints [`PREFLIGHT_READY_LINE`] and stops its master).
+    fn preflight(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
+        let state_dir = gunicorn_state_dir(&spec.run_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-")
+            .tempdir_in(&state_dir)?;
+        let is_root = crate::charm::users::is_root();
+        if is_root {
+            let (uid, gid) = crate::charm::service::app_ids(spec)?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+        }
+        let config = dir.path().join("preflight.conf.py");
+        write_atomic(&config, preflight_config().as_bytes(), 0o644)?;
+        let env = read_app_env(&spec.env_file).map_err(ServiceError::Other)?;
+        let code = spec.current_dir.join("code");
+        let mut command = CommandSpec::new(venv_python(&spec.current_dir).display().to_string())
+            .args(["-m", "gunicorn", "--config"])
+            .arg(config.display().to_string())
+            .arg("--bind")
+            .arg(format!("unix:{}", dir.path().join("g.sock").display()))
+            .arg("--chdir")
+            .arg(code.display().to_string())
+            .args(["--workers", "1", "--error-logfile", "-"])
+            .arg(&spec.wsgi_application)
+            .cwd(&code)
+            .timeout(PREFLIGHT_TIMEOUT);
+        command.env = env;
+        command.env_is_secret = true;
+        if is_root {
+            command = command.as_user(&spec.user);
+        }
+        let output = self.runner.run(&command)?;
+        let said_ready = String::from_utf8_lossy(&output.stderr).contains(PREFLIGHT_READY_LINE);
+        if output.success() && said_ready {
+            return Ok(());
+        }
+        let why = if output.timed_out {
+            format!(
+                "no worker imported the app within {} s",
+                PREFLIGHT_TIMEOUT.as_secs()
+            )
+        } else {
+            format!("exit code {}", output.code)
+        };
+        Err(ServiceError::StartFailed(format!(
+            "the new build failed its pre-flight ({why}):\n{}",
+            output.tail(20)
+        )))
+    }
+
+    /// Write `text` to `path` if it differs; whether it did.
+    fn write_if_changed(path: &Path, text: &str) -> Result<bool, ServiceError> {
+        if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+            return Ok(false);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomic(path, text.as_bytes(), 0o644)?;
+        Ok(true)
+    }
+}
+
+fn preflight_config() -> String {
+    format!(
+        r#"# Generated by the wsgi-app charm for a pre-flight start. Do not edit.
+import os
+import signal
+import sys
+
+# No control socket: the pre-flight lives for a second.
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    # The application imported: report it, then stop this master gracefully.
+    print({ready}, file=sys.stderr, flush=True)
+    os.kill(worker.ppid, signal.SIGTERM)
+"#,
+        ready = python_str(PREFLIGHT_READY_LINE)
+    )
+}
+
+impl ServiceManager for Systemd {
+    fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError> {
+        let socket_text = socket_unit(spec)?;
+        let service_text = service_unit(spec)?;
+        let socket_path = self.unit_path(spec, "socket");
+        let service_path = self.unit_path(spec, "service");
+        let units_current = std::fs::read_to_string(&socket_path).is_ok_and(|t| t == socket_text)
+            && std::fs::read_to_string(&service_path).is_ok_and(|t| t == service_text);
+        let fingerprint = std::fs::read_to_string(Self::fingerprint_path(spec)).ok();
+        let was_active = self.active_state(spec)? == "active";
+        if was_active && units_current && fingerprint.as_deref() == Some(&*spec.fingerprint) {
+            return Ok(ServiceChange::Unchanged);
+        }
+
+        prepare_dirs(spec)?;
+        // Nothing is touched until the new build proved it starts.
+        self.preflight(spec)?;
+
+        let mut reload = Self::write_if_changed(&socket_path, &socket_text)?;
+        reload |= Self::write_if_changed(&service_path, &service_text)?;
+        Self::write_if_changed(&self.logrotate_path(spec), &logrotate_config(spec)?)?;
+        if reload {
+            self.systemctl_ok(&["daemon-reload"])?;
+        }
+        let socket_unit = format!("{}.socket", spec.name);
+        let service_unit = format!("{}.service", spec.name);
+        self.systemctl_ok(&["enable", "--now", &socket_unit])?;
+        self.systemctl_ok(&["enable", &service_unit])?;
+        // For Type=notify this returns once gunicorn reported READY=1; the
+        // socket unit holds the listener meanwhile.
+        let restarted = self.systemctl(&["restart", &service_unit])?;
+
+        let started = Instant::now();
+        let mut state = self.active_state(spec)?;
+        while state != "active" && state != "failed" && started.elapsed() < ACTIVE_WAIT {
+            std::thread::sleep(Duration::from_millis(200));
+            state = self.active_state(spec)?;
+        }
+        if state != "active" {
+            return Err(ServiceError::StartFailed(format!(
+                "{service_unit} is {state} after restart ({}):\n{}",
+                restarted.tail(3),
+                self.journal_tail(spec)
+            )));
+        }
+        write_atomic(
+            &Self::fingerprint_path(spec),
+            spec.fingerprint.as_bytes(),
+            0o644,
+        )?;
+        Ok(if was_active {
+            ServiceChange::Replaced
+        } else {
+            ServiceChange::Started
+        })
+    }
+
+    fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError> {
+        spec.validate()?;
+        let fingerprint = std::fs::read_to_string(Self::fingerprint_path(spec)).unwrap_or_default();
+        Ok(match self.active_state(spec)?.as_str() {
+            "active" | "reloading" => ServiceState::Running { fingerprint },
+            "inactive" | "" => ServiceState::Stopped,
+            "failed" => ServiceState::Failed(self.journal_tail(spec)),
+            other => ServiceState::Failed(format!("{}.service is {other}", spec.name)),
+        })
+    }
+
+    fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
+        spec.validate()?;
+        let socket_unit = format!("{}.socket", spec.name);
+        let service_unit = format!("{}.service", spec.name);
+        // Disabled too, so a reboot does not bring back a stopped service.
+        self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
+        let _ = std::fs::remove_file(Self::fingerprint_path(spec));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_words_are_quoted_and_escaped_for_systemd() {
+        assert_eq!(
+            exec_quote("/srv/app/current/venv/bin/python"),
+            "/srv/app/current/venv/bin/python"
+        );
+        assert_eq!(exec_quote("/srv/my app/code"), "\"/srv/my app/code\"");
+        assert_eq!(exec_quote("50%"), "50%%");
+        assert_eq!(exec_quote("$HOME"), "$$HOME");
+        assert_eq!(exec_quote(r#"a"b"#), r#""a\"b""#);
+    }
+
+    #[test]
+    fn protect_home_relaxes_only_as_far_as_needed() {
+        let mut spec = ServiceSpec {
+            name: "app".into(),
+            current_dir: "/srv/app/current".into(),
+            wsgi_application: "m:a".into(),
+            bind_address: "0.0.0.0".into(),
+            port: 80,
+            workers: 1,
+            env_file: "/etc/app/env".into(),
+            user: "app".into(),
+            group: "app".into(),
+            log_dir: "/var/log/app".into(),
+            run_dir: "/run/app".into(),
+            fingerprint: "f".into(),
+        };
+        assert_eq!(protect_home(&spec), "yes");
+        spec.current_dir = "/home/app/current".into();
+        assert_eq!(protect_home(&spec), "read-only");
+        spec.log_dir = "/home/app/logs".into();
+        assert_eq!(protect_home(&spec), "no");
+    }
+}
