@@ -1,7 +1,41 @@
+//! The charm's entry point: Juju runs it as `dispatch` (or `hooks/<name>`).
+//! `wsgi-app supervise <run_dir>` runs the gunicorn supervisor instead.
+
+use wsgi_app::charm::{machine::Machine, supervisor, WsgiApp};
+use wsgi_app::ops::{self, Dispatch, HookTools};
+
 fn main() {
-    // `wsgi-app supervise <run_dir>`: the direct supervisor (see charm::supervisor).
-    if let Some(code) = wsgi_app::charm::supervisor::maybe_run_from_args() {
+    if let Some(code) = supervisor::maybe_run_from_args() {
         std::process::exit(code);
     }
-    // Otherwise: one hook dispatch (written by the integrator).
+    std::process::exit(dispatch());
+}
+
+fn dispatch() -> i32 {
+    let argv0 = std::env::args().next();
+    let dispatch = match Dispatch::from_env(std::env::vars(), argv0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("wsgi-app: {e}");
+            return 1;
+        }
+    };
+    let machine = match Machine::from_env(dispatch.charm_dir.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("wsgi-app: {e}");
+            return 1;
+        }
+    };
+    let store = dispatch.charm_dir.join(".unit-state.db");
+    let outcome = ops::run(
+        &mut WsgiApp::new(machine),
+        &mut HookTools::new(),
+        &dispatch,
+        &store,
+    );
+    if let Some(error) = &outcome.error {
+        eprintln!("wsgi-app: {error}");
+    }
+    outcome.exit_code
 }

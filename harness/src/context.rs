@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, Machine, ServiceManagerKind};
+use wsgi_app::charm::fetch::DownloadOptions;
+use wsgi_app::charm::machine::{
+    CommandOutput, CommandSpec, HttpAnswer, Machine, ServiceManagerKind,
+};
+use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::ops::{
     Charm, Dispatch, EventVars, LogLevel, Outcome, RelationHook, SecretHook, Status, Store,
     UnitHook,
@@ -20,8 +24,8 @@ use wsgi_app::ops::{
 use crate::backend::{HookScope, MemoryBackend};
 use crate::on::{Departing, EventSpec};
 use crate::recorder::{
-    Answer, CommandEffect, CommandMatch, CommandRecorder, FakeServices, Rule, ServiceBook,
-    ServiceCall,
+    answer_while_running, Answer, CommandEffect, CommandMatch, CommandRecorder, FakeProbe,
+    FakeServices, HttpAnswerer, Rule, ServiceBook, ServiceCall,
 };
 use crate::schema::CharmMeta;
 use crate::state::{State, StoreImage};
@@ -117,6 +121,7 @@ pub struct Context<C: Charm> {
     factory: Box<dyn Fn(Machine) -> C>,
     rules: Vec<Rule>,
     programs: BTreeSet<String>,
+    http: HttpAnswerer,
     juju_version: String,
     service_manager: ServiceManagerKind,
     bind_address: String,
@@ -158,6 +163,7 @@ impl<C: Charm> Context<C> {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            http: Arc::new(answer_while_running),
             juju_version: "3.6.4".into(),
             service_manager: ServiceManagerKind::Systemd,
             bind_address: "0.0.0.0".into(),
@@ -203,6 +209,21 @@ impl<C: Charm> Context<C> {
             matcher: matcher.into(),
             answer: Answer::Effect(effect),
         });
+        self
+    }
+
+    /// Decide what the app answers to the charm's health checks. The
+    /// closure gets the request path and the spec of the running service
+    /// (None when stopped). Default: `200 OK` "It works!" while running,
+    /// connection refused otherwise.
+    pub fn on_http_get(
+        &mut self,
+        answer: impl Fn(&str, Option<&ServiceSpec>) -> Result<HttpAnswer, String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &mut Self {
+        self.http = Arc::new(answer);
         self
     }
 
@@ -543,12 +564,22 @@ impl<C: Charm> Context<C> {
             bind_address: self.bind_address.clone(),
             service_manager: self.service_manager,
             services: Box::new(FakeServices::new(book.clone())),
-            runner: Box::new(CommandRecorder::new(
+            runner: std::rc::Rc::new(CommandRecorder::new(
                 self.rules.clone(),
                 self.programs.clone(),
                 state.machine.root().to_path_buf(),
                 commands.clone(),
             )),
+            probe: Box::new(FakeProbe::new(book.clone(), self.http.clone())),
+            // Short, so a test of a dead server fails fast.
+            download: DownloadOptions {
+                connect_timeout: std::time::Duration::from_millis(500),
+                read_timeout: std::time::Duration::from_millis(500),
+                total_timeout: std::time::Duration::from_secs(5),
+                max_attempts: 2,
+                first_backoff: std::time::Duration::from_millis(20),
+                ..DownloadOptions::default()
+            },
             charm_dir: self.charm_dir.clone(),
             cpus: self.cpus,
         };

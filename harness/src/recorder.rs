@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, Runner};
+use std::time::Duration;
+
+use wsgi_app::charm::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
 use wsgi_app::charm::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
 };
@@ -229,6 +231,51 @@ impl ServiceManager for FakeServices {
         book.services
             .insert(spec.name.clone(), ServiceRecord::Stopped);
         Ok(())
+    }
+}
+
+/// What the app answers to an HTTP GET, given the path and the running spec.
+pub type HttpAnswerer =
+    Arc<dyn Fn(&str, Option<&ServiceSpec>) -> Result<HttpAnswer, String> + Send + Sync>;
+
+/// The default app: "It works!" while a service runs.
+pub fn answer_while_running(
+    _path: &str,
+    running: Option<&ServiceSpec>,
+) -> Result<HttpAnswer, String> {
+    match running {
+        Some(_) => Ok(HttpAnswer {
+            status: 200,
+            reason: "OK".into(),
+            body: "It works!".into(),
+        }),
+        None => Err("connection refused".into()),
+    }
+}
+
+/// The charm's health [`Probe`] in tests: asks the test's answerer about
+/// whatever the fake service manager says is running.
+pub struct FakeProbe {
+    book: Arc<Mutex<ServiceBook>>,
+    answer: HttpAnswerer,
+}
+
+impl FakeProbe {
+    pub(crate) fn new(book: Arc<Mutex<ServiceBook>>, answer: HttpAnswerer) -> Self {
+        FakeProbe { book, answer }
+    }
+}
+
+impl Probe for FakeProbe {
+    fn http_get(&self, _addr: &str, path: &str, _timeout: Duration) -> Result<HttpAnswer, String> {
+        let running = {
+            let book = self.book.lock().expect("service lock");
+            book.services.values().find_map(|r| match r {
+                ServiceRecord::Running(spec) => Some(spec.clone()),
+                _ => None,
+            })
+        };
+        (self.answer)(path, running.as_ref())
     }
 }
 

@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::machine::{HttpAnswer, Probe};
+
 /// The most body we read and search.
 pub const BODY_CAP: usize = 64 * 1024;
 /// The longest excerpt of the body kept in a report.
@@ -54,25 +56,57 @@ pub fn http_check(
     timeout: Duration,
 ) -> Result<HealthReport, HealthError> {
     let started = Instant::now();
-    let response = get(addr, path, timeout, started)?;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let answer = http_get(addr, path, timeout)?;
+    judge(
+        &answer,
+        expected_status,
+        expected_content,
+        started.elapsed(),
+    )
+}
+
+/// GET `path` from `addr`: the status and the start of the body.
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, HealthError> {
+    let response = get(addr, path, timeout, Instant::now())?;
     let (status, reason, body) = parse_response(&response)?;
-    if status != expected_status {
+    Ok(HttpAnswer {
+        status,
+        reason,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
+/// Whether an answer is the one the nagios options describe.
+pub fn judge(
+    answer: &HttpAnswer,
+    expected_status: u16,
+    expected_content: &str,
+    elapsed: Duration,
+) -> Result<HealthReport, HealthError> {
+    if answer.status != expected_status {
         return Err(HealthError::WrongStatus {
-            status,
-            reason,
+            status: answer.status,
+            reason: answer.reason.clone(),
             expected: expected_status,
         });
     }
-    let body = String::from_utf8_lossy(body);
-    if !body.contains(expected_content) {
+    if !answer.body.contains(expected_content) {
         return Err(HealthError::ContentMissing(expected_content.to_string()));
     }
     Ok(HealthReport {
-        status,
-        elapsed_ms,
-        excerpt: body.chars().take(EXCERPT_CHARS).collect(),
+        status: answer.status,
+        elapsed_ms: elapsed.as_millis() as u64,
+        excerpt: answer.body.chars().take(EXCERPT_CHARS).collect(),
     })
+}
+
+/// The machine's real [`Probe`]: a TCP connection to the app.
+pub struct TcpProbe;
+
+impl Probe for TcpProbe {
+    fn http_get(&self, addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+        http_get(addr, path, timeout).map_err(|e| e.to_string())
+    }
 }
 
 fn io_error(e: std::io::Error, timeout: Duration) -> HealthError {

@@ -205,6 +205,20 @@ pub fn run_with_timeout(
     })
 }
 
+/// What an HTTP GET answered: the status code and the start of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub reason: String,
+    pub body: String,
+}
+
+/// Asks the running app for a page: the rollout's health gate. A trait so
+/// the harness can answer without a real server.
+pub trait Probe {
+    fn http_get(&self, addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String>;
+}
+
 /// Which service manager runs gunicorn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
 #[strum(serialize_all = "lowercase")]
@@ -227,6 +241,10 @@ pub struct Machine {
     /// Shared with the systemd service manager, which runs `systemctl`
     /// through it (so a recording runner sees those commands too).
     pub runner: Rc<dyn Runner>,
+    /// Asks the app for its index page (health checks).
+    pub probe: Box<dyn Probe>,
+    /// Timeouts, retries and size limit for downloading builds.
+    pub download: crate::charm::fetch::DownloadOptions,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
     /// CPU cores, for `workers = 0`.
@@ -258,6 +276,8 @@ impl Machine {
             bind_address,
             service_manager,
             runner,
+            probe: Box::new(crate::charm::health::TcpProbe),
+            download: crate::charm::fetch::DownloadOptions::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })

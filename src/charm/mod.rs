@@ -1,13 +1,113 @@
 //! The wsgi-app charm: knows WSGI, talks to Juju only through `ops`.
+//!
+//! Every event records facts (relation data, an action's pin) and then runs
+//! one [`reconcile`](WsgiApp::reconcile) that converges the machine towards
+//! what config and facts ask for. It is safe to run any number of times and
+//! after any crash.
 
+pub mod actions;
 pub mod archive;
+pub mod builds;
+pub mod config;
 pub mod envvars;
 pub mod fetch;
 pub mod health;
+pub mod integrations;
+pub mod layout;
 pub mod machine;
+pub mod nrpe;
+pub mod reconcile;
 pub mod relations;
 pub mod service;
+pub mod state;
 pub mod supervisor;
 pub mod systemd;
 pub mod text;
 pub mod users;
+
+use crate::ops::{self, Context, Event, HandlerError, Status, UnitHook};
+
+use layout::Layout;
+use machine::Machine;
+
+/// The endpoints in metadata.yaml.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::AsRefStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Endpoint {
+    Website,
+    NrpeExternalMaster,
+    Pgsql,
+    Mongodb,
+    ManagerService,
+}
+
+/// The actions in actions.yaml.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::AsRefStr, strum::EnumIter,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Action {
+    SetCurrentSymlink,
+    Rollback,
+    ListBuilds,
+}
+
+pub type Ctx<'s, 'b> = Context<'s, 'b, Endpoint, Action>;
+pub type WsgiEvent = Event<Endpoint, Action>;
+
+/// The charm, built fresh for every dispatch.
+pub struct WsgiApp {
+    pub machine: Machine,
+    /// What the last reconcile found, for the status.
+    report: reconcile::Report,
+}
+
+impl WsgiApp {
+    pub fn new(machine: Machine) -> Self {
+        WsgiApp {
+            machine,
+            report: reconcile::Report::default(),
+        }
+    }
+
+    fn layout(&self, ctx: &Ctx<'_, '_>) -> Layout {
+        Layout::new(&self.machine, ctx.model.app_name())
+    }
+}
+
+impl ops::Charm for WsgiApp {
+    type Endpoint = Endpoint;
+    type Action = Action;
+
+    fn migrations(&self) -> &'static [ops::Migration] {
+        state::MIGRATIONS
+    }
+
+    fn handle(&mut self, ctx: &mut Ctx<'_, '_>, event: &WsgiEvent) -> Result<(), HandlerError> {
+        let layout = self.layout(ctx);
+        match event {
+            Event::Action(action) => actions::run(self, ctx, &layout, action.action),
+            Event::Unit(UnitHook::Stop) => reconcile::stop(self, ctx, &layout),
+            Event::Unit(UnitHook::Remove) => reconcile::remove(self, ctx, &layout),
+            Event::Unit(UnitHook::CollectMetrics | UnitHook::MeterStatusChanged) => Ok(()),
+            Event::Unit(UnitHook::UpdateStatus) => {
+                self.reconcile(ctx, &layout, reconcile::Depth::Check)
+            }
+            Event::Unit(UnitHook::Install) => {
+                reconcile::prepare_machine(self, ctx, &layout)?;
+                self.reconcile(ctx, &layout, reconcile::Depth::Full)
+            }
+            Event::Relation(rel) => {
+                reconcile::record_relation_event(self, ctx, rel)?;
+                self.reconcile(ctx, &layout, reconcile::Depth::Full)
+            }
+            _ => self.reconcile(ctx, &layout, reconcile::Depth::Full),
+        }
+    }
+
+    fn collect_status(&mut self, ctx: &mut Ctx<'_, '_>) -> Result<Status, HandlerError> {
+        Ok(self.report.status(ctx))
+    }
+}

@@ -237,55 +237,20 @@ pub(crate) fn python_str(text: &str) -> String {
     serde_json::to_string(text).expect("a string always serializes")
 }
 
-/// The application's environment, from `spec.env_file`. A missing file is
-/// an empty environment (the charm writes it before starting the service).
-///
-/// Seam for the integrator: swap the body for
-/// `crate::charm::envvars::parse_env_file(&text)` once it is merged.
+/// The application's environment, from `spec.env_file`, read with the
+/// same rules systemd's `EnvironmentFile=` uses. A missing file is an
+/// empty environment (the charm writes it before starting the service).
 pub(crate) fn read_app_env(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    parse_env_lines(&text).map_err(|line| {
-        // The line number only: the line itself may hold a secret.
-        format!("{}: line {line} is not KEY=value", path.display())
-    })
-}
-
-/// Minimal `KEY=value` reader: blank lines and `#` comments skipped, an
-/// optional `export `, values optionally in matching single or double
-/// quotes (taken literally). Errors carry the 1-based line number only.
-fn parse_env_lines(text: &str) -> Result<Vec<(String, String)>, usize> {
-    let mut vars = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    match crate::charm::envvars::read_env_file(path) {
+        Ok(vars) => Ok(vars),
+        Err(crate::charm::envvars::EnvFileError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(Vec::new())
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line.split_once('=').ok_or(index + 1)?;
-        let key = key.trim();
-        let valid_key = !key.is_empty()
-            && !key.starts_with(|c: char| c.is_ascii_digit())
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_key {
-            return Err(index + 1);
-        }
-        let value = value.trim();
-        let unquoted = ['"', '\'']
-            .iter()
-            .find_map(|q| {
-                value
-                    .strip_prefix(*q)
-                    .and_then(|v| v.strip_suffix(*q))
-                    .filter(|_| value.len() >= 2)
-            })
-            .unwrap_or(value);
-        vars.push((key.to_string(), unquoted.to_string()));
+        // Errors name variables and lines, never values.
+        Err(e) => Err(e.to_string()),
     }
-    Ok(vars)
 }
 
 /// Create the directories gunicorn writes (logs, its state directory) and,
@@ -367,31 +332,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_lines_are_read_without_interpretation() {
-        let text = "# comment\n\nA=1\nexport B='two words'\nC=\"x=y\"\nD=\nE=\"\n";
-        let vars = parse_env_lines(text).unwrap();
-        assert_eq!(
-            vars,
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x=y".into()),
-                ("D".into(), "".into()),
-                ("E".into(), "\"".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn env_errors_name_the_line_not_its_content() {
-        assert_eq!(parse_env_lines("A=1\nsecret-value\n"), Err(2));
-        assert_eq!(parse_env_lines("1A=x\n"), Err(1));
+    fn the_app_env_is_read_as_systemd_reads_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("env");
-        std::fs::write(&path, "TOKEN=ok\nhunter2\n").unwrap();
+        assert_eq!(
+            read_app_env(&path).unwrap(),
+            Vec::new(),
+            "missing means empty"
+        );
+        std::fs::write(&path, "A=\"two words\"\nB='x$y'\n").unwrap();
+        assert_eq!(
+            read_app_env(&path).unwrap(),
+            vec![("A".into(), "two words".into()), ("B".into(), "x$y".into())]
+        );
+        // systemd drops an assignment with an invalid name, and so do we.
+        std::fs::write(&path, "TOKEN=ok\n1BAD=x\n").unwrap();
+        assert_eq!(
+            read_app_env(&path).unwrap(),
+            vec![("TOKEN".into(), "ok".into())]
+        );
+        std::fs::write(&path, b"SECRET=hunter2\xff\n").unwrap();
         let err = read_app_env(&path).unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
-        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 1") && !err.contains("hunter2"), "{err}");
     }
 
     fn sample() -> ServiceSpec {

@@ -1,0 +1,158 @@
+//! The operator's actions: move this unit to a build (and pin it there),
+//! roll back, list what is installed. Switches use the same zero-downtime
+//! path and health gate as config-driven ones.
+
+use super::config::{check_build_label, LATEST};
+use super::layout::Layout;
+use super::reconcile::{read_config, switch_to, SwitchOutcome};
+use super::state::{self, Rollout};
+use super::{Action, Ctx, WsgiApp};
+use crate::ops::HandlerError;
+
+pub fn run(
+    app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    action: Action,
+) -> Result<(), HandlerError> {
+    match action {
+        Action::ListBuilds => list_builds(ctx),
+        Action::SetCurrentSymlink => {
+            let params = ctx.action_params()?;
+            let Some(label) = params.get("symlink").and_then(|v| v.as_str()) else {
+                ctx.fail_action("symlink is required, e.g. symlink=r2")?;
+                return Ok(());
+            };
+            let label = label.trim().to_string();
+            pin_and_switch(app, ctx, layout, &label, "set-current-symlink")
+        }
+        Action::Rollback => {
+            let rollout = state::rollout(ctx.store.conn())?;
+            match rollout.previous {
+                Some(previous) => pin_and_switch(app, ctx, layout, &previous, "rollback"),
+                None => {
+                    ctx.fail_action(
+                        "nothing to roll back to: this unit has served only one build",
+                    )?;
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Pin this unit to `requested` and switch to it; undo the pin if the
+/// build cannot serve.
+fn pin_and_switch(
+    app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    requested: &str,
+    why: &str,
+) -> Result<(), HandlerError> {
+    let config = match read_config(ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.fail_action(format!("the charm's config is invalid, fix it first: {e}"))?;
+            return Ok(());
+        }
+    };
+    if requested != LATEST {
+        if let Err(e) = check_build_label("symlink", requested) {
+            ctx.fail_action(e.to_string())?;
+            return Ok(());
+        }
+    }
+    let installed = state::builds(ctx.store.conn())?;
+    let target = if requested == LATEST {
+        installed.last().map(|b| b.label.clone())
+    } else {
+        installed
+            .iter()
+            .find(|b| b.label == requested)
+            .map(|b| b.label.clone())
+    };
+    let Some(target) = target else {
+        let names: Vec<&str> = installed.iter().map(|b| b.label.as_str()).collect();
+        ctx.fail_action(format!(
+            "build {requested} is not installed on this unit; installed builds: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))?;
+        return Ok(());
+    };
+
+    let before: Rollout = state::rollout(ctx.store.conn())?;
+    let mut pinned = before.clone();
+    pinned.pinned = Some(target.clone());
+    pinned.pinned_under = Some(config.current_symlink.clone());
+    pinned.app_target = Some(config.current_symlink.clone());
+    state::save_rollout(ctx.store.conn(), &pinned)?;
+
+    let mut env = config.environment.clone();
+    env.extend(super::integrations::stored(ctx)?);
+    let env_hash = super::reconcile::hash_env(&env);
+    ctx.action_log(&format!("switching this unit to build {target}"))?;
+    match switch_to(app, ctx, layout, &config, &target, &env_hash, why)? {
+        SwitchOutcome::Unchanged => {
+            ctx.set_action_results([
+                ("previous", before.serving.clone().unwrap_or_default()),
+                ("current", target.clone()),
+                ("health", "unchanged: already serving".to_string()),
+            ])?;
+        }
+        SwitchOutcome::Switched { previous, health } => {
+            ctx.set_action_results([
+                ("previous", previous.unwrap_or_default()),
+                ("current", target.clone()),
+                ("health", health),
+            ])?;
+        }
+        SwitchOutcome::Refused(message) => {
+            // The pin goes with the failed switch: this unit stays where it was.
+            let mut restored = state::rollout(ctx.store.conn())?;
+            restored.pinned = before.pinned.clone();
+            restored.pinned_under = before.pinned_under.clone();
+            state::save_rollout(ctx.store.conn(), &restored)?;
+            ctx.fail_action(message)?;
+        }
+    }
+    // Recompute the status from the new facts.
+    app.reconcile(ctx, layout, super::reconcile::Depth::Check)
+}
+
+fn list_builds(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {
+    let conn = ctx.store.conn();
+    let builds = state::builds(conn)?;
+    let rollout = state::rollout(conn)?;
+    let latest = builds.last().map(|b| b.label.clone());
+    let mut results: Vec<(String, String)> = vec![("count".into(), builds.len().to_string())];
+    for (field, value) in [
+        ("latest", latest.clone()),
+        ("current", rollout.serving.clone()),
+        ("pinned", rollout.pinned.clone()),
+        ("previous", rollout.previous.clone()),
+    ] {
+        results.push((field.into(), value.unwrap_or_default()));
+    }
+    // Labels may hold characters action keys may not: index the builds.
+    for (index, b) in builds.iter().enumerate() {
+        let key = |field: &str| format!("builds.{}.{field}", index + 1);
+        let flag = |x: &Option<String>| (x.as_deref() == Some(b.label.as_str())).to_string();
+        results.extend([
+            (key("label"), b.label.clone()),
+            (key("sha256"), b.sha256.clone()),
+            (key("size"), b.size.to_string()),
+            (key("installed-at"), super::text::rfc3339(b.installed_at)),
+            (key("archive"), b.archive.clone()),
+            (key("latest"), flag(&latest)),
+            (key("current"), flag(&rollout.serving)),
+            (key("pinned"), flag(&rollout.pinned)),
+        ]);
+    }
+    ctx.set_action_results(results)?;
+    Ok(())
+}

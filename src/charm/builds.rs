@@ -1,0 +1,533 @@
+//! Installing a build: fetch, verify, extract, virtualenv, requirements,
+//! `make`, then rename into place. A build is complete or absent: every step
+//! works in a staging directory that is removed on any failure, and the
+//! rename into `builds/<label>` is the last thing that happens.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::archive::{self, ArchiveFormat, ExtractLimits};
+use super::config::Config;
+use super::fetch;
+use super::layout::{Layout, BUILD_MANIFEST};
+use super::machine::{CommandOutput, CommandSpec, Machine};
+use super::state::BuildRecord;
+
+/// How long one installer step (pip, make) may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Why a build could not be installed. Each message names the step and what
+/// the operator can do; the serving build is untouched whatever happened.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("archive_filename {0:?} has no known archive ending (.tar.gz, .tgz, .tar.bz2, .tar.bzip2, .tar.xz, .tar, .zip)")]
+    UnknownFormat(String),
+    #[error("build {label}: no archive at files/{label}/{file} in the charm; set code_assets_uri, or use a build label the charm ships (r1, r2)")]
+    NotInCharm { label: String, file: String },
+    #[error("build {label}: {source}")]
+    Fetch {
+        label: String,
+        #[source]
+        source: fetch::FetchError,
+    },
+    #[error("build {label}: {source}")]
+    Archive {
+        label: String,
+        #[source]
+        source: archive::ArchiveError,
+    },
+    #[error("build {label}: {what} not found in the archive; check {option}")]
+    MissingPath {
+        label: String,
+        what: String,
+        option: &'static str,
+    },
+    #[error("build {label}: {step} failed: {detail}")]
+    Step {
+        label: String,
+        step: String,
+        detail: String,
+    },
+    #[error("build {label}: {source}")]
+    Io {
+        label: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    fn io(label: &str) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+        move |source| BuildError::Io {
+            label: label.to_string(),
+            source,
+        }
+    }
+}
+
+/// The facts about a build the charm writes into it (`build.json`) and the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub label: String,
+    pub archive: String,
+    pub sha256: String,
+    pub size: u64,
+    pub installed_at: i64,
+    pub installer: String,
+}
+
+/// Read a build's manifest; `None` when the build is absent or incomplete.
+pub fn read_manifest(layout: &Layout, label: &str) -> Option<Manifest> {
+    let text = fs::read(layout.build_dir(label).join(BUILD_MANIFEST)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// What the installer reports as it goes ("fetching", "python requirements").
+pub trait Progress {
+    fn step(&mut self, message: &str);
+}
+
+impl<F: FnMut(&str)> Progress for F {
+    fn step(&mut self, message: &str) {
+        self(message)
+    }
+}
+
+/// The python tooling: uv when present (much faster), else venv + pip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installer {
+    Uv(PathBuf),
+    Pip,
+}
+
+impl Installer {
+    pub fn detect(machine: &Machine, layout: &Layout) -> Installer {
+        let own_uv = layout.tools_venv().join("bin/uv");
+        if super::machine::is_executable(&own_uv) {
+            return Installer::Uv(own_uv);
+        }
+        match machine.runner.which("uv") {
+            Some(uv) => Installer::Uv(uv),
+            None => Installer::Pip,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Installer::Uv(_) => "uv",
+            Installer::Pip => "pip",
+        }
+    }
+}
+
+/// Install the charm's own uv into a tool venv, where the machine allows it
+/// (PyPI reachable). Failing is fine: builds fall back to venv + pip.
+pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
+    let venv = layout.tools_venv();
+    if super::machine::is_executable(&venv.join("bin/uv")) || machine.runner.which("uv").is_some() {
+        return Ok(());
+    }
+    let run = |spec: CommandSpec| -> Result<(), String> {
+        let out = machine
+            .runner
+            .run(&spec.timeout(Duration::from_secs(300)))
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.tail(3))
+        }
+    };
+    run(CommandSpec::new("python3").args(["-m", "venv", &venv.to_string_lossy()]))?;
+    run(
+        CommandSpec::new(venv.join("bin/pip").to_string_lossy()).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "uv",
+        ]),
+    )
+}
+
+/// Where the archive for `label` comes from.
+fn archive_source(config: &Config, machine: &Machine, label: &str) -> String {
+    match &config.code_assets_uri {
+        Some(uri) => format!("{uri}/{label}/{}", config.archive_filename),
+        None => machine
+            .charm_dir
+            .join("files")
+            .join(label)
+            .join(&config.archive_filename)
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+/// A staging directory that removes itself unless kept.
+struct Staging {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Remove leftovers of installs that were interrupted (a killed hook).
+pub fn clean_staging(layout: &Layout) {
+    let _ = fs::remove_dir_all(layout.staging_dir());
+}
+
+/// Install build `label` as `config` describes it. `app_env` is the
+/// application's environment, for `make`. On success the build is in
+/// `builds/<label>` with its manifest; on failure nothing of it remains.
+pub fn install(
+    machine: &Machine,
+    layout: &Layout,
+    config: &Config,
+    label: &str,
+    app_env: &[(String, String)],
+    sequence: i64,
+    progress: &mut dyn Progress,
+) -> Result<BuildRecord, BuildError> {
+    let format = ArchiveFormat::from_filename(&config.archive_filename)
+        .ok_or_else(|| BuildError::UnknownFormat(config.archive_filename.clone()))?;
+    clean_staging(layout);
+    fs::create_dir_all(layout.staging_dir()).map_err(BuildError::io(label))?;
+    fs::create_dir_all(layout.builds_dir()).map_err(BuildError::io(label))?;
+    let staging = Staging {
+        dir: layout.staging_dir().join(label),
+        keep: false,
+    };
+    fs::create_dir(&staging.dir).map_err(BuildError::io(label))?;
+    fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
+        .map_err(BuildError::io(label))?;
+
+    // 1. fetch and verify
+    let source = archive_source(config, machine, label);
+    progress.step(&format!("installing build {label}: fetching archive"));
+    let archive_path = staging.dir.join("archive");
+    let fetched = if config.code_assets_uri.is_some() {
+        fetch::download(&source, &archive_path, &machine.download)
+    } else {
+        if !Path::new(&source).is_file() {
+            return Err(BuildError::NotInCharm {
+                label: label.into(),
+                file: config.archive_filename.clone(),
+            });
+        }
+        fetch::copy_local(Path::new(&source), &archive_path, &machine.download)
+    }
+    .map_err(|source| BuildError::Fetch {
+        label: label.into(),
+        source,
+    })?;
+    if let Some(expected) = &config.archive_sha256 {
+        fetch::verify_sha256(&fetched, expected).map_err(|source| BuildError::Fetch {
+            label: label.into(),
+            source,
+        })?;
+    }
+
+    // 2. extract
+    progress.step(&format!("installing build {label}: extracting"));
+    let code = staging.dir.join("code");
+    fs::create_dir(&code).map_err(BuildError::io(label))?;
+    archive::extract(&archive_path, format, &code, &ExtractLimits::default()).map_err(
+        |source| BuildError::Archive {
+            label: label.into(),
+            source,
+        },
+    )?;
+    fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
+    let requirements = match &config.requirements_path {
+        Some(rel) => {
+            let path = code.join(rel);
+            if !path.is_file() {
+                return Err(BuildError::MissingPath {
+                    label: label.into(),
+                    what: format!("requirements file {rel:?}"),
+                    option: "requirements_path",
+                });
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    let pip_cache = match &config.pip_cache_path {
+        Some(rel) => {
+            let path = code.join(rel);
+            if !path.is_dir() {
+                return Err(BuildError::MissingPath {
+                    label: label.into(),
+                    what: format!("pip cache directory {rel:?}"),
+                    option: "pip_cache_path",
+                });
+            }
+            Some(path)
+        }
+        None => None,
+    };
+
+    // 3. virtualenv and requirements
+    let installer = Installer::detect(machine, layout);
+    let venv = staging.dir.join("venv");
+    progress.step(&format!("installing build {label}: python virtualenv"));
+    let step = |name: &str, spec: CommandSpec| -> Result<CommandOutput, BuildError> {
+        let out = machine
+            .runner
+            .run(&spec.timeout(STEP_TIMEOUT))
+            .map_err(|e| BuildError::Step {
+                label: label.into(),
+                step: name.into(),
+                detail: e.to_string(),
+            })?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(BuildError::Step {
+                label: label.into(),
+                step: name.into(),
+                detail: if out.timed_out {
+                    format!("timed out after {} s", STEP_TIMEOUT.as_secs())
+                } else {
+                    out.tail(5)
+                },
+            })
+        }
+    };
+    let venv_s = venv.to_string_lossy().into_owned();
+    let python = venv.join("bin/python").to_string_lossy().into_owned();
+    let mut packages: Vec<String> = vec!["gunicorn".into()];
+    if let Some(req) = &requirements {
+        packages.push("-r".into());
+        packages.push(req.to_string_lossy().into_owned());
+    }
+    let mut index_args: Vec<String> = Vec::new();
+    if let Some(cache) = &pip_cache {
+        index_args.push("--no-index".into());
+        index_args.push("--find-links".into());
+        index_args.push(cache.to_string_lossy().into_owned());
+    }
+    match &installer {
+        Installer::Uv(uv) => {
+            let uv = uv.to_string_lossy().into_owned();
+            let cache = layout.uv_cache().to_string_lossy().into_owned();
+            step(
+                "creating the virtualenv",
+                CommandSpec::new(&uv)
+                    .args(["venv", "--quiet", "--seed", "--python", "python3", &venv_s])
+                    .env("UV_CACHE_DIR", &cache),
+            )?;
+            progress.step(&format!("installing build {label}: python requirements"));
+            step(
+                "installing python requirements",
+                CommandSpec::new(&uv)
+                    .args(["pip", "install", "--quiet", "--python", &python])
+                    .args(index_args.iter().cloned())
+                    .args(packages.iter().cloned())
+                    .env("UV_CACHE_DIR", &cache)
+                    .cwd(&code),
+            )?;
+        }
+        Installer::Pip => {
+            step(
+                "creating the virtualenv",
+                CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
+            )?;
+            progress.step(&format!("installing build {label}: python requirements"));
+            step(
+                "installing python requirements",
+                CommandSpec::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(index_args.iter().cloned())
+                    .args(packages.iter().cloned())
+                    .cwd(&code),
+            )?;
+        }
+    }
+
+    // 4. make, with the application's environment
+    if let Some(target) = &config.update_make_target {
+        progress.step(&format!("installing build {label}: make {target}"));
+        step(
+            &format!("make {target}"),
+            make_command(&code, &venv, target, app_env),
+        )?;
+    }
+
+    // 5. the venv's scripts name the staging path; point them at the final one.
+    let final_dir = layout.build_dir(label);
+    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label))?;
+
+    // 6. manifest last: its presence is what "complete" means.
+    let record = BuildRecord {
+        label: label.to_string(),
+        archive: redact_url(&source),
+        sha256: fetched.sha256.clone(),
+        size: fetched.bytes,
+        installed_at: now(),
+        sequence,
+    };
+    let manifest = Manifest {
+        label: record.label.clone(),
+        archive: record.archive.clone(),
+        sha256: record.sha256.clone(),
+        size: record.size,
+        installed_at: record.installed_at,
+        installer: installer.name().to_string(),
+    };
+    write_file_synced(
+        &staging.dir.join(BUILD_MANIFEST),
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )
+    .map_err(BuildError::io(label))?;
+    if final_dir.exists() {
+        // An incomplete leftover (no manifest): a build that is installed is
+        // never reinstalled, so this is safe to replace.
+        fs::remove_dir_all(&final_dir).map_err(BuildError::io(label))?;
+    }
+    fs::rename(&staging.dir, &final_dir).map_err(BuildError::io(label))?;
+    sync_dir(&layout.builds_dir());
+    let mut staging = staging;
+    staging.keep = true;
+    Ok(record)
+}
+
+/// `make <target>` in a build's code, with the app's environment and venv.
+pub fn make_command(
+    code: &Path,
+    venv: &Path,
+    target: &str,
+    app_env: &[(String, String)],
+) -> CommandSpec {
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        venv.join("bin").display()
+    );
+    let mut spec = CommandSpec::new("make")
+        .args(["-C", &code.to_string_lossy(), "--", target])
+        .env("PATH", path)
+        .env("VIRTUAL_ENV", venv.to_string_lossy());
+    for (k, v) in app_env {
+        spec = spec.env(k, v);
+    }
+    spec.env_is_secret = true;
+    spec
+}
+
+/// Rewrite `#!<from>/...` script headers in `venv/bin` to `#!<to>/...`.
+fn retarget_scripts(venv: &Path, from: &Path, to: &Path) -> std::io::Result<()> {
+    let bin = venv.join("bin");
+    let Ok(entries) = fs::read_dir(&bin) else {
+        return Ok(());
+    };
+    let from_prefix = format!("#!{}", from.display());
+    let to_prefix = format!("#!{}", to.display());
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let data = fs::read(entry.path())?;
+        if data.starts_with(from_prefix.as_bytes()) {
+            let mut fixed = to_prefix.clone().into_bytes();
+            fixed.extend_from_slice(&data[from_prefix.len()..]);
+            let mode = entry.metadata()?.permissions();
+            fs::write(entry.path(), fixed)?;
+            fs::set_permissions(entry.path(), mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// A URL without its user:password part, for records and messages.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}/{path}");
+        }
+    }
+    url.to_string()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Write a file and flush it to disk before it is renamed or relied on.
+pub fn write_file_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Remove an installed build (the manifest first, so a crash midway leaves
+/// an incomplete build, which is never served).
+pub fn remove(layout: &Layout, label: &str) -> std::io::Result<()> {
+    let dir = layout.build_dir(label);
+    let _ = fs::remove_file(dir.join(BUILD_MANIFEST));
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Builds on disk with a manifest, i.e. complete ones.
+pub fn installed_on_disk(layout: &Layout) -> Vec<Manifest> {
+    let Ok(entries) = fs::read_dir(layout.builds_dir()) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Manifest> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|label| read_manifest(layout, &label))
+        .collect();
+    found.sort_by(|a, b| {
+        a.installed_at
+            .cmp(&b.installed_at)
+            .then(a.label.cmp(&b.label))
+    });
+    found
+}
+
+/// Point `link` at `target` atomically: a new link beside it, renamed over it.
+pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<bool> {
+    if fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(false);
+    }
+    let name = link
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = link.with_file_name(format!(".{name}.new"));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)?;
+    if let Some(dir) = link.parent() {
+        sync_dir(dir);
+    }
+    Ok(true)
+}

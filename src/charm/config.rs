@@ -1,0 +1,272 @@
+//! The charm's options, typed and checked. Every error names the option and
+//! says what a valid value looks like, so the Blocked status is actionable.
+
+use super::relations::{http, nrpe};
+use crate::ops::{ConfigError, ConfigReader};
+
+/// Labels that name symlinks, never builds.
+const RESERVED_LABELS: [&str; 2] = ["latest", "current"];
+
+/// The option value meaning "the newest installed build".
+pub const LATEST: &str = "latest";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub build_label: Option<String>,
+    pub archive_filename: String,
+    pub code_assets_uri: Option<String>,
+    pub archive_sha256: Option<String>,
+    pub wsgi_application: String,
+    pub current_symlink: String,
+    pub requirements_path: Option<String>,
+    pub pip_cache_path: Option<String>,
+    pub apt_dependencies: Vec<String>,
+    /// Parsed `environment_variables`, in order.
+    pub environment: Vec<(String, String)>,
+    pub update_make_target: Option<String>,
+    pub listen_port: u16,
+    /// 0 means 2 × cores + 1.
+    pub workers: u32,
+    pub keep_builds: u32,
+    pub nagios_context: String,
+    pub nagios_servicegroups: String,
+    pub nagios_index_path: String,
+    pub nagios_index_content: String,
+    pub nagios_expected_status: u16,
+    pub manager_service_protocol: String,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// A build label: a directory name we create and a word in status messages.
+pub fn check_build_label(option: &str, label: &str) -> Result<(), ConfigError> {
+    let valid_chars = label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if label.is_empty()
+        || label.len() > 64
+        || !valid_chars
+        || !label.starts_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err(ConfigError::new(
+            option,
+            format!(
+                "{label:?} is not a build label: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. r1"
+            ),
+        ));
+    }
+    if RESERVED_LABELS.contains(&label) {
+        return Err(ConfigError::new(
+            option,
+            format!("{label:?} names a symlink, not a build; use a label such as r1"),
+        ));
+    }
+    Ok(())
+}
+
+/// A path inside the build: relative, no `..`, no NUL.
+fn check_relative_path(option: &str, path: &str) -> Result<(), ConfigError> {
+    let p = std::path::Path::new(path);
+    let escapes = p.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if p.is_absolute() || escapes || path.contains('\0') {
+        return Err(ConfigError::new(
+            option,
+            format!("{path:?} must be a path inside the build, relative to its top (no '..'), e.g. requirements.txt"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_apt_package(name: &str) -> Result<(), ConfigError> {
+    // name[:arch][=version], as apt-get install takes them.
+    let (name_arch, version) = name.split_once('=').unwrap_or((name, ""));
+    let (pkg, arch) = name_arch.split_once(':').unwrap_or((name_arch, ""));
+    let pkg_ok = pkg.len() >= 2
+        && pkg.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && pkg
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    let arch_ok = arch
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let version_ok = version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+-.~:".contains(c));
+    if pkg_ok && arch_ok && version_ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "apt_dependencies",
+            format!("{name:?} is not a Debian package name; separate packages with spaces, e.g. \"libpq5 libxml2\""),
+        ))
+    }
+}
+
+impl Config {
+    /// Read and check every option.
+    pub fn from_reader(
+        r: ConfigReader<'_>,
+        parse_environment: impl Fn(&str) -> Result<Vec<(String, String)>, ConfigError>,
+    ) -> Result<Config, ConfigError> {
+        let build_label = non_empty(r.string("build_label")?);
+        if let Some(label) = &build_label {
+            check_build_label("build_label", label)?;
+        }
+
+        let archive_filename = r.string("archive_filename")?.trim().to_string();
+        if archive_filename.is_empty()
+            || archive_filename.contains('/')
+            || archive_filename.starts_with('.')
+            || archive_filename.contains('\0')
+        {
+            return Err(ConfigError::new(
+                "archive_filename",
+                "must be a file name without '/', e.g. example-wsgi-app.tar.bzip2",
+            ));
+        }
+
+        let code_assets_uri = non_empty(r.string("code_assets_uri")?)
+            .map(|uri| uri.trim_end_matches('/').to_string());
+        if let Some(uri) = &code_assets_uri {
+            let scheme_ok = uri.starts_with("http://") || uri.starts_with("https://");
+            if !scheme_ok || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::new(
+                    "code_assets_uri",
+                    "must be an http:// or https:// URL without spaces, e.g. https://assets.example.com/myapp",
+                ));
+            }
+        }
+
+        let archive_sha256 = non_empty(r.string("archive_sha256")?).map(|s| s.to_ascii_lowercase());
+        if let Some(sum) = &archive_sha256 {
+            if sum.len() != 64 || !sum.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ConfigError::new(
+                    "archive_sha256",
+                    "must be 64 hex digits (the output of sha256sum), or empty",
+                ));
+            }
+        }
+
+        let wsgi_application = r.string("wsgi_application")?.trim().to_string();
+        let (module, callable) = wsgi_application.split_once(':').unwrap_or(("", ""));
+        let dotted_ok = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|part| {
+                    !part.is_empty()
+                        && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && !part.starts_with(|c: char| c.is_ascii_digit())
+                })
+        };
+        if !dotted_ok(module) || !dotted_ok(callable) {
+            return Err(ConfigError::new(
+                "wsgi_application",
+                format!(
+                    "{wsgi_application:?} must be module:callable, e.g. myapp.wsgi:application"
+                ),
+            ));
+        }
+
+        let current_symlink =
+            non_empty(r.string("current_symlink")?).unwrap_or_else(|| LATEST.into());
+        if current_symlink != LATEST {
+            check_build_label("current_symlink", &current_symlink).map_err(|_| {
+                ConfigError::new(
+                    "current_symlink",
+                    format!("{current_symlink:?} must be \"latest\" or an installed build label such as r1"),
+                )
+            })?;
+        }
+
+        let requirements_path = non_empty(r.string("requirements_path")?);
+        if let Some(p) = &requirements_path {
+            check_relative_path("requirements_path", p)?;
+        }
+        let pip_cache_path = non_empty(r.string("pip_cache_path")?);
+        if let Some(p) = &pip_cache_path {
+            check_relative_path("pip_cache_path", p)?;
+        }
+
+        let apt_dependencies: Vec<String> = r
+            .string("apt_dependencies")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for pkg in &apt_dependencies {
+            check_apt_package(pkg)?;
+        }
+
+        let environment = parse_environment(r.string("environment_variables")?)?;
+
+        let update_make_target = non_empty(r.string("update_make_target")?);
+        if let Some(target) = &update_make_target {
+            let ok = target
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+                && !target.starts_with('-');
+            if !ok {
+                return Err(ConfigError::new(
+                    "update_make_target",
+                    format!("{target:?} must be one make target name, e.g. migrate"),
+                ));
+            }
+        }
+
+        let listen_port = r.int_in("listen_port", 1024..=65535)? as u16;
+        let workers = r.int_in("workers", 0..=256)? as u32;
+        let keep_builds = r.int_in("keep_builds", 2..=1000)? as u32;
+
+        let nagios_index_path = r.string("nagios_index_path")?.to_string();
+        nrpe::validate_nagios_index_path(&nagios_index_path)?;
+        let nagios_index_content = r.string("nagios_index_content")?.to_string();
+        nrpe::validate_nagios_index_content(&nagios_index_content)?;
+        let nagios_expected_status =
+            nrpe::validate_nagios_expected_status(r.int("nagios_expected_status")?)?;
+        let nagios_context = r.string("nagios_context")?.trim().to_string();
+        nrpe::validate_nagios_context(&nagios_context)?;
+        let nagios_servicegroups = r.string("nagios_servicegroups")?.trim().to_string();
+        nrpe::validate_nagios_servicegroups(&nagios_servicegroups)?;
+
+        let manager_service_protocol = r.string("manager_service_protocol")?.trim().to_string();
+        http::validate_manager_service_protocol(&manager_service_protocol)?;
+
+        Ok(Config {
+            build_label,
+            archive_filename,
+            code_assets_uri,
+            archive_sha256,
+            wsgi_application,
+            current_symlink,
+            requirements_path,
+            pip_cache_path,
+            apt_dependencies,
+            environment,
+            update_make_target,
+            listen_port,
+            workers,
+            keep_builds,
+            nagios_context,
+            nagios_servicegroups,
+            nagios_index_path,
+            nagios_index_content,
+            nagios_expected_status,
+            manager_service_protocol,
+        })
+    }
+
+    /// gunicorn workers: as configured, or 2 × cores + 1.
+    pub fn effective_workers(&self, cpus: usize) -> u32 {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            (2 * cpus as u32 + 1).min(64)
+        }
+    }
+}

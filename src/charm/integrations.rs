@@ -1,0 +1,197 @@
+//! The relations, Juju side: read the bags through `ops`, let
+//! [`relations`](super::relations) decide, record the URLs the app sees
+//! (with the relation each came from) and publish what others need.
+//!
+//! A URL is dropped only when no relation of its endpoint can provide it:
+//! PostgreSQL briefly unlisting us during a failover keeps the last URL (and
+//! says Waiting); the relation going away removes it. MongoDB going away
+//! never touches DATABASE_URL.
+
+use std::collections::BTreeMap;
+
+use super::config::Config;
+use super::reconcile::Report;
+use super::relations::{self, PgsqlInput};
+use super::state;
+use super::{Ctx, Endpoint};
+use crate::ops::{Bag, BagOwner, HandlerError, RelationId, Scope};
+
+pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const MONGO_URL: &str = "MONGO_URL";
+pub const MANAGER_SERVICE_URL: &str = "MANAGER_SERVICE_URL";
+
+/// The relation-provided variables as last recorded.
+pub fn stored(ctx: &mut Ctx<'_, '_>) -> Result<Vec<(String, String)>, HandlerError> {
+    Ok(state::relation_urls(ctx.store.conn())?
+        .into_iter()
+        .map(|u| (u.name, u.value))
+        .collect())
+}
+
+/// Each remote unit's bag on a relation.
+fn remote_unit_bags(
+    ctx: &mut Ctx<'_, '_>,
+    rel: RelationId<Endpoint>,
+) -> Result<Vec<(String, Bag)>, HandlerError> {
+    let units = ctx.model.relation_units(rel)?.to_vec();
+    let mut bags = Vec::with_capacity(units.len());
+    for unit in units {
+        let bag = ctx
+            .model
+            .relation_data(rel, &BagOwner::Unit(unit.clone()))?
+            .clone();
+        bags.push((unit, bag));
+    }
+    Ok(bags)
+}
+
+/// Decide what one URL variable should be now. `candidate` is the first
+/// relation that can provide it; `live` the relations of its endpoint.
+fn settle(
+    ctx: &mut Ctx<'_, '_>,
+    name: &str,
+    candidate: Option<(String, String)>,
+    live: &[RelationId<Endpoint>],
+) -> Result<bool, HandlerError> {
+    let conn = ctx.store.conn();
+    let recorded = state::relation_urls(conn)?
+        .into_iter()
+        .find(|u| u.name == name);
+    match candidate {
+        Some((url, relation)) => {
+            state::set_relation_url(conn, name, Some((&url, &relation)))?;
+            Ok(true)
+        }
+        None => {
+            let source_alive = recorded
+                .as_ref()
+                .is_some_and(|r| live.iter().any(|rel| rel.to_string() == r.relation));
+            if !source_alive {
+                state::set_relation_url(conn, name, None)?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Re-read every requires relation, record the URLs, and return the app's
+/// relation-provided environment.
+pub fn refresh(
+    ctx: &mut Ctx<'_, '_>,
+    config: &Config,
+    report: &mut Report,
+) -> Result<Vec<(String, String)>, HandlerError> {
+    refresh_pgsql(ctx, report)?;
+    refresh_mongodb(ctx, report)?;
+    refresh_manager_service(ctx, config, report)?;
+    stored(ctx)
+}
+
+fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), HandlerError> {
+    let live = ctx.model.relations(Endpoint::Pgsql)?;
+    let our_unit = ctx.model.unit_name().to_string();
+    let database = ctx.model.app_name().to_string();
+    let request = relations::pgsql_request(&database);
+    let mut candidate = None;
+    let mut waiting = Vec::new();
+    for &rel in &live {
+        ctx.model.update_relation_data(rel, Scope::Unit, &request)?;
+        if ctx.model.is_leader()? {
+            ctx.model.update_relation_data(rel, Scope::App, &request)?;
+        }
+        let own = ctx
+            .model
+            .relation_data(rel, &BagOwner::Unit(our_unit.clone()))?;
+        let egress =
+            relations::split_comma_list(own.get("egress-subnets").map_or("", String::as_str));
+        let remote_units: BTreeMap<String, Bag> = remote_unit_bags(ctx, rel)?.into_iter().collect();
+        let remote_app = ctx.model.remote_app(rel)?.to_string();
+        let remote_app_bag = ctx
+            .model
+            .relation_data(rel, &BagOwner::App(remote_app))?
+            .clone();
+        let input = PgsqlInput {
+            our_unit: &our_unit,
+            our_egress_subnets: &egress,
+            requested_database: &database,
+            remote_units: &remote_units,
+            remote_app_bag: &remote_app_bag,
+        };
+        match relations::database_url(&input) {
+            Ok(url) if candidate.is_none() => {
+                ctx.model.log(
+                    crate::ops::LogLevel::Info,
+                    &format!("DATABASE_URL from {rel}: {}", url.redacted()),
+                );
+                candidate = Some((url.expose(), rel.to_string()));
+            }
+            Ok(_) => {}
+            Err(why) => waiting.push(why.to_string()),
+        }
+    }
+    if !settle(ctx, DATABASE_URL, candidate, &live)? {
+        if let Some(first) = waiting.into_iter().next() {
+            report.waiting(first);
+        }
+    }
+    Ok(())
+}
+
+fn refresh_mongodb(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), HandlerError> {
+    let live = ctx.model.relations(Endpoint::Mongodb)?;
+    let mut candidate = None;
+    for &rel in &live {
+        let units = remote_unit_bags(ctx, rel)?;
+        if let Some(conn) = relations::mongo_connection(&units, None) {
+            for note in &conn.notes {
+                ctx.model.log(crate::ops::LogLevel::Warning, note);
+            }
+            candidate = Some((conn.url, rel.to_string()));
+            break;
+        }
+    }
+    if !settle(ctx, MONGO_URL, candidate, &live)? && !live.is_empty() {
+        report.waiting("waiting for mongodb to publish hostname and port");
+    }
+    Ok(())
+}
+
+fn refresh_manager_service(
+    ctx: &mut Ctx<'_, '_>,
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), HandlerError> {
+    let live = ctx.model.relations(Endpoint::ManagerService)?;
+    let mut candidate = None;
+    for &rel in &live {
+        let units = remote_unit_bags(ctx, rel)?;
+        match relations::manager_service_url(&config.manager_service_protocol, &units) {
+            Ok(Some(url)) => {
+                candidate = Some((url, rel.to_string()));
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => report.blocked(e.to_string()),
+        }
+    }
+    if !settle(ctx, MANAGER_SERVICE_URL, candidate, &live)? && !live.is_empty() {
+        report.waiting("waiting for manager-service to publish its address and port");
+    }
+    Ok(())
+}
+
+/// `hostname`, `private-address` and `port` on every website relation, so a
+/// load balancer can send traffic to this unit.
+pub fn publish_website(ctx: &mut Ctx<'_, '_>, config: &Config) -> Result<(), HandlerError> {
+    for rel in ctx.model.relations(Endpoint::Website)? {
+        let address = ctx
+            .model
+            .network(Endpoint::Website.as_ref(), Some(rel))?
+            .ingress_address()
+            .map(str::to_string)
+            .ok_or("network-get gave no address for the website binding")?;
+        let data = relations::website_data(&address, config.listen_port);
+        ctx.model.update_relation_data(rel, Scope::Unit, &data)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,739 @@
+//! Converge the machine towards what config and recorded facts ask for.
+//!
+//! Order: packages, the build for `build_label`, the symlinks, the app's
+//! environment, the gunicorn service (switched behind a health gate), then
+//! what other applications see (port, website, nrpe), and finally removing
+//! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::builds::{self, BuildError};
+use super::config::{Config, LATEST};
+use super::layout::Layout;
+use super::machine::CommandSpec;
+use super::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
+use super::state::{self, BuildRecord, Rollout};
+use super::{envvars, health, integrations, nrpe, users, Ctx, Endpoint, WsgiApp};
+use crate::ops::{
+    ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
+};
+
+/// How much of the world a reconcile re-reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Everything: relations, ports, published data (most events).
+    Full,
+    /// The periodic check (update-status): config, the build and the service,
+    /// with relation facts from the store; no relation reads or writes.
+    Check,
+}
+
+/// What the last reconcile found; the unit status is computed from it.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Things a human must fix (Blocked) or a peer must do (Waiting).
+    problems: Vec<Status>,
+    serving: Option<String>,
+    port: Option<u16>,
+    /// (pinned build, what the application wants) when this unit is pinned.
+    pinned: Option<(String, String)>,
+}
+
+impl Report {
+    pub fn blocked(&mut self, message: impl Into<String>) {
+        self.problems.push(Status::blocked(message));
+    }
+    pub fn waiting(&mut self, message: impl Into<String>) {
+        self.problems.push(Status::waiting(message));
+    }
+
+    /// The worst problem (Blocked before Waiting), else Active with what is
+    /// served. A problem's message also says what is still serving.
+    pub fn status(&self, _ctx: &mut Ctx<'_, '_>) -> Status {
+        let serving = match (&self.serving, self.port) {
+            (Some(label), Some(port)) => Some(format!("serving {label} on :{port}")),
+            _ => None,
+        };
+        // The worst problem; the first reported among equals.
+        let worst = self
+            .problems
+            .iter()
+            .fold(None::<&Status>, |worst, s| match worst {
+                Some(w) if w.name.priority() >= s.name.priority() => Some(w),
+                _ => Some(s),
+            });
+        let worst = worst.cloned();
+        if let Some(mut problem) = worst {
+            let others = self.problems.len() - 1;
+            if others > 0 {
+                problem
+                    .message
+                    .push_str(&format!(" (+{others} more, see juju debug-log)"));
+            }
+            if let Some(serving) = serving {
+                problem.message.push_str(&format!("; {serving}"));
+            }
+            return problem;
+        }
+        match (serving, &self.pinned) {
+            (Some(s), Some((_, wanted))) => {
+                Status::active(format!("{s} (pinned; application wants {wanted})"))
+            }
+            (Some(s), None) => Status::active(s),
+            (None, _) => Status::waiting("no build is serving yet"),
+        }
+    }
+}
+
+/// Create what the charm needs once per machine: the app user, uv.
+pub fn prepare_machine(
+    app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+) -> Result<(), HandlerError> {
+    ctx.model
+        .set_unit_status(&Status::maintenance("preparing the machine"))?;
+    users::ensure_app_user(&app.machine, &layout.app)?;
+    if let Err(why) = builds::install_uv(&app.machine, layout) {
+        ctx.model.log(
+            LogLevel::Info,
+            &format!("uv is not available ({why}); builds use python3 -m venv and pip"),
+        );
+    }
+    Ok(())
+}
+
+/// A relation event: nothing to record beyond what Juju can tell us again,
+/// except that a broken relation's URL must go.
+pub fn record_relation_event(
+    _app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    event: &RelationEvent<Endpoint>,
+) -> Result<(), HandlerError> {
+    ctx.model.log(
+        LogLevel::Debug,
+        &format!(
+            "{}-relation-{} from {}",
+            event.relation.endpoint.as_ref(),
+            event.hook.as_ref(),
+            event.remote_unit.as_deref().unwrap_or(&event.remote_app)
+        ),
+    );
+    Ok(())
+}
+
+impl WsgiApp {
+    pub(crate) fn reconcile(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        layout: &Layout,
+        depth: Depth,
+    ) -> Result<(), HandlerError> {
+        self.report = Report::default();
+        let config = match read_config(ctx) {
+            Ok(c) => c,
+            Err(e) => {
+                // Keep whatever serves; the operator fixes the option.
+                self.report.blocked(format!("invalid config: {e}"));
+                let rollout = state::rollout(ctx.store.conn())?;
+                self.report.serving = rollout.serving;
+                return Ok(());
+            }
+        };
+        self.report.port = Some(config.listen_port);
+
+        let relation_env = if depth == Depth::Full {
+            integrations::refresh(ctx, &config, &mut self.report)?
+        } else {
+            integrations::stored(ctx)?
+        };
+
+        self.ensure_packages(ctx, &config)?;
+        let account = users::ensure_app_user(&self.machine, &layout.app)?;
+        ensure_dirs(layout, &account)?;
+
+        let mut app_env = config.environment.clone();
+        app_env.extend(relation_env);
+
+        self.ensure_build(ctx, layout, &config, &app_env)?;
+        let installed = sync_build_records(ctx, layout)?;
+
+        let env_changed = write_env_file(layout, &app_env, &account)
+            .map_err(|e| format!("writing the environment file: {e}"))?;
+        let env_hash = hash_env(&app_env);
+
+        let mut rollout = state::rollout(ctx.store.conn())?;
+        if rollout.app_target.as_deref() != Some(config.current_symlink.as_str()) {
+            if rollout.pinned.is_some()
+                && rollout.pinned_under.as_deref() != Some(&config.current_symlink)
+            {
+                ctx.model.log(
+                    LogLevel::Info,
+                    &format!(
+                        "current_symlink is now {}: this unit is no longer pinned to {}",
+                        config.current_symlink,
+                        rollout.pinned.as_deref().unwrap_or_default()
+                    ),
+                );
+                rollout.pinned = None;
+                rollout.pinned_under = None;
+            }
+            rollout.app_target = Some(config.current_symlink.clone());
+            state::save_rollout(ctx.store.conn(), &rollout)?;
+        }
+
+        if let Some(newest) = installed.last() {
+            builds::swap_symlink(&layout.latest_link(), &relative_build(&newest.label))?;
+        }
+        let target = match resolve_target(&rollout, &config, &installed) {
+            Ok(t) => t,
+            Err(problem) => {
+                self.report.problems.push(problem);
+                self.report.serving = rollout.serving.clone();
+                if depth == Depth::Full {
+                    self.publish(ctx, layout, &config)?;
+                }
+                return Ok(());
+            }
+        };
+        if let Some(pin) = &rollout.pinned {
+            self.report.pinned = Some((pin.clone(), config.current_symlink.clone()));
+        }
+
+        if env_changed && rollout.serving.as_deref() == Some(target.as_str()) {
+            self.rerun_make(ctx, layout, &config, &target, &app_env)?;
+        }
+        let outcome = switch_to(self, ctx, layout, &config, &target, &env_hash, "config")?;
+        if let SwitchOutcome::Refused(message) = &outcome {
+            self.report.blocked(message.clone());
+        }
+        self.report.serving = state::rollout(ctx.store.conn())?.serving;
+
+        if depth == Depth::Full {
+            self.publish(ctx, layout, &config)?;
+        }
+        prune_builds(ctx, layout, &config)?;
+        Ok(())
+    }
+
+    fn ensure_packages(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        config: &Config,
+    ) -> Result<(), HandlerError> {
+        let mut wanted = config.apt_dependencies.clone();
+        wanted.sort();
+        wanted.dedup();
+        let wanted_s = wanted.join(" ");
+        let installed = state::installed_packages(ctx.store.conn())?.unwrap_or_default();
+        if wanted_s == installed {
+            return Ok(());
+        }
+        if !wanted.is_empty() {
+            ctx.model.set_unit_status(&Status::maintenance(format!(
+                "installing packages: {wanted_s}"
+            )))?;
+            let apt = |args: &[&str]| {
+                CommandSpec::new("apt-get")
+                    .args(args.iter().copied())
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .timeout(Duration::from_secs(1800))
+            };
+            let update = self.machine.runner.run(&apt(&["update", "-q"]))?;
+            let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+            install_args.extend(wanted.iter().map(String::as_str));
+            let install = if update.success() {
+                self.machine.runner.run(&apt(&install_args))?
+            } else {
+                update
+            };
+            if !install.success() {
+                self.report.blocked(format!(
+                    "apt_dependencies: apt-get could not install {wanted_s}: {}",
+                    install.tail(2)
+                ));
+                return Ok(());
+            }
+        }
+        // Packages no longer listed stay installed: removing them could take
+        // away something else on the machine.
+        state::set_installed_packages(ctx.store.conn(), &wanted_s)?;
+        Ok(())
+    }
+
+    fn ensure_build(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        layout: &Layout,
+        config: &Config,
+        app_env: &[(String, String)],
+    ) -> Result<(), HandlerError> {
+        let Some(label) = &config.build_label else {
+            return Ok(());
+        };
+        if let Some(manifest) = builds::read_manifest(layout, label) {
+            if let Some(expected) = &config.archive_sha256 {
+                if &manifest.sha256 != expected {
+                    self.report.blocked(format!(
+                        "build {label} is installed from an archive with sha256 {}, not archive_sha256 {expected}; builds are immutable: publish the new archive under a new build_label",
+                        short(&manifest.sha256)
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let sequence = state::next_build_sequence(ctx.store.conn())?;
+        let mut progress = |message: &str| {
+            let _ = ctx.model.set_unit_status(&Status::maintenance(message));
+        };
+        match builds::install(
+            &self.machine,
+            layout,
+            config,
+            label,
+            app_env,
+            sequence,
+            &mut progress,
+        ) {
+            Ok(record) => {
+                state::record_build(ctx.store.conn(), &record)?;
+                ctx.model.log(
+                    LogLevel::Info,
+                    &format!("installed build {label} (sha256 {})", record.sha256),
+                );
+            }
+            Err(BuildError::Io { label, source }) => {
+                return Err(format!("installing build {label}: {source}").into());
+            }
+            Err(e) => {
+                ctx.model.log(LogLevel::Error, &e.to_string());
+                self.report.blocked(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn rerun_make(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        layout: &Layout,
+        config: &Config,
+        label: &str,
+        app_env: &[(String, String)],
+    ) -> Result<(), HandlerError> {
+        let Some(target) = &config.update_make_target else {
+            return Ok(());
+        };
+        ctx.model
+            .set_unit_status(&Status::maintenance(format!("running make {target}")))?;
+        let spec = builds::make_command(
+            &layout.code_dir(label),
+            &layout.venv_dir(label),
+            target,
+            app_env,
+        );
+        let out = self
+            .machine
+            .runner
+            .run(&spec.timeout(Duration::from_secs(1800)))?;
+        if !out.success() {
+            self.report.blocked(format!(
+                "update_make_target: make {target} failed in build {label}: {}",
+                out.tail(3)
+            ));
+        }
+        Ok(())
+    }
+
+    /// What other applications see: the open port, website data, nrpe checks.
+    fn publish(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        layout: &Layout,
+        config: &Config,
+    ) -> Result<(), HandlerError> {
+        ctx.model.set_ports(&[Port::tcp(config.listen_port)])?;
+        integrations::publish_website(ctx, config)?;
+        nrpe::reconcile(&self.machine, ctx, layout, config, &mut self.report)?;
+        Ok(())
+    }
+
+    pub(crate) fn service_spec(
+        &self,
+        layout: &Layout,
+        config: &Config,
+        label: &str,
+        sha256: &str,
+        env_hash: &str,
+    ) -> Result<ServiceSpec, HandlerError> {
+        let account = users::app_account(&self.machine, &layout.app)?;
+        let workers = config.effective_workers(self.machine.cpus);
+        let mut fingerprint = Sha256::new();
+        for part in [
+            label,
+            sha256,
+            env_hash,
+            &config.wsgi_application,
+            &self.machine.bind_address,
+            &config.listen_port.to_string(),
+            &workers.to_string(),
+        ] {
+            fingerprint.update(part.as_bytes());
+            fingerprint.update([0]);
+        }
+        Ok(ServiceSpec {
+            name: layout.app.clone(),
+            current_dir: layout.current_link(),
+            wsgi_application: config.wsgi_application.clone(),
+            bind_address: self.machine.bind_address.clone(),
+            port: config.listen_port,
+            workers,
+            env_file: layout.env_file(),
+            user: account.name.clone(),
+            group: users::group_name(account.gid).unwrap_or_else(|| account.name.clone()),
+            log_dir: layout.log_dir.clone(),
+            run_dir: layout.run_dir.clone(),
+            fingerprint: hex(&fingerprint.finalize()),
+        })
+    }
+}
+
+pub(crate) fn read_config(ctx: &mut Ctx<'_, '_>) -> Result<Config, ConfigError> {
+    let values = ctx
+        .model
+        .config()
+        .map_err(|e| ConfigError::new("config", e.to_string()))?;
+    Config::from_reader(ConfigReader::new(values), |text| {
+        envvars::parse_environment_variables(text)
+            .map_err(|e| ConfigError::new("environment_variables", e.to_string()))
+    })
+}
+
+/// What `current` should point at: the pin, else `current_symlink`
+/// (`latest` meaning the newest installed build).
+fn resolve_target(
+    rollout: &Rollout,
+    config: &Config,
+    installed: &[BuildRecord],
+) -> Result<String, Status> {
+    let names = || {
+        installed
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if installed.is_empty() {
+        return Err(match &config.build_label {
+            None => Status::blocked(
+                "no build installed: set build_label, e.g. `juju config <app> build_label=r1`",
+            ),
+            // The install itself reported why it failed.
+            Some(label) => Status::waiting(format!("build {label} is not installed yet")),
+        });
+    }
+    let wanted = rollout.pinned.as_deref().unwrap_or(&config.current_symlink);
+    if wanted == LATEST {
+        return Ok(installed.last().expect("not empty").label.clone());
+    }
+    if installed.iter().any(|b| b.label == wanted) {
+        Ok(wanted.to_string())
+    } else if rollout.pinned.is_some() {
+        Err(Status::blocked(format!(
+            "this unit is pinned to {wanted}, which is no longer installed; run set-current-symlink with one of: {}",
+            names()
+        )))
+    } else {
+        Err(Status::blocked(format!(
+            "current_symlink: build {wanted} is not installed; installed builds: {} (set build_label={wanted} to install it)",
+            names()
+        )))
+    }
+}
+
+/// How a switch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchOutcome {
+    /// Already serving the target with the same environment.
+    Unchanged,
+    /// Now serving the target; the health check's one-line result.
+    Switched {
+        previous: Option<String>,
+        health: String,
+    },
+    /// The target could not serve; the previous build still does.
+    Refused(String),
+}
+
+/// Move gunicorn onto `target` with zero failed requests, check its health,
+/// and switch back when it is unhealthy.
+pub(crate) fn switch_to(
+    app: &WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    config: &Config,
+    target: &str,
+    env_hash: &str,
+    why: &str,
+) -> Result<SwitchOutcome, HandlerError> {
+    let conn = ctx.store.conn();
+    let mut rollout = state::rollout(conn)?;
+    let records = state::builds(conn)?;
+    let sha_of = |label: &str| {
+        records
+            .iter()
+            .find(|b| b.label == label)
+            .map(|b| b.sha256.clone())
+            .unwrap_or_default()
+    };
+    let spec = app.service_spec(layout, config, target, &sha_of(target), env_hash)?;
+    let running = app.machine.services.state(&spec)?;
+    let same_build = rollout.serving.as_deref() == Some(target);
+    if same_build
+        && running
+            == (ServiceState::Running {
+                fingerprint: spec.fingerprint.clone(),
+            })
+    {
+        builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
+        return Ok(SwitchOutcome::Unchanged);
+    }
+    let previous = rollout.serving.clone().filter(|p| p != target);
+    if !same_build {
+        ctx.model.set_unit_status(&Status::maintenance(format!(
+            "switching to build {target} ({why})"
+        )))?;
+    }
+    builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
+    let started = app.machine.services.ensure(&spec);
+    let failure = match started {
+        Ok(ServiceChange::Unchanged) | Ok(ServiceChange::Started) | Ok(ServiceChange::Replaced) => {
+            match check_health(app, config) {
+                Ok(health) => {
+                    rollout.previous = previous.clone().or(rollout.previous.take());
+                    rollout.serving = Some(target.to_string());
+                    rollout.switched_at = Some(builds::now());
+                    rollout.health = Some(health.clone());
+                    state::save_rollout(conn, &rollout)?;
+                    ctx.model.log(
+                        LogLevel::Info,
+                        &format!("serving build {target} ({why}); health: {health}"),
+                    );
+                    return Ok(SwitchOutcome::Switched { previous, health });
+                }
+                Err(why) => format!("build {target} is unhealthy: {why}"),
+            }
+        }
+        Err(ServiceError::StartFailed(detail)) => format!("build {target} did not start: {detail}"),
+        Err(other) => return Err(other.into()),
+    };
+    // Back to what served before, if anything did.
+    if let Some(back) = &rollout.serving {
+        builds::swap_symlink(&layout.current_link(), &relative_build(back))?;
+        let back_spec = app.service_spec(layout, config, back, &sha_of(back), env_hash)?;
+        app.machine.services.ensure(&back_spec)?;
+    }
+    rollout.health = Some(failure.clone());
+    state::save_rollout(conn, &rollout)?;
+    ctx.model.log(LogLevel::Error, &failure);
+    Ok(SwitchOutcome::Refused(match &rollout.serving {
+        Some(back) => format!("{failure}; kept {back} serving"),
+        None => failure,
+    }))
+}
+
+/// GET the index page until it answers as the nagios options say (bounded).
+fn check_health(app: &WsgiApp, config: &Config) -> Result<String, String> {
+    let host = match app.machine.bind_address.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" => "::1",
+        other => other,
+    };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{}", config.listen_port)
+    } else {
+        format!("{host}:{}", config.listen_port)
+    };
+    let path = &config.nagios_index_path;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let started = std::time::Instant::now();
+        let verdict = app
+            .machine
+            .probe
+            .http_get(&addr, path, Duration::from_secs(5))
+            .and_then(|answer| {
+                health::judge(
+                    &answer,
+                    config.nagios_expected_status,
+                    &config.nagios_index_content,
+                    started.elapsed(),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .map(|report| {
+                format!(
+                    "GET {path}: HTTP {} in {} ms",
+                    report.status, report.elapsed_ms
+                )
+            })
+            .map_err(|e| format!("GET {path}: {e}"));
+        if verdict.is_ok() || std::time::Instant::now() >= deadline {
+            return verdict;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Make the store's build records agree with the disk (the disk wins: a
+/// build renamed into place before a crash is adopted; one removed by hand
+/// is forgotten). Returns the installed builds, oldest first.
+fn sync_build_records(
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+) -> Result<Vec<BuildRecord>, HandlerError> {
+    let conn = ctx.store.conn();
+    let on_disk = builds::installed_on_disk(layout);
+    let recorded = state::builds(conn)?;
+    for r in &recorded {
+        if !on_disk.iter().any(|m| m.label == r.label) {
+            state::forget_build(conn, &r.label)?;
+        }
+    }
+    for m in &on_disk {
+        if !recorded.iter().any(|r| r.label == m.label) {
+            let record = BuildRecord {
+                label: m.label.clone(),
+                archive: m.archive.clone(),
+                sha256: m.sha256.clone(),
+                size: m.size,
+                installed_at: m.installed_at,
+                sequence: state::next_build_sequence(conn)?,
+            };
+            state::record_build(conn, &record)?;
+        }
+    }
+    Ok(state::builds(conn)?)
+}
+
+/// Remove the oldest builds beyond `keep_builds`, never the one serving,
+/// the latest, the pinned one or the rollback target.
+fn prune_builds(
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    config: &Config,
+) -> Result<(), HandlerError> {
+    let conn = ctx.store.conn();
+    let installed = state::builds(conn)?;
+    let excess = installed.len().saturating_sub(config.keep_builds as usize);
+    if excess == 0 {
+        return Ok(());
+    }
+    let rollout = state::rollout(conn)?;
+    let keep: Vec<&str> = [
+        rollout.serving.as_deref(),
+        rollout.pinned.as_deref(),
+        rollout.previous.as_deref(),
+        installed.last().map(|b| b.label.as_str()),
+        Some(config.current_symlink.as_str()),
+        config.build_label.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let doomed: Vec<String> = installed
+        .iter()
+        .filter(|b| !keep.contains(&b.label.as_str()))
+        .take(excess)
+        .map(|b| b.label.clone())
+        .collect();
+    for label in doomed {
+        builds::remove(layout, &label)?;
+        state::forget_build(conn, &label)?;
+        ctx.model.log(
+            LogLevel::Info,
+            &format!("removed build {label} (keep_builds={})", config.keep_builds),
+        );
+    }
+    Ok(())
+}
+
+/// `current` and `latest` point at builds relative to the base directory.
+pub fn relative_build(label: &str) -> PathBuf {
+    Path::new("builds").join(label)
+}
+
+fn ensure_dirs(layout: &Layout, account: &users::Account) -> Result<(), HandlerError> {
+    for dir in [&layout.base, &layout.etc, &layout.lib_dir, &layout.run_dir] {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    }
+    fs::create_dir_all(&layout.log_dir)?;
+    users::chown(&layout.log_dir, account.uid, account.gid)?;
+    fs::set_permissions(&layout.log_dir, fs::Permissions::from_mode(0o750))?;
+    Ok(())
+}
+
+fn write_env_file(
+    layout: &Layout,
+    vars: &[(String, String)],
+    account: &users::Account,
+) -> Result<bool, HandlerError> {
+    Ok(envvars::write_env_file(
+        &layout.env_file(),
+        vars,
+        0,
+        account.gid,
+    )?)
+}
+
+/// A digest of the app's environment, part of the service fingerprint.
+pub fn hash_env(vars: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    let sorted: BTreeMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (k, v) in sorted {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// `stop`: take gunicorn down gracefully.
+pub fn stop(app: &mut WsgiApp, ctx: &mut Ctx<'_, '_>, layout: &Layout) -> Result<(), HandlerError> {
+    if let Ok(config) = read_config(ctx) {
+        let spec = app.service_spec(layout, &config, "", "", "")?;
+        app.machine.services.stop(&spec)?;
+    }
+    app.report
+        .problems
+        .push(Status::new(StatusName::Maintenance, "stopped"));
+    Ok(())
+}
+
+/// `remove`: stop, and take away what other software would trip over
+/// (service definitions, nrpe checks). Builds stay for forensics.
+pub fn remove(
+    app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+) -> Result<(), HandlerError> {
+    stop(app, ctx, layout)?;
+    nrpe::remove_files(&app.machine, layout)?;
+    Ok(())
+}

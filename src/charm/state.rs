@@ -1,0 +1,216 @@
+//! The charm's stored state: facts that cannot be read back from Juju or the
+//! disk. Installed builds (what was installed from which archive), database
+//! and service URLs with the relation they came from, the rollout (who wants
+//! which build, what served before), and the apt packages installed.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::ops::{Migration, StoreError};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "builds, relation URLs, rollout, packages",
+    sql: "
+CREATE TABLE builds (
+    label TEXT PRIMARY KEY,
+    archive TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    installed_at INTEGER NOT NULL,
+    sequence INTEGER NOT NULL
+);
+CREATE TABLE relation_urls (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    relation TEXT NOT NULL
+);
+CREATE TABLE rollout (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    app_target TEXT,
+    pinned TEXT,
+    pinned_under TEXT,
+    serving TEXT,
+    previous TEXT,
+    switched_at INTEGER,
+    health TEXT
+);
+INSERT INTO rollout (id) VALUES (1);
+CREATE TABLE packages (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    installed TEXT NOT NULL
+);
+",
+}];
+
+/// One installed build, as recorded when it was renamed into place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuildRecord {
+    pub label: String,
+    /// Where the archive came from (a URL or the charm's files/ path).
+    pub archive: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub installed_at: i64,
+    /// Install order: the highest is `latest`.
+    pub sequence: i64,
+}
+
+pub fn builds(conn: &Connection) -> Result<Vec<BuildRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT label, archive, sha256, size, installed_at, sequence FROM builds ORDER BY sequence",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(BuildRecord {
+            label: r.get(0)?,
+            archive: r.get(1)?,
+            sha256: r.get(2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            installed_at: r.get(4)?,
+            sequence: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn next_build_sequence(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(sequence), 0) + 1 FROM builds",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn record_build(conn: &Connection, b: &BuildRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO builds (label, archive, sha256, size, installed_at, sequence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            b.label,
+            b.archive,
+            b.sha256,
+            b.size as i64,
+            b.installed_at,
+            b.sequence
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn forget_build(conn: &Connection, label: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM builds WHERE label = ?1", [label])?;
+    Ok(())
+}
+
+/// A URL the app sees in its environment, and the relation it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationUrl {
+    /// The variable: DATABASE_URL, MONGO_URL or MANAGER_SERVICE_URL.
+    pub name: String,
+    pub value: String,
+    /// `endpoint:id`.
+    pub relation: String,
+}
+
+pub fn relation_urls(conn: &Connection) -> Result<Vec<RelationUrl>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, value, relation FROM relation_urls ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(RelationUrl {
+            name: r.get(0)?,
+            value: r.get(1)?,
+            relation: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Record (Some) or forget (None) the URL for `name`.
+pub fn set_relation_url(
+    conn: &Connection,
+    name: &str,
+    value: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    match value {
+        Some((url, relation)) => conn.execute(
+            "INSERT OR REPLACE INTO relation_urls (name, value, relation) VALUES (?1, ?2, ?3)",
+            params![name, url, relation],
+        )?,
+        None => conn.execute("DELETE FROM relation_urls WHERE name = ?1", [name])?,
+    };
+    Ok(())
+}
+
+/// Who wants which build on this unit, and what happened last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// The application's `current_symlink` when last seen.
+    pub app_target: Option<String>,
+    /// This unit's override, set by set-current-symlink or rollback.
+    pub pinned: Option<String>,
+    /// The `current_symlink` value in force when the pin was set: the pin
+    /// lasts until the application's target changes from it.
+    pub pinned_under: Option<String>,
+    /// The build gunicorn serves now.
+    pub serving: Option<String>,
+    /// The build served before the last switch (rollback's target).
+    pub previous: Option<String>,
+    pub switched_at: Option<i64>,
+    /// The last health check's result, one line.
+    pub health: Option<String>,
+}
+
+pub fn rollout(conn: &Connection) -> Result<Rollout, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT app_target, pinned, pinned_under, serving, previous, switched_at, health
+             FROM rollout WHERE id = 1",
+            [],
+            |r| {
+                Ok(Rollout {
+                    app_target: r.get(0)?,
+                    pinned: r.get(1)?,
+                    pinned_under: r.get(2)?,
+                    serving: r.get(3)?,
+                    previous: r.get(4)?,
+                    switched_at: r.get(5)?,
+                    health: r.get(6)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+pub fn save_rollout(conn: &Connection, r: &Rollout) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE rollout SET app_target = ?1, pinned = ?2, pinned_under = ?3, serving = ?4,
+         previous = ?5, switched_at = ?6, health = ?7 WHERE id = 1",
+        params![
+            r.app_target,
+            r.pinned,
+            r.pinned_under,
+            r.serving,
+            r.previous,
+            r.switched_at,
+            r.health
+        ],
+    )?;
+    Ok(())
+}
+
+/// The apt packages last installed (space-joined, sorted), if any.
+pub fn installed_packages(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT installed FROM packages WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub fn set_installed_packages(conn: &Connection, packages: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO packages (id, installed) VALUES (1, ?1)",
+        [packages],
+    )?;
+    Ok(())
+}
