@@ -590,3 +590,38 @@ fn the_charm_declares_exactly_metadata_endpoints_and_actions() {
     declared.sort();
     assert_eq!(actions, declared);
 }
+
+#[test]
+fn a_failed_build_is_retried_at_update_status_or_when_its_options_change_not_every_hook() {
+    let charm = CharmDir::new();
+    charm.add_file("bad", "example-wsgi-app.tar.bzip2", b"not an archive");
+    let ctx = charm.context();
+    let state = serving_r1(&ctx).with_config("build_label", "bad");
+    let fetched = |out: &harness::Output| {
+        out.unit_status_history
+            .iter()
+            .any(|s| s.message.contains("fetching archive"))
+    };
+    let first = ctx.run(on::config_changed(), state).unwrap();
+    assert!(fetched(&first));
+    let again = ctx.run(on::start(), first.state).unwrap();
+    assert!(
+        !fetched(&again),
+        "a failed build is not retried on every hook"
+    );
+    assert_status(
+        &again.state,
+        StatusName::Blocked,
+        "retried at the next update-status",
+    );
+    let periodic = ctx.run(on::update_status(), again.state).unwrap();
+    assert!(fetched(&periodic), "update-status retries it");
+    let changed = ctx
+        .run(
+            on::config_changed(),
+            periodic.state.with_config("archive_sha256", R1_SHA256),
+        )
+        .unwrap();
+    assert!(fetched(&changed), "a changed option retries it");
+    assert_untouched_r1(&changed.state);
+}

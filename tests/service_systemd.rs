@@ -167,7 +167,7 @@ impl Runner for FakeSystemctl {
                 Ok(ok(""))
             }
             ("systemctl", _) | ("journalctl", _) => Ok(ok("")),
-            _ => SystemRunner.run(cmd),
+            _ => SystemRunner::default().run(cmd),
         }
     }
 

@@ -322,18 +322,15 @@ pub fn install(
             let cache = layout.uv_cache().to_string_lossy().into_owned();
             step(
                 "creating the virtualenv",
-                CommandSpec::new(&uv)
-                    .args(["venv", "--quiet", "--seed", "--python", "python3", &venv_s])
-                    .env("UV_CACHE_DIR", &cache),
+                uv_command(&uv, &cache).args(["venv", "--quiet", "--python", "python3", &venv_s]),
             )?;
             progress.step(&format!("installing build {label}: python requirements"));
             step(
                 "installing python requirements",
-                CommandSpec::new(&uv)
+                uv_command(&uv, &cache)
                     .args(["pip", "install", "--quiet", "--python", &python])
                     .args(index_args.iter().cloned())
                     .args(packages.iter().cloned())
-                    .env("UV_CACHE_DIR", &cache)
                     .cwd(&code),
             )?;
         }
@@ -405,6 +402,16 @@ pub fn install(
     let mut staging = staging;
     staging.keep = true;
     Ok(record)
+}
+
+/// uv with the charm's settings: the machine's CA certificates (as pip
+/// uses them; a proxy with its own CA is common on units), never a
+/// downloaded Python, and a cache shared by builds.
+fn uv_command(uv: &str, cache: &str) -> CommandSpec {
+    CommandSpec::new(uv)
+        .env("UV_CACHE_DIR", cache)
+        .env("UV_NATIVE_TLS", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
 }
 
 /// `make <target>` in a build's code, with the app's environment and venv.

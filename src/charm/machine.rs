@@ -82,7 +82,8 @@ impl CommandOutput {
     pub fn success(&self) -> bool {
         self.code == 0 && !self.timed_out
     }
-    /// The last lines of output, for an operator-facing message.
+    /// The last lines of output on one line (` | ` between them), for an
+    /// operator-facing message.
     pub fn tail(&self, lines: usize) -> String {
         let text = String::from_utf8_lossy(if self.stderr.is_empty() {
             &self.stdout
@@ -90,8 +91,12 @@ impl CommandOutput {
             &self.stderr
         })
         .into_owned();
-        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let all: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        all[all.len().saturating_sub(lines)..].join(" | ")
     }
 }
 
@@ -103,10 +108,30 @@ pub trait Runner {
 }
 
 /// Runs programs for real, with a clean environment: PATH and LANG from the
-/// hook, plus what the command sets. Hook variables (JUJU_*) never leak into
-/// the application's tools.
+/// hook, the model's proxy settings, plus what the command sets. Hook
+/// variables (JUJU_*) never leak into the application's tools.
 #[derive(Debug, Default, Clone)]
-pub struct SystemRunner;
+pub struct SystemRunner {
+    /// `http_proxy` and friends, from Juju's `JUJU_CHARM_*_PROXY`.
+    pub proxy_env: Vec<(String, String)>,
+}
+
+/// The proxy variables installers understand, from Juju's model proxy
+/// settings (`JUJU_CHARM_HTTP_PROXY`, `..._HTTPS_PROXY`, `..._NO_PROXY`).
+pub fn proxy_env_from(juju: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for (juju_var, name) in [
+        ("JUJU_CHARM_HTTP_PROXY", "http_proxy"),
+        ("JUJU_CHARM_HTTPS_PROXY", "https_proxy"),
+        ("JUJU_CHARM_NO_PROXY", "no_proxy"),
+    ] {
+        if let Some(value) = juju(juju_var).filter(|v| !v.is_empty()) {
+            env.push((name.to_string(), value.clone()));
+            env.push((name.to_uppercase(), value));
+        }
+    }
+    env
+}
 
 impl SystemRunner {
     fn base_path() -> OsString {
@@ -126,7 +151,7 @@ impl Runner for SystemRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in &spec.env {
+        for (k, v) in self.proxy_env.iter().chain(&spec.env) {
             cmd.env(k, v);
         }
         if let Some(dir) = &spec.cwd {
@@ -269,7 +294,9 @@ impl Machine {
             .ok()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "0.0.0.0".to_string());
-        let runner: Rc<dyn Runner> = Rc::new(SystemRunner);
+        let runner: Rc<dyn Runner> = Rc::new(SystemRunner {
+            proxy_env: proxy_env_from(|var| std::env::var(var).ok()),
+        });
         Ok(Machine {
             services: crate::charm::service::manager(service_manager, &root, runner.clone()),
             root,

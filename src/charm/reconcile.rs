@@ -55,7 +55,10 @@ impl Report {
 
     /// The worst problem (Blocked before Waiting), else Active with what is
     /// served. A problem's message also says what is still serving.
-    pub fn status(&self, _ctx: &mut Ctx<'_, '_>) -> Status {
+    pub fn status(&self, ctx: &mut Ctx<'_, '_>) -> Status {
+        for problem in &self.problems {
+            ctx.model.log(LogLevel::Warning, &problem.to_string());
+        }
         let serving = match (&self.serving, self.port) {
             (Some(label), Some(port)) => Some(format!("serving {label} on :{port}")),
             _ => None,
@@ -161,7 +164,7 @@ impl WsgiApp {
         let mut app_env = config.environment.clone();
         app_env.extend(relation_env);
 
-        self.ensure_build(ctx, layout, &config, &app_env)?;
+        self.ensure_build(ctx, layout, &config, &app_env, depth == Depth::Check)?;
         let installed = sync_build_records(ctx, layout)?;
 
         let env_changed = write_env_file(layout, &app_env, &account)
@@ -273,10 +276,21 @@ impl WsgiApp {
         layout: &Layout,
         config: &Config,
         app_env: &[(String, String)],
+        retry_failed: bool,
     ) -> Result<(), HandlerError> {
         let Some(label) = &config.build_label else {
             return Ok(());
         };
+        let inputs = build_inputs(config, label);
+        if let Some(failed) = state::failed_build(ctx.store.conn())? {
+            if failed.label == *label && failed.inputs == inputs && !retry_failed {
+                self.report.blocked(format!(
+                    "{} (retried at the next update-status, or when the build's options change)",
+                    failed.error
+                ));
+                return Ok(());
+            }
+        }
         if let Some(manifest) = builds::read_manifest(layout, label) {
             if let Some(expected) = &config.archive_sha256 {
                 if &manifest.sha256 != expected {
@@ -303,6 +317,7 @@ impl WsgiApp {
         ) {
             Ok(record) => {
                 state::record_build(ctx.store.conn(), &record)?;
+                state::set_failed_build(ctx.store.conn(), None)?;
                 ctx.model.log(
                     LogLevel::Info,
                     &format!("installed build {label} (sha256 {})", record.sha256),
@@ -314,6 +329,12 @@ impl WsgiApp {
             Err(e) => {
                 ctx.model.log(LogLevel::Error, &e.to_string());
                 self.report.blocked(e.to_string());
+                let failed = state::FailedBuild {
+                    label: label.clone(),
+                    inputs,
+                    error: e.to_string(),
+                };
+                state::set_failed_build(ctx.store.conn(), Some(&failed))?;
             }
         }
         Ok(())
@@ -413,6 +434,24 @@ pub(crate) fn read_config(ctx: &mut Ctx<'_, '_>) -> Result<Config, ConfigError> 
         envvars::parse_environment_variables(text)
             .map_err(|e| ConfigError::new("environment_variables", e.to_string()))
     })
+}
+
+/// A digest of what shapes a build: a failed install is retried when it changes.
+fn build_inputs(config: &Config, label: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        Some(label),
+        Some(config.archive_filename.as_str()),
+        config.code_assets_uri.as_deref(),
+        config.archive_sha256.as_deref(),
+        config.requirements_path.as_deref(),
+        config.pip_cache_path.as_deref(),
+        config.update_make_target.as_deref(),
+    ] {
+        h.update(part.unwrap_or("").as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
 }
 
 /// What `current` should point at: the pin, else `current_symlink`

@@ -39,6 +39,7 @@ CREATE TABLE packages (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     installed TEXT NOT NULL
 );
+CREATE TABLE facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ",
 }];
 
@@ -212,5 +213,40 @@ pub fn set_installed_packages(conn: &Connection, packages: &str) -> Result<(), S
         "INSERT OR REPLACE INTO packages (id, installed) VALUES (1, ?1)",
         [packages],
     )?;
+    Ok(())
+}
+
+/// A build install that failed, so it is not retried on every hook: only
+/// when its options change, or on update-status (a transient failure
+/// recovers without anyone touching the config).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedBuild {
+    pub label: String,
+    /// A digest of the options that shape the build.
+    pub inputs: String,
+    pub error: String,
+}
+
+const FAILED_BUILD: &str = "failed_build";
+
+pub fn failed_build(conn: &Connection) -> Result<Option<FailedBuild>, StoreError> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM facts WHERE key = ?1",
+            [FAILED_BUILD],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+pub fn set_failed_build(conn: &Connection, failed: Option<&FailedBuild>) -> Result<(), StoreError> {
+    match failed {
+        Some(f) => conn.execute(
+            "INSERT OR REPLACE INTO facts (key, value) VALUES (?1, ?2)",
+            params![FAILED_BUILD, serde_json::to_string(f)?],
+        )?,
+        None => conn.execute("DELETE FROM facts WHERE key = ?1", [FAILED_BUILD])?,
+    };
     Ok(())
 }
