@@ -88,7 +88,11 @@ impl ops::Charm for WsgiApp {
     fn handle(&mut self, ctx: &mut Ctx<'_, '_>, event: &WsgiEvent) -> Result<(), HandlerError> {
         let layout = self.layout(ctx);
         match event {
-            Event::Action(action) => actions::run(self, ctx, &layout, action.action),
+            Event::Action(action) => {
+                // Switching actions reconcile, and so recompute the status.
+                self.report = reconcile::Report::unexamined();
+                actions::run(self, ctx, &layout, action.action)
+            }
             Event::Unit(UnitHook::Stop) => reconcile::stop(self, ctx, &layout),
             Event::Unit(UnitHook::Remove) => reconcile::remove(self, ctx, &layout),
             Event::Unit(UnitHook::CollectMetrics | UnitHook::MeterStatusChanged) => Ok(()),
@@ -108,6 +112,6 @@ impl ops::Charm for WsgiApp {
     }
 
     fn collect_status(&mut self, ctx: &mut Ctx<'_, '_>) -> Result<Status, HandlerError> {
-        Ok(self.report.status(ctx))
+        self.report.status(ctx)
     }
 }

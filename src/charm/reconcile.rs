@@ -43,6 +43,9 @@ pub struct Report {
     port: Option<u16>,
     /// (pinned build, what the application wants) when this unit is pinned.
     pinned: Option<(String, String)>,
+    /// Nothing was examined (a read-only or refused action): the unit's
+    /// status stays what it was.
+    unexamined: bool,
 }
 
 impl Report {
@@ -55,7 +58,18 @@ impl Report {
 
     /// The worst problem (Blocked before Waiting), else Active with what is
     /// served. A problem's message also says what is still serving.
-    pub fn status(&self, ctx: &mut Ctx<'_, '_>) -> Status {
+    /// A report for a dispatch that looks at nothing.
+    pub fn unexamined() -> Self {
+        Report {
+            unexamined: true,
+            ..Report::default()
+        }
+    }
+
+    pub fn status(&self, ctx: &mut Ctx<'_, '_>) -> Result<Status, HandlerError> {
+        if self.unexamined {
+            return Ok(ctx.model.unit_status()?);
+        }
         for problem in &self.problems {
             ctx.model.log(LogLevel::Warning, &problem.to_string());
         }
@@ -82,15 +96,15 @@ impl Report {
             if let Some(serving) = serving {
                 problem.message.push_str(&format!("; {serving}"));
             }
-            return problem;
+            return Ok(problem);
         }
-        match (serving, &self.pinned) {
+        Ok(match (serving, &self.pinned) {
             (Some(s), Some((_, wanted))) => {
                 Status::active(format!("{s} (pinned; application wants {wanted})"))
             }
             (Some(s), None) => Status::active(s),
             (None, _) => Status::waiting("no build is serving yet"),
-        }
+        })
     }
 }
 

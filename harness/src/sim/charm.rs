@@ -428,6 +428,14 @@ pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()>
         .args([
             "build",
             "--quiet",
+            // Select the harness package too: cargo unifies dependency
+            // features over the packages it builds, and building the charm
+            // alone would rebuild crates that `cargo run -p harness` then
+            // rebuilds back, on every call.
+            "--package",
+            "harness",
+            "--package",
+            "wsgi-app",
             "--bin",
             "wsgi-app",
             "--message-format=json-render-diagnostics",
