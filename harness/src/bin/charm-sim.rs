@@ -25,6 +25,11 @@ struct Cli {
     /// Print only results and errors, not hook progress
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// For a new model: the loopback block its units get addresses in
+    /// (units 127.0.1.1, .2, ...; remote units the next block up), so
+    /// several models can run side by side [default: $CHARM_SIM_ADDRESS_BLOCK, else 127.0.1]
+    #[arg(long, global = true, value_name = "127.X.Y")]
+    address_block: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,9 +171,18 @@ fn main() -> ExitCode {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_DIR));
+    let address_block = cli
+        .address_block
+        .or_else(|| {
+            std::env::var("CHARM_SIM_ADDRESS_BLOCK")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .unwrap_or_else(|| "127.0.1".to_string());
     let global = commands::Global {
         model_dir,
         quiet: cli.quiet,
+        address_block,
     };
     match run(&global, cli.command) {
         Ok(code) => ExitCode::from(code),

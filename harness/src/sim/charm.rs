@@ -463,7 +463,13 @@ pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()>
         .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .next_back()
         .ok_or_else(|| sim_err!("cargo built no wsgi-app executable"))?;
+    lay_out_charm(source, &binary, to)
+}
 
+/// Lay out a charm directory at `to` from the source tree and a built
+/// charm binary: YAML files, templates/, files/, the binary as `dispatch`,
+/// and hooks/{install,start,upgrade-charm} linking to it for Juju < 2.8.
+pub fn lay_out_charm(source: &Path, binary: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
     for file in ["metadata.yaml", "config.yaml", "actions.yaml", "README.md"] {
         let src = source.join(file);
@@ -478,7 +484,7 @@ pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()>
         }
     }
     let dispatch = to.join("dispatch");
-    fs::copy(&binary, &dispatch).context(format!("cannot copy {}", binary.display()))?;
+    fs::copy(binary, &dispatch).context(format!("cannot copy {}", binary.display()))?;
     fs::set_permissions(&dispatch, fs::Permissions::from_mode(0o755))
         .context(format!("cannot chmod {}", dispatch.display()))?;
     let hooks = to.join("hooks");

@@ -22,6 +22,8 @@ use crate::sim_err;
 pub struct Global {
     pub model_dir: PathBuf,
     pub quiet: bool,
+    /// Used when a command creates the model (see `Model::create`).
+    pub address_block: String,
 }
 
 impl Global {
@@ -233,7 +235,7 @@ pub fn deploy(
     let model = if Model::exists(&g.model_dir) {
         Model::open(&g.model_dir)?
     } else {
-        Model::create(&g.model_dir)?
+        Model::create(&g.model_dir, &g.address_block)?
     };
     if model.app(&app_name)?.is_some() {
         return Err(sim_err!("an application named {app_name:?} already exists"));
@@ -357,7 +359,7 @@ pub fn add_remote(
     let model = if Model::exists(&g.model_dir) {
         Model::open(&g.model_dir)?
     } else {
-        Model::create(&g.model_dir)?
+        Model::create(&g.model_dir, &g.address_block)?
     };
     if model.app(name)?.is_some() {
         return Err(sim_err!("an application named {name:?} already exists"));

@@ -232,7 +232,8 @@ impl Model {
 
     /// Create a new, empty model in `dir` (which may exist but must not
     /// hold a model yet).
-    pub fn create(dir: &Path) -> Result<Model> {
+    pub fn create(dir: &Path, address_block: &str) -> Result<Model> {
+        let (units_block, remotes_block) = address_blocks(address_block)?;
         fs::create_dir_all(dir.join("units"))
             .context(format!("cannot create model directory {}", dir.display()))?;
         let dir = dir
@@ -257,6 +258,8 @@ impl Model {
                 ("next_relation_id", "0"),
                 ("next_action_id", "1"),
                 ("next_remote_address", "1"),
+                ("unit_address_block", units_block.as_str()),
+                ("remote_address_block", remotes_block.as_str()),
             ] {
                 c.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
@@ -505,9 +508,16 @@ impl Model {
                 "UPDATE apps SET next_unit = next_unit + 1 WHERE name = ?1",
                 [&app.name],
             )?;
+            let block = |key: &str, default: &str| -> rusqlite::Result<String> {
+                Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or_else(|| default.to_string()))
+            };
             let address = match remote_address {
-                Some(n) => format!("127.0.2.{}", n.min(254)),
-                None if number < 254 => format!("127.0.1.{}", number + 1),
+                Some(n) => format!("{}.{}", block("remote_address_block", "127.0.2")?, n.min(254)),
+                None if number < 254 => {
+                    format!("{}.{}", block("unit_address_block", "127.0.1")?, number + 1)
+                }
                 None => return Err(sim_err!("charm-sim gives at most 254 units a loopback address")),
             };
             let has_leader: bool = c.query_row(
@@ -1244,5 +1254,21 @@ pub fn insert_dotted(map: &mut Value, key: &str, value: Value) {
         node = obj
             .entry(part.to_string())
             .or_insert_with(|| Value::Object(Default::default()));
+    }
+}
+
+/// The loopback blocks for a model's units and its remote units: `127.X.Y`
+/// and `127.X.Y+1`.
+fn address_blocks(block: &str) -> Result<(String, String)> {
+    let parts: Vec<&str> = block.split('.').collect();
+    let octet = |s: &str| s.parse::<u8>().ok();
+    match parts.as_slice() {
+        ["127", x, y] if octet(x).is_some() && octet(y).is_some_and(|y| y < 254) => {
+            let y = octet(y).expect("checked");
+            Ok((format!("127.{x}.{y}"), format!("127.{x}.{}", y + 1)))
+        }
+        _ => Err(sim_err!(
+            "address block {block:?} must be 127.X.Y with Y below 254, e.g. 127.0.1"
+        )),
     }
 }

@@ -1,0 +1,185 @@
+//! Shared set-up for end-to-end tests: a charm-sim model in a temporary
+//! directory, running the real charm binary, on its own loopback block so
+//! tests and people's models do not collide. Dropping it destroys the model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Sim {
+    dir: tempfile::TempDir,
+    block: String,
+    charm_sim: PathBuf,
+    destroyed: std::cell::Cell<bool>,
+}
+
+/// The charm-sim binary: beside the charm binary cargo built for this test.
+fn charm_sim_binary() -> PathBuf {
+    let beside = Path::new(env!("CARGO_BIN_EXE_wsgi-app")).with_file_name("charm-sim");
+    if !beside.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "harness",
+                "-p",
+                "wsgi-app",
+                "--bin",
+                "charm-sim",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building charm-sim failed");
+    }
+    beside
+}
+
+impl Sim {
+    /// A model whose units live at `<block>.1`, `<block>.2`, ...
+    pub fn new(block: &str) -> Sim {
+        Sim {
+            dir: tempfile::tempdir().unwrap(),
+            block: block.to_string(),
+            charm_sim: charm_sim_binary(),
+            destroyed: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The charm laid out from this source tree and the built binary.
+    pub fn charm_dir(&self) -> String {
+        let to = self.dir.path().join("charm");
+        if !to.exists() {
+            harness::sim::charm::lay_out_charm(
+                Path::new(env!("CARGO_MANIFEST_DIR")),
+                Path::new(env!("CARGO_BIN_EXE_wsgi-app")),
+                &to,
+            )
+            .expect("charm laid out");
+        }
+        to.to_string_lossy().into_owned()
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        self.dir.path().join("model")
+    }
+
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(&self.charm_sim)
+            .arg("--model")
+            .arg(self.model_dir())
+            .arg("--address-block")
+            .arg(&self.block)
+            .args(args)
+            .output()
+            .expect("charm-sim runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Run charm-sim; it must succeed. Its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run(args);
+        assert!(ok, "charm-sim {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Run charm-sim; it must fail. Its output.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run(args);
+        assert!(!ok, "charm-sim {args:?} should have failed:\n{text}");
+        text
+    }
+
+    pub fn unit_address(&self, n: u32) -> String {
+        format!("{}.{}", self.block, n + 1)
+    }
+
+    pub fn unit_url(&self, n: u32) -> String {
+        format!("{}:8080", self.unit_address(n))
+    }
+
+    /// A unit's root directory (its machine).
+    pub fn unit_root(&self, unit: &str) -> PathBuf {
+        self.model_dir()
+            .join("units")
+            .join(unit.replace('/', "-"))
+            .join("root")
+    }
+
+    pub fn status_json(&self) -> Value {
+        let text = self.ok(&["status", "--format", "json"]);
+        let start = text.find('{').expect("JSON in status output");
+        serde_json::from_str(text[start..].trim()).expect("status is JSON")
+    }
+
+    pub fn workload_message(&self, status: &Value, unit: &str) -> String {
+        let app = unit.split('/').next().unwrap();
+        status["applications"][app]["units"][unit]["workload-status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn workload_status(&self, status: &Value, unit: &str) -> String {
+        let app = unit.split('/').next().unwrap();
+        status["applications"][app]["units"][unit]["workload-status"]["current"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Destroy the model; no process of it and no listener may remain.
+    pub fn destroy_and_check_nothing_left(&self, addrs: &[&str]) {
+        self.ok(&["destroy"]);
+        self.destroyed.set(true);
+        for addr in addrs {
+            assert!(get(addr).is_err(), "{addr} still answers after destroy");
+        }
+        let model = self.model_dir();
+        let model = model.to_string_lossy();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(model.as_ref()),
+                "process {:?} of the model survived destroy: {cmdline}",
+                entry.file_name()
+            );
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if !self.destroyed.get() && self.model_dir().exists() {
+            let _ = self.run(&["destroy"]);
+        }
+    }
+}
+
+/// GET / from `addr` (`host:port`): the body of a 200, else an error.
+pub fn get(addr: &str) -> Result<String, String> {
+    get_path(addr, "/")
+}
+
+pub fn get_path(addr: &str, path: &str) -> Result<String, String> {
+    let answer = wsgi_app::charm::health::http_get(addr, path, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    if answer.status == 200 {
+        Ok(answer.body)
+    } else {
+        Err(format!(
+            "HTTP {} {}: {}",
+            answer.status, answer.reason, answer.body
+        ))
+    }
+}
