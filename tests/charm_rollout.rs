@@ -1,0 +1,291 @@
+//! Rollouts through the harness: pins, precedence between the action and
+//! config, health gates, rollback, list-builds.
+
+mod charm_support;
+
+use charm_support::*;
+use harness::{on, Context, Output, State};
+use serde_json::json;
+use wsgi_app::charm::machine::HttpAnswer;
+use wsgi_app::charm::WsgiApp;
+use wsgi_app::ops::StatusName;
+
+/// r1 serving, r2 installed beside it (current_symlink=r1 build_label=r2).
+fn r1_serving_r2_installed(ctx: &Context<WsgiApp>) -> State {
+    let state = serving_r1(ctx)
+        .with_config("current_symlink", "r1")
+        .with_config("build_label", "r2");
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert_status(&out.state, StatusName::Active, "serving r1 on :8080");
+    assert!(out
+        .state
+        .machine
+        .path("/srv/wsgi-app/builds/r2/build.json")
+        .exists());
+    out.state
+}
+
+fn switch(ctx: &Context<WsgiApp>, state: State, label: &str) -> Output {
+    ctx.run(
+        on::action("set-current-symlink", json!({ "symlink": label })),
+        state,
+    )
+    .unwrap()
+}
+
+fn results(out: &Output) -> std::collections::BTreeMap<String, String> {
+    out.action.as_ref().expect("an action ran").results.clone()
+}
+
+fn failure(out: &Output) -> Option<String> {
+    out.action.as_ref().expect("an action ran").failure.clone()
+}
+
+#[test]
+fn the_action_pins_one_unit_and_status_says_so() {
+    let ctx = context();
+    let out = switch(&ctx, r1_serving_r2_installed(&ctx), "r2");
+    assert_eq!(failure(&out), None);
+    let r = results(&out);
+    assert_eq!(r["previous"], "r1");
+    assert_eq!(r["current"], "r2");
+    assert!(r["health"].contains("HTTP 200"), "{r:?}");
+    assert_eq!(current_build(&out.state), "r2");
+    assert_status(
+        &out.state,
+        StatusName::Active,
+        "serving r2 on :8080 (pinned; application wants r1)",
+    );
+    assert_eq!(rollout(&out.state, "pinned").as_deref(), Some("r2"));
+}
+
+#[test]
+fn a_pin_survives_unrelated_config_changes_but_not_a_new_current_symlink() {
+    let ctx = context();
+    let pinned = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
+    let other = ctx
+        .run(on::config_changed(), pinned.with_config("workers", 3))
+        .unwrap();
+    assert_eq!(
+        current_build(&other.state),
+        "r2",
+        "an unrelated change keeps the pin"
+    );
+    assert_status(&other.state, StatusName::Active, "pinned");
+
+    let moved = ctx
+        .run(
+            on::config_changed(),
+            other.state.with_config("current_symlink", "r2"),
+        )
+        .unwrap();
+    assert_eq!(current_build(&moved.state), "r2");
+    assert_status(&moved.state, StatusName::Active, "serving r2 on :8080");
+    assert!(!moved.state.unit_status.message.contains("pinned"));
+    assert_eq!(rollout(&moved.state, "pinned"), None);
+}
+
+#[test]
+fn the_application_moving_elsewhere_takes_a_pinned_unit_with_it() {
+    let ctx = context();
+    let pinned = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
+    // current_symlink r1 -> latest (= r2 here) is a change: the pin goes.
+    let out = ctx
+        .run(
+            on::config_changed(),
+            pinned.with_config("current_symlink", "latest"),
+        )
+        .unwrap();
+    assert_eq!(rollout(&out.state, "pinned"), None);
+    assert_status(&out.state, StatusName::Active, "serving r2 on :8080");
+}
+
+#[test]
+fn an_unknown_label_fails_and_changes_nothing() {
+    let ctx = context();
+    let before = r1_serving_r2_installed(&ctx);
+    let out = switch(&ctx, before.clone(), "r9");
+    let why = failure(&out).expect("the action fails");
+    assert!(
+        why.contains("build r9 is not installed on this unit; installed builds: r1, r2"),
+        "{why}"
+    );
+    assert_eq!(current_build(&out.state), "r1");
+    assert_eq!(
+        out.state.unit_status, before.unit_status,
+        "status unchanged"
+    );
+    assert_eq!(rollout(&out.state, "pinned"), None);
+}
+
+#[test]
+fn a_label_that_is_a_path_is_refused() {
+    let ctx = context();
+    for label in ["../../etc", "/etc", "r1/../r2", "current"] {
+        let out = switch(&ctx, r1_serving_r2_installed(&ctx), label);
+        let why = failure(&out).unwrap_or_else(|| panic!("{label} accepted"));
+        assert!(why.contains("symlink"), "{why}");
+        assert_eq!(current_build(&out.state), "r1");
+    }
+}
+
+#[test]
+fn an_unhealthy_build_is_switched_back_and_the_action_fails_with_the_check_output() {
+    let mut ctx = context();
+    let state = r1_serving_r2_installed(&ctx);
+    ctx.on_http_get(|_, running| {
+        let link = std::fs::read_link(&running.expect("running").current_dir).unwrap();
+        if link.ends_with("r2") {
+            Ok(HttpAnswer {
+                status: 500,
+                reason: "Internal Server Error".into(),
+                body: "Traceback".into(),
+            })
+        } else {
+            Ok(HttpAnswer {
+                status: 200,
+                reason: "OK".into(),
+                body: "It works!".into(),
+            })
+        }
+    });
+    let out = switch(&ctx, state, "r2");
+    let why = failure(&out).expect("the action fails");
+    assert!(why.contains("build r2 is unhealthy"), "{why}");
+    assert!(
+        why.contains("HTTP 500 Internal Server Error, expected 200"),
+        "{why}"
+    );
+    assert!(why.contains("kept r1 serving"), "{why}");
+    assert_untouched_r1(&out.state);
+    assert_eq!(
+        rollout(&out.state, "pinned"),
+        None,
+        "the pin goes with the failed switch"
+    );
+    assert_status(&out.state, StatusName::Active, "serving r1 on :8080");
+}
+
+#[test]
+fn a_build_that_does_not_start_leaves_the_old_one_serving() {
+    let ctx = context();
+    let mut state = r1_serving_r2_installed(&ctx);
+    state.service_fails_to_start = true;
+    let out = switch(&ctx, state, "r2");
+    let why = failure(&out).expect("the action fails");
+    assert!(why.contains("build r2 did not start"), "{why}");
+    assert_untouched_r1(&out.state);
+}
+
+#[test]
+fn a_config_driven_switch_with_a_failed_gate_is_blocked_and_keeps_the_old_build() {
+    let mut ctx = context();
+    let state = r1_serving_r2_installed(&ctx);
+    ctx.on_http_get(|_, running| {
+        let link = std::fs::read_link(&running.expect("running").current_dir).unwrap();
+        let body = if link.ends_with("r2") {
+            "broken"
+        } else {
+            "It works!"
+        };
+        Ok(HttpAnswer {
+            status: 200,
+            reason: "OK".into(),
+            body: body.into(),
+        })
+    });
+    let state = state
+        .with_config("nagios_index_content", "It works!")
+        .with_config("current_symlink", "r2");
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert!(out.succeeded());
+    assert_status(&out.state, StatusName::Blocked, "build r2 is unhealthy");
+    assert_status(
+        &out.state,
+        StatusName::Blocked,
+        "string \"It works!\" not found",
+    );
+    assert_untouched_r1(&out.state);
+}
+
+#[test]
+fn rollback_returns_to_the_previous_build_and_pins_it() {
+    let ctx = context();
+    let state = r1_serving_r2_installed(&ctx);
+    let moved = ctx
+        .run(
+            on::config_changed(),
+            state.with_config("current_symlink", "r2"),
+        )
+        .unwrap();
+    assert_eq!(current_build(&moved.state), "r2");
+    let back = ctx
+        .run(on::action("rollback", json!({})), moved.state)
+        .unwrap();
+    assert_eq!(failure(&back), None);
+    assert_eq!(results(&back)["current"], "r1");
+    assert_eq!(results(&back)["previous"], "r2");
+    assert_eq!(current_build(&back.state), "r1");
+    assert_status(
+        &back.state,
+        StatusName::Active,
+        "serving r1 on :8080 (pinned; application wants r2)",
+    );
+    // And back again: previous is now r2.
+    let again = ctx
+        .run(on::action("rollback", json!({})), back.state)
+        .unwrap();
+    assert_eq!(current_build(&again.state), "r2");
+}
+
+#[test]
+fn rollback_with_nothing_before_fails_clearly() {
+    let ctx = context();
+    let out = ctx
+        .run(on::action("rollback", json!({})), serving_r1(&ctx))
+        .unwrap();
+    let why = failure(&out).expect("fails");
+    assert!(why.contains("nothing to roll back to"), "{why}");
+    assert_untouched_r1(&out.state);
+}
+
+#[test]
+fn list_builds_reports_every_build_and_leaves_the_status_alone() {
+    let ctx = context();
+    let state = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
+    let before = state.unit_status.clone();
+    let out = ctx
+        .run(on::action("list-builds", json!({})), state)
+        .unwrap();
+    let r = results(&out);
+    assert_eq!(r["count"], "2");
+    assert_eq!(r["latest"], "r2");
+    assert_eq!(r["current"], "r2");
+    assert_eq!(r["pinned"], "r2");
+    assert_eq!(r["builds.1.label"], "r1");
+    assert_eq!(r["builds.1.sha256"], R1_SHA256);
+    assert_eq!(r["builds.1.current"], "false");
+    assert_eq!(r["builds.2.current"], "true");
+    assert!(r["builds.1.installed-at"].ends_with('Z'));
+    assert_eq!(out.state.unit_status, before);
+}
+
+#[test]
+fn actions_refuse_params_juju_would_refuse() {
+    let ctx = context();
+    let state = serving_r1(&ctx);
+    for params in [
+        json!({}),
+        json!({"symlink": "r1", "extra": 1}),
+        json!({"symlink": 2}),
+    ] {
+        let out = ctx
+            .run(
+                on::action("set-current-symlink", params.clone()),
+                state.clone(),
+            )
+            .unwrap();
+        assert!(!out.dispatched, "{params} reached the charm");
+        assert!(failure(&out).is_some());
+    }
+}
