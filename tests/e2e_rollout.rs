@@ -1,0 +1,141 @@
+//! Switching builds on a live unit: continuous requests (loopback,
+//! bounded) while the unit moves r1 → r2 → r1 ... by action and by config,
+//! with the real charm binary, charm-sim and real gunicorn. Not one request
+//! may fail, and after each switch the unit answers the right revision.
+
+mod e2e_support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e_support::{get, Sim};
+
+/// A bounded load: one client looping GET / until told to stop (or a
+/// request cap), counting failures and keeping the first few errors.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, sent, failed, errors) =
+                    (stop.clone(), sent.clone(), failed.clone(), errors.clone());
+                let addr = addr.to_string();
+                std::thread::spawn(move || {
+                    // Bounded: at most 200,000 requests per client.
+                    for _ in 0..200_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        match get(&addr) {
+                            Ok(body) if body.starts_with("It works! Revision ") => {}
+                            other => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                let mut errors = errors.lock().unwrap();
+                                if errors.len() < 5 {
+                                    errors.push(format!("{other:?}"));
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            sent,
+            failed,
+            errors,
+            threads,
+        }
+    }
+
+    fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let errors = self.errors.lock().unwrap().clone();
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+#[test]
+fn switching_builds_under_load_fails_no_request() {
+    let sim = Sim::new("127.0.42");
+    sim.ok(&[
+        "deploy",
+        &sim.charm_dir(),
+        "--units",
+        "1",
+        "--config",
+        "build_label=r1",
+    ]);
+    sim.ok(&["config", "wsgi-app", "current_symlink=r1", "build_label=r2"]);
+    let addr = sim.unit_url(0);
+    assert_eq!(get(&addr).unwrap(), "It works! Revision 1");
+
+    let load = Load::start(&addr, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let steps: &[(&[&str], &str)] = &[
+        (
+            &["run", "wsgi-app/0", "set-current-symlink", "symlink=r2"],
+            "2",
+        ),
+        (
+            &["run", "wsgi-app/0", "set-current-symlink", "symlink=r1"],
+            "1",
+        ),
+        (&["run", "wsgi-app/0", "rollback"], "2"),
+        (&["config", "wsgi-app", "current_symlink=r2"], "2"),
+        (&["config", "wsgi-app", "current_symlink=r1"], "1"),
+        (&["config", "wsgi-app", "current_symlink=latest"], "2"),
+        (
+            &["run", "wsgi-app/0", "set-current-symlink", "symlink=r1"],
+            "1",
+        ),
+        // An environment change needs a new master too.
+        (
+            &[
+                "config",
+                "wsgi-app",
+                "environment_variables=GREETING='hello world'",
+            ],
+            "1",
+        ),
+    ];
+    for (args, revision) in steps {
+        sim.ok(args);
+        assert_eq!(
+            get(&addr).unwrap(),
+            format!("It works! Revision {revision}"),
+            "after {args:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent, failed, errors) = load.finish();
+    eprintln!(
+        "{sent} requests during {} switches, {failed} failed",
+        steps.len()
+    );
+    assert!(sent > 100, "the load ran ({sent} requests)");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed: {errors:?}");
+
+    sim.destroy_and_check_nothing_left(&[&addr]);
+}
