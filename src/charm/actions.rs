@@ -111,7 +111,7 @@ fn pin_and_switch(
                 ("health", health),
             ])?;
         }
-        SwitchOutcome::Refused(message) => {
+        SwitchOutcome::Refused(message) | SwitchOutcome::ServingUnhealthy(message) => {
             // The pin goes with the failed switch: this unit stays where it was.
             let mut restored = state::rollout(ctx.store.conn())?;
             restored.pinned = before.pinned.clone();

@@ -55,6 +55,16 @@ impl Report {
     pub fn waiting(&mut self, message: impl Into<String>) {
         self.problems.push(Status::waiting(message));
     }
+    /// The app fails its health check. While a relation is still pending,
+    /// that is most likely why (an app without its database answers 500),
+    /// so it waits behind the relation's message rather than blocking.
+    pub fn unhealthy(&mut self, message: impl Into<String>) {
+        if self.problems.iter().any(|p| p.name == StatusName::Waiting) {
+            self.waiting(message);
+        } else {
+            self.blocked(message);
+        }
+    }
 
     /// The worst problem (Blocked before Waiting), else Active with what is
     /// served. A problem's message also says what is still serving.
@@ -226,9 +236,17 @@ impl WsgiApp {
         if env_changed && rollout.serving.as_deref() == Some(target.as_str()) {
             self.rerun_make(ctx, layout, &config, &target, &app_env)?;
         }
-        let outcome = switch_to(self, ctx, layout, &config, &target, &env_hash, "config")?;
-        if let SwitchOutcome::Refused(message) = &outcome {
-            self.report.blocked(message.clone());
+        match switch_to(self, ctx, layout, &config, &target, &env_hash, "config")? {
+            SwitchOutcome::Refused(message) => self.report.blocked(message),
+            SwitchOutcome::ServingUnhealthy(message) => self.report.unhealthy(message),
+            SwitchOutcome::Unchanged => {
+                // One quick look, so the status says the truth between switches.
+                if let Err(why) = probe_once(self, &config) {
+                    self.report
+                        .unhealthy(format!("build {target} is unhealthy: {why}"));
+                }
+            }
+            SwitchOutcome::Switched { .. } => {}
         }
         self.report.serving = state::rollout(ctx.store.conn())?.serving;
 
@@ -522,6 +540,10 @@ pub enum SwitchOutcome {
     },
     /// The target could not serve; the previous build still does.
     Refused(String),
+    /// The target fails its health check, but there is nothing else to
+    /// serve (the first build, or the same build with a new environment):
+    /// it stays, and the status says what is wrong.
+    ServingUnhealthy(String),
 }
 
 /// Move gunicorn onto `target` with zero failed requests, check its health,
@@ -565,6 +587,7 @@ pub(crate) fn switch_to(
     }
     builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
     let started = app.machine.services.ensure(&spec);
+    let started_ok = started.is_ok();
     let failure = match started {
         Ok(ServiceChange::Unchanged) | Ok(ServiceChange::Started) | Ok(ServiceChange::Replaced) => {
             match check_health(app, config) {
@@ -586,6 +609,15 @@ pub(crate) fn switch_to(
         Err(ServiceError::StartFailed(detail)) => format!("build {target} did not start: {detail}"),
         Err(other) => return Err(other.into()),
     };
+    let nothing_else = rollout.serving.is_none() || rollout.serving.as_deref() == Some(target);
+    if started_ok && nothing_else {
+        rollout.serving = Some(target.to_string());
+        rollout.switched_at = Some(builds::now());
+        rollout.health = Some(failure.clone());
+        state::save_rollout(conn, &rollout)?;
+        ctx.model.log(LogLevel::Warning, &failure);
+        return Ok(SwitchOutcome::ServingUnhealthy(failure));
+    }
     // Back to what served before, if anything did.
     if let Some(back) = &rollout.serving {
         builds::swap_symlink(&layout.current_link(), &relative_build(back))?;
@@ -601,8 +633,21 @@ pub(crate) fn switch_to(
     }))
 }
 
-/// GET the index page until it answers as the nagios options say (bounded).
+/// GET the index page until it answers as the nagios options say
+/// (bounded: a starting app gets a few seconds).
 fn check_health(app: &WsgiApp, config: &Config) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let verdict = probe_once(app, config);
+        if verdict.is_ok() || std::time::Instant::now() >= deadline {
+            return verdict;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One GET of the index page, judged as the nagios options say.
+fn probe_once(app: &WsgiApp, config: &Config) -> Result<String, String> {
     let host = match app.machine.bind_address.as_str() {
         "0.0.0.0" | "" => "127.0.0.1",
         "::" => "::1",
@@ -614,34 +659,26 @@ fn check_health(app: &WsgiApp, config: &Config) -> Result<String, String> {
         format!("{host}:{}", config.listen_port)
     };
     let path = &config.nagios_index_path;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let started = std::time::Instant::now();
-        let verdict = app
-            .machine
-            .probe
-            .http_get(&addr, path, Duration::from_secs(5))
-            .and_then(|answer| {
-                health::judge(
-                    &answer,
-                    config.nagios_expected_status,
-                    &config.nagios_index_content,
-                    started.elapsed(),
-                )
-                .map_err(|e| e.to_string())
-            })
-            .map(|report| {
-                format!(
-                    "GET {path}: HTTP {} in {} ms",
-                    report.status, report.elapsed_ms
-                )
-            })
-            .map_err(|e| format!("GET {path}: {e}"));
-        if verdict.is_ok() || std::time::Instant::now() >= deadline {
-            return verdict;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let started = std::time::Instant::now();
+    app.machine
+        .probe
+        .http_get(&addr, path, Duration::from_secs(5))
+        .and_then(|answer| {
+            health::judge(
+                &answer,
+                config.nagios_expected_status,
+                &config.nagios_index_content,
+                started.elapsed(),
+            )
+            .map_err(|e| e.to_string())
+        })
+        .map(|report| {
+            format!(
+                "GET {path}: HTTP {} in {} ms",
+                report.status, report.elapsed_ms
+            )
+        })
+        .map_err(|e| format!("GET {path}: {e}"))
 }
 
 /// Make the store's build records agree with the disk (the disk wins: a

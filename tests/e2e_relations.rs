@@ -1,0 +1,378 @@
+//! Relations for real: a pgsql remote whose data points at a real
+//! PostgreSQL (Debian's, started by the test on 127.0.0.1), an app that
+//! connects with DATABASE_URL and answers from the database; the generated
+//! NRPE command run as NRPE would run it, against the unit; MONGO_URL read
+//! by pymongo's own URI parser.
+
+mod e2e_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e_support::{get, Sim};
+
+const PASSWORD: &str = "p@ss:w/rd% 1'";
+
+/// A PostgreSQL cluster in a temporary directory, owned by `postgres`.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (cargo xtask test installs it)");
+        let bin = versions
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .expect("an initdb");
+        let dir = tempfile::Builder::new()
+            .prefix("wsgi-app-pg")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let port = free_port();
+        run_as_postgres(
+            &["chown", "-R", "postgres:postgres"],
+            Some(dir.path()),
+            true,
+        );
+        let initdb = bin.join("initdb");
+        run_as_postgres(
+            &[
+                &initdb.to_string_lossy(),
+                "-D",
+                &data.to_string_lossy(),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-U",
+                "postgres",
+            ],
+            None,
+            false,
+        );
+        // Local socket login for the set-up; TCP needs a password.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            dir.path().display()
+        );
+        let pg_ctl = bin.join("pg_ctl");
+        run_as_postgres(
+            &[
+                &pg_ctl.to_string_lossy(),
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &options,
+                "-l",
+                &dir.path().join("log").to_string_lossy(),
+                "-w",
+                "start",
+            ],
+            None,
+            false,
+        );
+        Postgres { dir, bin, port }
+    }
+
+    fn psql(&self, sql: &str) {
+        let psql = self.bin.join("psql");
+        run_as_postgres(
+            &[
+                &psql.to_string_lossy(),
+                "-h",
+                &self.dir.path().to_string_lossy(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+            None,
+            false,
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_ctl)
+            .args(["-D", &data.to_string_lossy(), "-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
+fn run_as_postgres(args: &[&str], path: Option<&Path>, as_root: bool) {
+    let mut cmd = if as_root {
+        let mut c = Command::new(args[0]);
+        c.args(&args[1..]);
+        c
+    } else {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).args(args);
+        c
+    };
+    if let Some(p) = path {
+        cmd.arg(p);
+    }
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A charm directory whose `files/pgapp/app.tar.gz` is an app that reads
+/// a greeting from PostgreSQL through DATABASE_URL.
+fn charm_with_db_app(sim: &Sim) -> String {
+    let dir = sim.charm_dir();
+    let app = br#"import os
+
+import psycopg
+
+
+def application(environ, start_response):
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        (greeting,) = conn.execute("SELECT value FROM greeting").fetchone()
+    body = greeting.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+    let mut tar_bytes = Vec::new();
+    {
+        let mut tar = tar::Builder::new(&mut tar_bytes);
+        for (name, data) in [
+            ("db_app.py", &app[..]),
+            ("requirements.txt", b"psycopg[binary]\n"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_path(name).unwrap();
+            header.set_cksum();
+            tar.append(&header, data).unwrap();
+        }
+        tar.finish().unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
+    let to = Path::new(&dir).join("files/pgapp");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::write(to.join("app.tar.gz"), gz.finish().unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
+    let pg = Postgres::start();
+    let quoted_password = PASSWORD.replace('\'', "''");
+    pg.psql(&format!(
+        "CREATE ROLE wsgi_app LOGIN PASSWORD '{quoted_password}'"
+    ));
+    pg.psql("CREATE DATABASE \"wsgi-app\" OWNER wsgi_app");
+    let psql = pg.bin.join("psql");
+    run_as_postgres(
+        &[
+            &psql.to_string_lossy(),
+            "-h",
+            &pg.dir.path().to_string_lossy(),
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "wsgi-app",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE TABLE greeting (value text); INSERT INTO greeting VALUES ('hello from postgres'); GRANT SELECT ON greeting TO wsgi_app;",
+        ],
+        None,
+        false,
+    );
+
+    let sim = Sim::new("127.0.43");
+    let charm = charm_with_db_app(&sim);
+    sim.ok(&[
+        "deploy",
+        &charm,
+        "--units",
+        "1",
+        "--config",
+        "build_label=pgapp",
+        "--config",
+        "archive_filename=app.tar.gz",
+        "--config",
+        "requirements_path=requirements.txt",
+        "--config",
+        "wsgi_application=db_app:application",
+        "--config",
+        "nagios_index_content=hello from postgres",
+    ]);
+    // Before the relation the app cannot answer: no DATABASE_URL.
+    let addr = sim.unit_url(0);
+    assert!(get(&addr).is_err());
+
+    let port = pg.port.to_string();
+    sim.ok(&[
+        "add-remote",
+        "postgresql",
+        "--interface",
+        "pgsql",
+        "--unit-data",
+        "host=127.0.0.1",
+        "--unit-data",
+        &format!("port={port}"),
+        "--unit-data",
+        "user=wsgi_app",
+        "--unit-data",
+        &format!("password={PASSWORD}"),
+        "--unit-data",
+        "database=wsgi-app",
+        "--unit-data",
+        "state=standalone",
+        "--unit-data",
+        "allowed-units=wsgi-app/9",
+    ]);
+    sim.ok(&["relate", "wsgi-app:pgsql", "postgresql"]);
+    let status = sim.status_json();
+    assert_eq!(sim.workload_status(&status, "wsgi-app/0"), "waiting");
+    assert!(
+        sim.workload_message(&status, "wsgi-app/0")
+            .contains("to list wsgi-app/0 in allowed-units"),
+        "{status}"
+    );
+    sim.ok(&[
+        "set-remote-data",
+        "postgresql/0",
+        "allowed-units=wsgi-app/0",
+    ]);
+    assert_eq!(get(&addr).unwrap(), "hello from postgres");
+    let status = sim.status_json();
+    assert_eq!(
+        sim.workload_message(&status, "wsgi-app/0"),
+        "serving pgapp on :8080"
+    );
+
+    // Nagios: the NRPE command as written, run the way NRPE runs it.
+    sim.ok(&[
+        "add-remote",
+        "nrpe",
+        "--interface",
+        "nrpe-external-master",
+        "--unit-data",
+        "nagios_hostname=juju-wsgi-app-0",
+    ]);
+    sim.ok(&["relate", "wsgi-app:nrpe-external-master", "nrpe"]);
+    let cfg = std::fs::read_to_string(
+        sim.unit_root("wsgi-app/0")
+            .join("etc/nagios/nrpe.d/check_wsgi-app_http.cfg"),
+    )
+    .unwrap();
+    let command = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("command[check_wsgi-app_http]="))
+        .expect("a command line");
+    // NRPE turns $$ into $ and hands the line to /bin/sh.
+    let command = command.replace("$$", "$");
+    let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("HTTP OK"),
+        "{command}: {text}"
+    );
+
+    // MongoDB: two units; pymongo's own parser reads MONGO_URL.
+    sim.ok(&[
+        "add-remote",
+        "mongodb",
+        "--interface",
+        "mongodb",
+        "--units",
+        "2",
+        "--unit-data",
+        "port=27017",
+        "--unit-data",
+        "replset=rs0",
+    ]);
+    sim.ok(&["set-remote-data", "mongodb/0", "hostname=10.1.0.1"]);
+    sim.ok(&["set-remote-data", "mongodb/1", "hostname=10.1.0.2"]);
+    sim.ok(&["relate", "wsgi-app:mongodb", "mongodb"]);
+    let env = wsgi_app::charm::envvars::read_env_file(
+        &sim.unit_root("wsgi-app/0").join("etc/wsgi-app/environment"),
+    )
+    .unwrap();
+    let mongo_url = env
+        .iter()
+        .find(|(k, _)| k == "MONGO_URL")
+        .map(|(_, v)| v.clone())
+        .expect("MONGO_URL");
+    let parsed = pymongo_parse(&mongo_url);
+    assert_eq!(parsed, "[('10.1.0.1', 27017), ('10.1.0.2', 27017)] rs0");
+    // The database still answers: mongodb did not disturb DATABASE_URL.
+    assert_eq!(get(&addr).unwrap(), "hello from postgres");
+
+    sim.destroy_and_check_nothing_left(&[&addr]);
+}
+
+/// Parse a MongoDB URI with pymongo (in a venv made once for the tests).
+fn pymongo_parse(uri: &str) -> String {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pymongo-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() || !venv.join(".ready").exists() {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let ok = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "pymongo"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pip install pymongo");
+        std::fs::write(venv.join(".ready"), "").unwrap();
+    }
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; from pymongo.uri_parser import parse_uri; p = parse_uri(sys.argv[1]); print(sorted(p['nodelist']), p['options'].get('replicaSet'))",
+            uri,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
