@@ -138,9 +138,34 @@ fn print_units(model: &Model, g: &Global) -> Result<()> {
                 format!("  [{}]", ports.join(", "))
             };
             println!("{}{leader}  {}{ports}  {status}", unit.name, unit.address);
+            for opened in model.ports(&unit.name)? {
+                let port = opened.port;
+                if port.protocol != wsgi_app::ops::Protocol::Tcp || port.from != port.to {
+                    continue;
+                }
+                let addr = format!("{}:{}", unit.address, port.from);
+                println!("    http://{addr}/  {}", first_answer(&addr));
+            }
         }
     }
     Ok(())
+}
+
+/// What the unit answers at `/`, on one short line, for the user to see.
+fn first_answer(addr: &str) -> String {
+    let timeout = std::time::Duration::from_secs(2);
+    match wsgi_app::charm::health::http_get(addr, "/", timeout) {
+        Ok(answer) => {
+            let line = answer.body.lines().next().unwrap_or("").trim();
+            let short: String = line.chars().take(72).collect();
+            if answer.status == 200 {
+                short
+            } else {
+                format!("HTTP {} {}: {short}", answer.status, answer.reason)
+            }
+        }
+        Err(e) => format!("(no answer: {e})"),
+    }
 }
 
 /// Drain the queue and turn stuck units into the command's error.
