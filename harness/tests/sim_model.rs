@@ -34,8 +34,8 @@ fn deploy_runs_juju_order_and_elects_the_first_unit() {
     let units = &status["applications"]["fake"]["units"];
     assert_eq!(units["fake/0"]["leader"], true);
     assert!(units["fake/1"].get("leader").is_none());
-    assert_eq!(units["fake/0"]["public-address"], "127.0.1.1");
-    assert_eq!(units["fake/1"]["public-address"], "127.0.1.2");
+    assert_eq!(units["fake/0"]["public-address"], "127.0.61.1");
+    assert_eq!(units["fake/1"]["public-address"], "127.0.61.2");
     assert_eq!(units["fake/1"]["workload-status"]["current"], "active");
     assert_eq!(units["fake/1"]["juju-status"]["current"], "idle");
 }
@@ -302,7 +302,7 @@ fn exec_runs_with_the_hook_environment() {
         "unit-get private-address; echo ${HOME-nohome}; exit 7",
     ]);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "127.0.1.1\nnohome\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "127.0.61.1\nnohome\n");
 }
 
 #[test]
@@ -338,7 +338,7 @@ exit 0"#
     );
     let sim = Sim::new(&body);
     sim.deploy(2);
-    let addresses = vec!["127.0.1.1".to_string(), "127.0.1.2".to_string()];
+    let addresses = vec!["127.0.61.1".to_string(), "127.0.61.2".to_string()];
     let ours = |l: &reaper::Listener| l.port as u32 == port;
     assert_eq!(
         reaper::listeners_on(&addresses)

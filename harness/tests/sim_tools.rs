@@ -358,9 +358,9 @@ fn relation_get_targets_and_missing_keys() {
         .run(&joined, "relation-get", &["--format=json"], None)
         .json();
     assert_eq!(bag["host"], "db.example");
-    assert_eq!(bag["private-address"], "127.0.2.2");
-    assert_eq!(bag["ingress-address"], "127.0.2.2");
-    assert_eq!(bag["egress-subnets"], "127.0.2.2/32");
+    assert_eq!(bag["private-address"], "127.0.62.2");
+    assert_eq!(bag["ingress-address"], "127.0.62.2");
+    assert_eq!(bag["egress-subnets"], "127.0.62.2/32");
     assert_eq!(
         f.run(&joined, "relation-get", &["host"], None).stdout,
         "db.example\n"
@@ -373,7 +373,7 @@ fn relation_get_targets_and_missing_keys() {
             None
         )
         .json()["private-address"],
-        "127.0.2.1"
+        "127.0.62.1"
     );
     let missing = f.run(&joined, "relation-get", &["nope", "--format=json"], None);
     assert_eq!((missing.code, missing.stdout.as_str()), (0, "null\n"));
@@ -407,7 +407,7 @@ fn relation_get_targets_and_missing_keys() {
             None
         )
         .stdout,
-        "127.0.1.1\n"
+        "127.0.61.1\n"
     );
 
     // In relation-created there is no remote unit: the remote app is read.
@@ -743,12 +743,12 @@ fn addresses_network_and_leadership() {
     let ctx = f.hook("fake/1");
     assert_eq!(
         f.run(&ctx, "unit-get", &["private-address"], None).stdout,
-        "127.0.1.2\n"
+        "127.0.61.2\n"
     );
     assert_eq!(
         f.run(&ctx, "unit-get", &["public-address", "--format=json"], None)
             .json(),
-        json!("127.0.1.2")
+        json!("127.0.61.2")
     );
     f.run(&ctx, "unit-get", &["mac"], None)
         .failed(2, "unknown setting \"mac\"");
@@ -757,11 +757,11 @@ fn addresses_network_and_leadership() {
     let net = f
         .run(&ctx, "network-get", &["website", "--format=json"], None)
         .json();
-    assert_eq!(net["ingress-addresses"], json!(["127.0.1.2"]));
-    assert_eq!(net["egress-subnets"], json!(["127.0.1.2/32"]));
+    assert_eq!(net["ingress-addresses"], json!(["127.0.61.2"]));
+    assert_eq!(net["egress-subnets"], json!(["127.0.61.2/32"]));
     assert_eq!(
         net["bind-addresses"][0]["addresses"][0]["value"],
-        "127.0.1.2"
+        "127.0.61.2"
     );
     assert_eq!(
         f.run(
@@ -771,7 +771,7 @@ fn addresses_network_and_leadership() {
             None
         )
         .stdout,
-        "127.0.1.2\n"
+        "127.0.61.2\n"
     );
     assert_eq!(
         f.run(
@@ -786,7 +786,7 @@ fn addresses_network_and_leadership() {
             None
         )
         .json(),
-        json!({"ingress-address": "127.0.1.2", "egress-subnets": ["127.0.1.2/32"]})
+        json!({"ingress-address": "127.0.61.2", "egress-subnets": ["127.0.61.2/32"]})
     );
     f.run(&ctx, "network-get", &[], None)
         .failed(2, "no arguments specified");
@@ -880,7 +880,7 @@ fn hook_environment_is_built_like_juju() {
     assert_eq!(env["JUJU_REMOTE_UNIT"], "", "present but empty for created");
     assert_eq!(env["JUJU_REMOTE_APP"], "pg");
     assert_eq!(env["JUJU_UNIT_NAME"], "fake/1");
-    assert_eq!(env["WSGI_APP_BIND_ADDRESS"], "127.0.1.2");
+    assert_eq!(env["WSGI_APP_BIND_ADDRESS"], "127.0.61.2");
     assert_eq!(env["JUJU_PRINCIPAL_UNIT"], "");
     assert!(env["JUJU_CONTEXT_ID"].starts_with("fake/1-db-relation-created-"));
     assert!(env["PATH"]

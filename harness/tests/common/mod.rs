@@ -99,6 +99,8 @@ impl Sim {
             .arg(&self.model)
             .args(args)
             .env_remove("CHARM_SIM_MODEL")
+            // A block of its own, so a model someone runs by hand cannot collide.
+            .env("CHARM_SIM_ADDRESS_BLOCK", "127.0.61")
             .stdin(Stdio::null())
             .output()
             .expect("run charm-sim")
