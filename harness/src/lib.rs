@@ -56,12 +56,14 @@
 //! back, along a chain — as a real disk is).
 
 pub mod backend;
+pub mod charm_contents;
 pub mod context;
 pub mod on;
 pub mod recorder;
 pub mod schema;
 pub mod sim;
 pub mod state;
+pub mod xtask;
 
 pub use backend::MemoryBackend;
 pub use context::{ActionOutput, Chain, Context, Output, WORKSPACE_CHARM_DIR};
