@@ -30,7 +30,7 @@ pub const ASSET_DIRS: &[&str] = &["templates", "files"];
 
 /// The hooks Juju before 2.8 (no dispatch support) must find; charmcraft's
 /// charm plugin writes the same three. They link to dispatch, and the binary
-/// derives the event from argv[0] when JUJU_DISPATCH_PATH is unset.
+/// derives the event from `argv[0]` when `JUJU_DISPATCH_PATH` is unset.
 pub const LEGACY_HOOKS: &[&str] = &["install", "start", "upgrade-charm"];
 
 /// Where each legacy hook points: relative, so Juju's unpacker keeps it.

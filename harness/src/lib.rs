@@ -47,6 +47,9 @@
 //!   `Runner` and `ServiceManager`, scripted from the test.
 //! - [`CharmMeta`] (`schema`): the charm's declarations and the
 //!   config/action-param checks.
+//! - [`sim`]: charm-sim, the local model (a small Juju on one machine).
+//! - [`charm_contents`]: what the charm contains; charm-sim lays it out and
+//!   [`xtask::pack`] zips it into the `.charm` for real Juju.
 //!
 //! What it does not model: storage and secrets beyond their hook
 //! environments, `relation-list` membership before `-joined` (the State's

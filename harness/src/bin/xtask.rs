@@ -126,7 +126,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 }
 
 /// `cargo xtask pack`: build the release binary, check it, and write
-/// dist/wsgi-app_<arch>.charm.
+/// `dist/wsgi-app_<arch>.charm`.
 fn pack_command(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let mut target = None;

@@ -154,6 +154,12 @@ pub fn pack(workspace_root: &Path, binary: &Path, out_dir: &Path) -> Result<Pack
 /// is newer than [`OLDEST_BASE_GLIBC`].
 pub fn check_glibc(binary: &Path) -> Result<Option<GlibcVersion>, String> {
     let versions = elf::required_glibc_versions(binary)?;
+    glibc_verdict(&binary.display().to_string(), &versions)
+}
+
+/// The newest of `versions` (sorted), or why it is too new for the oldest
+/// base, naming every symbol version past the limit.
+fn glibc_verdict(binary: &str, versions: &[GlibcVersion]) -> Result<Option<GlibcVersion>, String> {
     let newest = versions.last().cloned();
     let limit = GlibcVersion::parse(OLDEST_BASE_GLIBC).expect("a version");
     if let Some(newest) = &newest {
@@ -164,10 +170,9 @@ pub fn check_glibc(binary: &Path) -> Result<Option<GlibcVersion>, String> {
                 .map(|v| format!("GLIBC_{v}"))
                 .collect();
             return Err(format!(
-                "{} needs glibc {newest} (symbol versions {}), but Ubuntu {} has only \
+                "{binary} needs glibc {newest} (symbol versions {}), but Ubuntu {} has only \
                  {OLDEST_BASE_GLIBC}; build on an older distribution (Debian 12 or \
                  Ubuntu 22.04) or for a musl target",
-                binary.display(),
                 too_new.join(", "),
                 BASE_CHANNELS[0]
             ));
@@ -299,6 +304,21 @@ mod tests {
         // Channels stay strings: an unquoted 22.04 would read back as a float.
         let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
         assert!(raw["bases"][0]["channel"].is_string());
+    }
+
+    #[test]
+    fn a_binary_needing_a_newer_glibc_than_22_04_is_refused() {
+        let versions: Vec<GlibcVersion> = ["2.2.5", "2.34", "2.36", "2.38"]
+            .iter()
+            .map(|v| GlibcVersion::parse(v).unwrap())
+            .collect();
+        let error = glibc_verdict("dispatch", &versions).unwrap_err();
+        assert!(error.contains("needs glibc 2.38"), "{error}");
+        assert!(error.contains("GLIBC_2.36, GLIBC_2.38"), "{error}");
+        assert!(error.contains("Ubuntu 22.04 has only 2.35"), "{error}");
+        let fine = glibc_verdict("dispatch", &versions[..2]).unwrap();
+        assert_eq!(fine.unwrap().to_string(), "2.34");
+        assert_eq!(glibc_verdict("static", &[]).unwrap(), None);
     }
 
     #[test]
