@@ -47,6 +47,9 @@
 //!   `Runner` and `ServiceManager`, scripted from the test.
 //! - [`CharmMeta`] (`schema`): the charm's declarations and the
 //!   config/action-param checks.
+//! - [`sim`]: charm-sim, the local model (a small Juju on one machine).
+//! - [`charm_contents`]: what the charm contains; charm-sim lays it out and
+//!   [`xtask::pack`] zips it into the `.charm` for real Juju.
 //!
 //! What it does not model: storage and secrets beyond their hook
 //! environments, `relation-list` membership before `-joined` (the State's
@@ -56,12 +59,14 @@
 //! back, along a chain — as a real disk is).
 
 pub mod backend;
+pub mod charm_contents;
 pub mod context;
 pub mod on;
 pub mod recorder;
 pub mod schema;
 pub mod sim;
 pub mod state;
+pub mod xtask;
 
 pub use backend::MemoryBackend;
 pub use context::{ActionOutput, Chain, Context, Output, WORKSPACE_CHARM_DIR};

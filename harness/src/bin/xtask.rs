@@ -1,14 +1,22 @@
 //! Project chores: `cargo xtask test` (install what the tests need, then run
-//! them all), `cargo xtask pack` (build the .charm), `cargo xtask bench`.
+//! them all) and `cargo xtask pack` (build the .charm for real Juju; the
+//! work is in `harness::xtask::pack`, which the tests call directly).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use harness::charm_contents::{build_charm_binary, BinaryBuild};
+use harness::xtask::pack::{pack, BASE_CHANNELS, OLDEST_BASE_GLIBC};
+
+const USAGE: &str = "usage: cargo xtask test [cargo test args...]
+       cargo xtask pack [--target TRIPLE] [--out DIR]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        _ => Err("usage: cargo xtask test [cargo test args...]".to_string()),
+        Some("pack") => pack_command(&args[1..]),
+        _ => Err(USAGE.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,8 +51,9 @@ fn have(program: &str) -> bool {
 }
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
-/// systemd-analyze, make.
+/// systemd-analyze, make, readelf (the pack test checks glibc versions).
 const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("/usr/bin/readelf", "binutils"),
     (
         "/usr/lib/nagios/plugins/check_http",
         "monitoring-plugins-basic",
@@ -55,7 +64,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 ];
 
 fn install_test_packages() -> Result<(), String> {
-    let missing: Vec<&str> = TEST_PACKAGES
+    install_missing(TEST_PACKAGES)
+}
+
+/// Install the Debian packages whose marker path is missing (as root), or
+/// say which are needed.
+fn install_missing(packages: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
         .map(|(_, pkg)| *pkg)
@@ -66,7 +81,7 @@ fn install_test_packages() -> Result<(), String> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(format!(
-            "the tests need these Debian packages: {} (run as root, or install them)",
+            "xtask needs these Debian packages: {} (run as root, or install them)",
             missing.join(" ")
         ));
     }
@@ -108,4 +123,61 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--all-targets"])
         .args(extra)
         .env("WSGI_APP_TEST_VENV", &venv))
+}
+
+/// `cargo xtask pack`: build the release binary, check it, and write
+/// `dist/wsgi-app_<arch>.charm`.
+fn pack_command(args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let mut target = None;
+    let mut out_dir = root.join("dist");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--target" => target = Some(value()?),
+            "--out" => out_dir = PathBuf::from(value()?),
+            _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
+        }
+    }
+    // readelf tells which glibc the binary needs; pack refuses to guess.
+    install_missing(&[("/usr/bin/readelf", "binutils")])?;
+    eprintln!("xtask: building the release charm binary");
+    let binary = build_charm_binary(
+        &root,
+        &BinaryBuild {
+            release: true,
+            target,
+            quiet: false,
+        },
+    )?;
+    let packed = pack(&root, &binary, &out_dir)?;
+    let shown = packed
+        .path
+        .strip_prefix(std::env::current_dir().unwrap_or_default())
+        .unwrap_or(&packed.path);
+    println!("{}", shown.display());
+    println!(
+        "  size    {} bytes ({:.1} MiB)",
+        packed.size,
+        packed.size as f64 / (1024.0 * 1024.0)
+    );
+    println!("  sha256  {}", packed.sha256);
+    match &packed.glibc {
+        Some(v) => println!(
+            "  glibc   needs GLIBC_{v} at most (Ubuntu {} has {OLDEST_BASE_GLIBC})",
+            BASE_CHANNELS[0]
+        ),
+        None => println!("  glibc   none (a static binary)"),
+    }
+    println!(
+        "  bases   ubuntu {} on {}",
+        BASE_CHANNELS.join(", "),
+        packed.arch
+    );
+    Ok(())
 }

@@ -7,19 +7,21 @@
 //!   `juju config` do it.
 //! - Unpacking a `.charm` zip (unix modes and relative symlinks kept, as Juju's
 //!   unpacker does), copying a charm directory per unit, and assembling the
-//!   wsgi-app charm from this source tree when no charm is named.
+//!   wsgi-app charm from this source tree when no charm is named (the
+//!   entries come from [`crate::charm_contents`], which `cargo xtask pack`
+//!   zips too).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Context, Result};
+use super::{Context, Result, SimError};
+use crate::charm_contents::{self, build_charm_binary, link_stays_inside, BinaryBuild};
 use crate::sim_err;
 
 /// A relation endpoint declared by the charm.
@@ -364,27 +366,6 @@ pub fn unpack_charm(archive: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether a symlink at `link` (relative to the charm root) pointing at
-/// `target` resolves inside the charm root.
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i32 = link.components().count() as i32 - 1;
-    for part in target.components() {
-        match part {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
 /// Find the wsgi-app source tree: the workspace this binary was built from
 /// if it is still there, else the nearest directory above the current one
 /// that holds metadata.yaml and harness/.
@@ -409,9 +390,7 @@ pub fn find_source_tree() -> Result<PathBuf> {
 }
 
 /// Build the charm binary with cargo (same profile as this charm-sim) and
-/// lay out a charm directory at `to`: YAML files, templates/, files/, the
-/// binary as `dispatch`, and hooks/{install,start,upgrade-charm} linking to
-/// it for Juju < 2.8.
+/// lay out a charm directory at `to` (see [`lay_out_charm`]).
 pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()> {
     let release = !cfg!(debug_assertions);
     if !quiet {
@@ -421,96 +400,28 @@ pub fn assemble_from_source(source: &Path, to: &Path, quiet: bool) -> Result<()>
             source.display()
         );
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(source)
-        .args([
-            "build",
-            "--quiet",
-            // Select the harness package too: cargo unifies dependency
-            // features over the packages it builds, and building the charm
-            // alone would rebuild crates that `cargo run -p harness` then
-            // rebuilds back, on every call.
-            "--package",
-            "harness",
-            "--package",
-            "wsgi-app",
-            "--bin",
-            "wsgi-app",
-            "--message-format=json-render-diagnostics",
-        ])
-        .arg("--manifest-path")
-        .arg(source.join("Cargo.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if release {
-        build.arg("--release");
-    }
-    let out = build.output().context("cannot run cargo")?;
-    if !out.status.success() {
-        return Err(sim_err!(
-            "cargo build --bin wsgi-app failed ({})",
-            out.status
-        ));
-    }
-    // cargo reports the artifact's path, which honours CARGO_TARGET_DIR and
-    // any build configuration, so we never guess target/<profile>/.
-    let binary = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "wsgi-app")
-        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .ok_or_else(|| sim_err!("cargo built no wsgi-app executable"))?;
+    let build = BinaryBuild {
+        release,
+        target: None,
+        quiet: true,
+    };
+    let binary = build_charm_binary(source, &build).map_err(SimError)?;
     lay_out_charm(source, &binary, to)
 }
 
 /// Lay out a charm directory at `to` from the source tree and a built
-/// charm binary: YAML files, templates/, files/, the binary as `dispatch`,
-/// and hooks/{install,start,upgrade-charm} linking to it for Juju < 2.8.
+/// charm binary: the same entries `cargo xtask pack` zips (YAML files,
+/// templates/, files/, the binary as `dispatch`, and
+/// hooks/{install,start,upgrade-charm} linking to it for Juju < 2.8).
 pub fn lay_out_charm(source: &Path, binary: &Path, to: &Path) -> Result<()> {
+    let entries = charm_contents::from_source(source, binary).map_err(SimError)?;
     fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
-    for file in ["metadata.yaml", "config.yaml", "actions.yaml", "README.md"] {
-        let src = source.join(file);
-        if src.is_file() {
-            fs::copy(&src, to.join(file)).context(format!("cannot copy {}", src.display()))?;
-        }
-    }
-    for dir in ["templates", "files"] {
-        let src = source.join(dir);
-        if src.is_dir() {
-            copy_tree(&src, &to.join(dir))?;
-        }
-    }
-    let dispatch = to.join("dispatch");
-    fs::copy(binary, &dispatch).context(format!("cannot copy {}", binary.display()))?;
-    fs::set_permissions(&dispatch, fs::Permissions::from_mode(0o755))
-        .context(format!("cannot chmod {}", dispatch.display()))?;
-    let hooks = to.join("hooks");
-    fs::create_dir_all(&hooks).context(format!("cannot create {}", hooks.display()))?;
-    for hook in ["install", "start", "upgrade-charm"] {
-        symlink("../dispatch", hooks.join(hook)).context(format!("cannot create hooks/{hook}"))?;
-    }
-    Ok(())
+    charm_contents::write_dir(&entries, to).map_err(SimError)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn symlinks_may_not_leave_the_charm() {
-        assert!(link_stays_inside(
-            Path::new("hooks/install"),
-            Path::new("../dispatch")
-        ));
-        assert!(!link_stays_inside(
-            Path::new("hooks/install"),
-            Path::new("../../x")
-        ));
-        assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
-    }
 
     #[test]
     fn config_values_take_the_option_type() {
