@@ -582,6 +582,7 @@ impl<C: Charm> Context<C> {
             },
             charm_dir: self.charm_dir.clone(),
             cpus: self.cpus,
+            crash_at: None,
         };
 
         let hook = match &event {
