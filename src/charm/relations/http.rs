@@ -59,6 +59,17 @@ fn reachable_host(bag: &Bag) -> Option<&str> {
     }
 }
 
+/// An IP address, or a DNS name (letters, digits, `.`, `-`, `_`, at most
+/// 253 bytes).
+fn is_host_name_or_address(host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+}
+
 /// `MANAGER_SERVICE_URL`: `{protocol}://host:port` from the first remote
 /// unit (in unit order) that has published a reachable host and a port;
 /// `Ok(None)` while none has. The protocol is validated first, so a bad
@@ -78,8 +89,9 @@ pub fn manager_service_url(
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)?;
-        // A host with URL delimiters in it would change the URL's meaning.
-        if host.contains(['/', '?', '#', '@', ' ']) {
+        // Only an IP address or a DNS name: URL delimiters would change the
+        // URL's meaning, and quotes, newlines or NUL have no place in a host.
+        if !is_host_name_or_address(host) {
             return None;
         }
         Some(format!("{protocol}://{}:{port}", bracket_ipv6(host)))
