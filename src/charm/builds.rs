@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::archive::{self, ArchiveFormat, ExtractLimits};
+use super::archive::{self, ArchiveFormat};
 use super::config::Config;
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
@@ -241,12 +241,12 @@ pub fn install(
     progress.step(&format!("installing build {label}: extracting"));
     let code = staging.dir.join("code");
     fs::create_dir(&code).map_err(BuildError::io(label))?;
-    archive::extract(&archive_path, format, &code, &ExtractLimits::default()).map_err(
-        |source| BuildError::Archive {
+    archive::extract(&archive_path, format, &code, &machine.extract).map_err(|source| {
+        BuildError::Archive {
             label: label.into(),
             source,
-        },
-    )?;
+        }
+    })?;
     fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
     machine.crash_point("after-extract");
     let requirements = match &config.requirements_path {

@@ -289,6 +289,8 @@ pub struct Machine {
     pub probe: Box<dyn Probe>,
     /// Timeouts, retries and size limit for downloading builds.
     pub download: crate::charm::fetch::DownloadOptions,
+    /// Bounds on what a build's archive may unpack to.
+    pub extract: crate::charm::archive::ExtractLimits,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
     /// CPU cores, for `workers = 0`.
@@ -329,6 +331,7 @@ impl Machine {
             runner,
             probe: Box::new(crate::charm::health::TcpProbe),
             download: crate::charm::fetch::DownloadOptions::default(),
+            extract: crate::charm::archive::ExtractLimits::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             crash_at: std::env::var("WSGI_APP_CRASH_AT")
