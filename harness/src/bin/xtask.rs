@@ -1,5 +1,7 @@
 //! Project chores: `cargo xtask test` (install what the tests need, then run
-//! them all), `cargo xtask pack` (build the .charm), `cargo xtask bench`.
+//! them all), `cargo xtask pack` (build the .charm), `cargo xtask bench`,
+//! `cargo xtask security-table` (the README's Security table, from the case
+//! counts the hardening tests wrote into target/hardening-counts/).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -8,7 +10,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        _ => Err("usage: cargo xtask test [cargo test args...]".to_string()),
+        Some("security-table") => security_table(),
+        _ => Err(
+            "usage: cargo xtask test [cargo test args...] | cargo xtask security-table".to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,4 +113,34 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--all-targets"])
         .args(extra)
         .env("WSGI_APP_TEST_VENV", &venv))
+}
+
+/// Print the README's Security table from target/hardening-counts/*.json
+/// (written by tests/hardening_*.rs and tests/e2e_hardening.rs).
+fn security_table() -> Result<(), String> {
+    let dir = workspace_root().join("target/hardening-counts");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        format!(
+            "{}: {e}; run the hardening tests first (cargo test --test 'hardening_*' --test e2e_hardening)",
+            dir.display()
+        )
+    })?;
+    let mut rows: Vec<(String, u64, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        rows.push((
+            value["class"].as_str().unwrap_or_default().to_string(),
+            value["cases"].as_u64().unwrap_or_default(),
+            value["outcome"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    rows.sort();
+    println!("| bad input tried | cases | outcome |");
+    println!("|---|---:|---|");
+    for (class, cases, outcome) in rows {
+        let cell = |s: &str| s.replace('|', "\\|");
+        println!("| {} | {cases} | {} |", cell(&class), cell(&outcome));
+    }
+    Ok(())
 }
