@@ -580,8 +580,15 @@ impl<C: Charm> Context<C> {
                 first_backoff: std::time::Duration::from_millis(20),
                 ..DownloadOptions::default()
             },
+            // Small, so a test's decompression bomb is stopped in moments.
+            extract: wsgi_app::charm::archive::ExtractLimits {
+                max_entries: 2_000,
+                max_unpacked_bytes: 16 * 1024 * 1024,
+                ..Default::default()
+            },
             charm_dir: self.charm_dir.clone(),
             cpus: self.cpus,
+            crash_at: None,
         };
 
         let hook = match &event {

@@ -831,6 +831,23 @@ fn extract_tar(reader: impl Read, staging: &mut Staging<'_>) -> Result<(), Archi
         staging.add(&name, mode, kind)?;
         previous_name = Some(name);
     }
+    // Read the stream to its end: a compressed stream's trailer holds its
+    // checksum (gzip CRC32 and length, bzip2 stream CRC, xz check), and an
+    // archive cut short there must be an error, not an install. What is
+    // left after the tar's end counts against the unpacked limit.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => staging.charge_discarded(n as u64)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let at = previous_name.map(|p| format!("after entry {p:?}: "));
+                return Err(corrupt(None, format!("{}{e}", at.unwrap_or_default())));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::archive::{self, ArchiveFormat, ExtractLimits};
+use super::archive::{self, ArchiveFormat};
 use super::config::Config;
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
@@ -235,18 +235,20 @@ pub fn install(
             source,
         })?;
     }
+    machine.crash_point("after-fetch");
 
     // 2. extract
     progress.step(&format!("installing build {label}: extracting"));
     let code = staging.dir.join("code");
     fs::create_dir(&code).map_err(BuildError::io(label))?;
-    archive::extract(&archive_path, format, &code, &ExtractLimits::default()).map_err(
-        |source| BuildError::Archive {
+    archive::extract(&archive_path, format, &code, &machine.extract).map_err(|source| {
+        BuildError::Archive {
             label: label.into(),
             source,
-        },
-    )?;
+        }
+    })?;
     fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
+    machine.crash_point("after-extract");
     let requirements = match &config.requirements_path {
         Some(rel) => {
             let path = code.join(rel);
@@ -324,6 +326,7 @@ pub fn install(
                 "creating the virtualenv",
                 uv_command(&uv, &cache).args(["venv", "--quiet", "--python", "python3", &venv_s]),
             )?;
+            machine.crash_point("after-venv");
             progress.step(&format!("installing build {label}: python requirements"));
             step(
                 "installing python requirements",
@@ -339,6 +342,7 @@ pub fn install(
                 "creating the virtualenv",
                 CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
             )?;
+            machine.crash_point("after-venv");
             progress.step(&format!("installing build {label}: python requirements"));
             step(
                 "installing python requirements",
@@ -357,6 +361,8 @@ pub fn install(
         }
     }
 
+    machine.crash_point("after-requirements");
+
     // 4. make, with the application's environment
     if let Some(target) = &config.update_make_target {
         progress.step(&format!("installing build {label}: make {target}"));
@@ -364,6 +370,7 @@ pub fn install(
             &format!("make {target}"),
             make_command(&code, &venv, target, app_env),
         )?;
+        machine.crash_point("after-make");
     }
 
     // 5. the venv's scripts name the staging path; point them at the final one.
@@ -392,6 +399,7 @@ pub fn install(
         &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
     )
     .map_err(BuildError::io(label))?;
+    machine.crash_point("after-manifest");
     if final_dir.exists() {
         // An incomplete leftover (no manifest): a build that is installed is
         // never reinstalled, so this is safe to replace.
@@ -399,6 +407,7 @@ pub fn install(
     }
     fs::rename(&staging.dir, &final_dir).map_err(BuildError::io(label))?;
     sync_dir(&layout.builds_dir());
+    machine.crash_point("after-rename");
     let mut staging = staging;
     staging.keep = true;
     Ok(record)

@@ -47,12 +47,30 @@ fn remote_unit_bags(
 
 /// Decide what one URL variable should be now. `candidate` is the first
 /// relation that can provide it; `live` the relations of its endpoint.
+///
+/// A URL the environment file cannot carry (over 64 KiB, or with a control
+/// character, from hostile or broken relation data) is refused with a
+/// Blocked status naming the variable and the relation, never a hook error:
+/// the remote side fixes its data and a later relation-changed retries.
 fn settle(
     ctx: &mut Ctx<'_, '_>,
+    report: &mut Report,
     name: &str,
     candidate: Option<(String, String)>,
     live: &[RelationId<Endpoint>],
 ) -> Result<bool, HandlerError> {
+    let candidate = match candidate {
+        Some((url, relation)) => {
+            match super::envvars::render_env_file(&[(name.to_string(), url.clone())]) {
+                Ok(_) => Some((url, relation)),
+                Err(why) => {
+                    report.blocked(format!("{name} from {relation}: {why}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let conn = ctx.store.conn();
     let recorded = state::relation_urls(conn)?
         .into_iter()
@@ -129,7 +147,7 @@ fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Handl
             Err(why) => waiting.push(why.to_string()),
         }
     }
-    if !settle(ctx, DATABASE_URL, candidate, &live)? {
+    if !settle(ctx, report, DATABASE_URL, candidate, &live)? {
         if let Some(first) = waiting.into_iter().next() {
             report.waiting(first);
         }
@@ -150,7 +168,7 @@ fn refresh_mongodb(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Han
             break;
         }
     }
-    if !settle(ctx, MONGO_URL, candidate, &live)? && !live.is_empty() {
+    if !settle(ctx, report, MONGO_URL, candidate, &live)? && !live.is_empty() {
         report.waiting("waiting for mongodb to publish hostname and port");
     }
     Ok(())
@@ -174,7 +192,7 @@ fn refresh_manager_service(
             Err(e) => report.blocked(e.to_string()),
         }
     }
-    if !settle(ctx, MANAGER_SERVICE_URL, candidate, &live)? && !live.is_empty() {
+    if !settle(ctx, report, MANAGER_SERVICE_URL, candidate, &live)? && !live.is_empty() {
         report.waiting("waiting for manager-service to publish its address and port");
     }
     Ok(())

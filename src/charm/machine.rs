@@ -244,6 +244,25 @@ pub trait Probe {
     fn http_get(&self, addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String>;
 }
 
+/// Every kill point [`Machine::crash_point`] is called with, in the order a
+/// dispatch that installs a build and switches to it reaches them
+/// (`after-make` only with `update_make_target`).
+pub const CRASH_POINTS: &[&str] = &[
+    "after-fetch",
+    "after-extract",
+    "after-venv",
+    "after-requirements",
+    "after-make",
+    "after-manifest",
+    "after-rename",
+    "after-store-record",
+    "after-env-file",
+    "after-symlink-swap",
+    "after-ensure",
+    "after-health-check",
+    "after-rollout-save",
+];
+
 /// Which service manager runs gunicorn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
 #[strum(serialize_all = "lowercase")]
@@ -270,15 +289,22 @@ pub struct Machine {
     pub probe: Box<dyn Probe>,
     /// Timeouts, retries and size limit for downloading builds.
     pub download: crate::charm::fetch::DownloadOptions,
+    /// Bounds on what a build's archive may unpack to.
+    pub extract: crate::charm::archive::ExtractLimits,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
     /// CPU cores, for `workers = 0`.
     pub cpus: usize,
+    /// Test-only seam (`WSGI_APP_CRASH_AT`): the named [`Machine::crash_point`]
+    /// kills this process with SIGKILL, to prove that a hook killed there
+    /// leaves nothing a rerun cannot repair. `None` in production.
+    pub crash_at: Option<String>,
 }
 
 impl Machine {
     /// Build the machine from the process environment: `WSGI_APP_ROOT`,
-    /// `WSGI_APP_SERVICE_MANAGER` and `WSGI_APP_BIND_ADDRESS`.
+    /// `WSGI_APP_SERVICE_MANAGER`, `WSGI_APP_BIND_ADDRESS` and the test-only
+    /// `WSGI_APP_CRASH_AT`.
     pub fn from_env(charm_dir: PathBuf) -> Result<Machine, String> {
         let root = std::env::var_os("WSGI_APP_ROOT")
             .map(PathBuf::from)
@@ -305,9 +331,30 @@ impl Machine {
             runner,
             probe: Box::new(crate::charm::health::TcpProbe),
             download: crate::charm::fetch::DownloadOptions::default(),
+            extract: crate::charm::archive::ExtractLimits::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crash_at: std::env::var("WSGI_APP_CRASH_AT")
+                .ok()
+                .filter(|p| !p.is_empty()),
         })
+    }
+
+    /// A kill point (test-only): when `crash_at` names `point`, the process
+    /// dies here at once with SIGKILL, as on a power cut or an OOM kill, with
+    /// no destructor, no rollback handler and no store commit running.
+    pub fn crash_point(&self, point: &str) {
+        debug_assert!(
+            CRASH_POINTS.contains(&point),
+            "{point} is not in CRASH_POINTS"
+        );
+        if self.crash_at.as_deref() == Some(point) {
+            eprintln!("wsgi-app: WSGI_APP_CRASH_AT={point}: killing myself");
+            // SAFETY: kill(2) on our own pid; SIGKILL cannot be handled.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
     }
 
     /// An absolute machine path under the root: `path("/etc/x")` is `<root>/etc/x`.

@@ -193,6 +193,7 @@ impl WsgiApp {
 
         let env_changed = write_env_file(layout, &app_env, &account)
             .map_err(|e| format!("writing the environment file: {e}"))?;
+        self.machine.crash_point("after-env-file");
         let env_hash = hash_env(&app_env);
 
         let mut rollout = state::rollout(ctx.store.conn())?;
@@ -350,6 +351,7 @@ impl WsgiApp {
             Ok(record) => {
                 state::record_build(ctx.store.conn(), &record)?;
                 state::set_failed_build(ctx.store.conn(), None)?;
+                self.machine.crash_point("after-store-record");
                 ctx.model.log(
                     LogLevel::Info,
                     &format!("installed build {label} (sha256 {})", record.sha256),
@@ -586,17 +588,22 @@ pub(crate) fn switch_to(
         )))?;
     }
     builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
+    app.machine.crash_point("after-symlink-swap");
     let started = app.machine.services.ensure(&spec);
     let started_ok = started.is_ok();
+    app.machine.crash_point("after-ensure");
     let failure = match started {
         Ok(ServiceChange::Unchanged) | Ok(ServiceChange::Started) | Ok(ServiceChange::Replaced) => {
-            match check_health(app, config) {
+            let health = check_health(app, config);
+            app.machine.crash_point("after-health-check");
+            match health {
                 Ok(health) => {
                     rollout.previous = previous.clone().or(rollout.previous.take());
                     rollout.serving = Some(target.to_string());
                     rollout.switched_at = Some(builds::now());
                     rollout.health = Some(health.clone());
                     state::save_rollout(conn, &rollout)?;
+                    app.machine.crash_point("after-rollout-save");
                     ctx.model.log(
                         LogLevel::Info,
                         &format!("serving build {target} ({why}); health: {health}"),

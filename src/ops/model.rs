@@ -5,6 +5,7 @@
 //! backend and update the cache, so the charm reads its own writes as Juju's
 //! hook context does.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
@@ -14,6 +15,43 @@ use super::backend::{
     Status,
 };
 use super::event::{Name, RelationId};
+
+/// The longest message handed to a hook tool (status-set, juju-log,
+/// action-log, action-fail). Hook tools take the message as one argument and
+/// Linux refuses to start a program with an argument over 128 KiB
+/// (MAX_ARG_STRLEN), so a status quoting a 1 MiB value another application
+/// sent would otherwise fail the hook, and every retry of it.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message` when it fits in [`MAX_MESSAGE_BYTES`]; else its start and its
+/// end (where messages say what to do) with the middle left out, cut at
+/// character boundaries.
+pub fn clamp_message(message: &str) -> Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Borrowed(message);
+    }
+    let mut head = MAX_MESSAGE_BYTES / 2;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - MAX_MESSAGE_BYTES / 4;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    Cow::Owned(format!(
+        "{} …({} bytes left out)… {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    ))
+}
+
+fn clamp_status(status: &Status) -> Cow<'_, Status> {
+    match clamp_message(&status.message) {
+        Cow::Borrowed(_) => Cow::Borrowed(status),
+        Cow::Owned(message) => Cow::Owned(Status::new(status.name, message)),
+    }
+}
 
 pub struct Model<'b, E> {
     backend: &'b mut dyn Backend,
@@ -237,7 +275,7 @@ impl<'b, E: Name> Model<'b, E> {
 
     /// Set this unit's status now (Juju shows it at once, even if the hook fails).
     pub fn set_unit_status(&mut self, status: &Status) -> Result<(), ModelError> {
-        self.backend.status_set(Scope::Unit, status)
+        self.backend.status_set(Scope::Unit, &clamp_status(status))
     }
 
     /// Set the application's status; only the leader may.
@@ -248,7 +286,7 @@ impl<'b, E: Name> Model<'b, E> {
                 self.unit
             )));
         }
-        self.backend.status_set(Scope::App, status)
+        self.backend.status_set(Scope::App, &clamp_status(status))
     }
 
     pub fn unit_status(&mut self) -> Result<Status, ModelError> {
@@ -261,6 +299,7 @@ impl<'b, E: Name> Model<'b, E> {
 
     /// Log to Juju's debug log. Never pass secrets here.
     pub fn log(&mut self, level: LogLevel, message: &str) {
+        let message = &*clamp_message(message);
         // A failing juju-log must not fail the hook, nor recurse into logging.
         if self.backend.juju_log(level, message).is_err() {
             eprintln!("{level}: {message}");
@@ -282,10 +321,10 @@ impl<'b, E: Name> Model<'b, E> {
     }
 
     pub(crate) fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
-        self.backend.action_log(message)
+        self.backend.action_log(&clamp_message(message))
     }
 
     pub(crate) fn action_fail(&mut self, message: &str) -> Result<(), ModelError> {
-        self.backend.action_fail(message)
+        self.backend.action_fail(&clamp_message(message))
     }
 }

@@ -17,9 +17,12 @@ pub struct Sim {
 }
 
 /// The charm-sim binary: beside the charm binary cargo built for this test.
+/// Built (or brought up to date: it is another package's binary, which
+/// `cargo test` of this one does not rebuild) once per test process.
 fn charm_sim_binary() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let beside = Path::new(env!("CARGO_BIN_EXE_wsgi-app")).with_file_name("charm-sim");
-    if !beside.exists() {
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -35,7 +38,7 @@ fn charm_sim_binary() -> PathBuf {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building charm-sim failed");
-    }
+    });
     beside
 }
 
@@ -69,7 +72,14 @@ impl Sim {
     }
 
     pub fn run(&self, args: &[&str]) -> (bool, String) {
+        self.run_with_env(&[], args)
+    }
+
+    /// Run charm-sim with extra environment variables (e.g. the charm's
+    /// test-only `WSGI_APP_CRASH_AT`, which charm-sim passes to hooks).
+    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
         let out = Command::new(&self.charm_sim)
+            .envs(env.iter().copied())
             .arg("--model")
             .arg(self.model_dir())
             .arg("--address-block")

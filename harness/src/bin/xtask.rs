@@ -1,6 +1,8 @@
 //! Project chores: `cargo xtask test` (install what the tests need, then run
-//! them all) and `cargo xtask pack` (build the .charm for real Juju; the
-//! work is in `harness::xtask::pack`, which the tests call directly).
+//! them all), `cargo xtask pack` (build the .charm for real Juju; the work
+//! is in `harness::xtask::pack`, which the tests call directly), and
+//! `cargo xtask security-table` (the README's Security table, from the case
+//! counts the hardening tests wrote into target/hardening-counts/).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -9,13 +11,15 @@ use harness::charm_contents::{build_charm_binary, BinaryBuild};
 use harness::xtask::pack::{pack, BASE_CHANNELS, OLDEST_BASE_GLIBC};
 
 const USAGE: &str = "usage: cargo xtask test [cargo test args...]
-       cargo xtask pack [--target TRIPLE] [--out DIR]";
+       cargo xtask pack [--target TRIPLE] [--out DIR]
+       cargo xtask security-table";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("pack") => pack_command(&args[1..]),
+        Some("security-table") => security_table(),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -179,5 +183,33 @@ fn pack_command(args: &[String]) -> Result<(), String> {
         BASE_CHANNELS.join(", "),
         packed.arch
     );
+
+/// Print the README's Security table from target/hardening-counts/*.json
+/// (written by tests/hardening_*.rs and tests/e2e_hardening.rs).
+fn security_table() -> Result<(), String> {
+    let dir = workspace_root().join("target/hardening-counts");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        format!(
+            "{}: {e}; run the hardening tests first (cargo test --test 'hardening_*' --test e2e_hardening)",
+            dir.display()
+        )
+    })?;
+    let mut rows: Vec<(String, u64, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        rows.push((
+            value["class"].as_str().unwrap_or_default().to_string(),
+            value["cases"].as_u64().unwrap_or_default(),
+            value["outcome"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    rows.sort();
+    println!("| bad input tried | cases | outcome |");
+    println!("|---|---:|---|");
+    for (class, cases, outcome) in rows {
+        let cell = |s: &str| s.replace('|', "\\|");
+        println!("| {} | {cases} | {} |", cell(&class), cell(&outcome));
+    }
     Ok(())
 }

@@ -143,6 +143,14 @@ pub fn hook_env(
         ("WSGI_APP_BIND_ADDRESS".into(), unit.address.clone()),
         ("WSGI_APP_SERVICE_MANAGER".into(), "direct".into()),
     ];
+    // The charm's test-only kill point, when charm-sim itself was given one
+    // (end-to-end crash tests).
+    if let Some(point) = std::env::var("WSGI_APP_CRASH_AT")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        env.push(("WSGI_APP_CRASH_AT".into(), point));
+    }
     if let Some(path) = &info.dispatch_path {
         env.push(("JUJU_DISPATCH_PATH".into(), path.clone()));
         env.push(("JUJU_HOOK_NAME".into(), info.hook_name.clone()));

@@ -59,6 +59,32 @@ fn reachable_host(bag: &Bag) -> Option<&str> {
     }
 }
 
+/// An IP address, or a DNS name (RFC 1123: dot-separated labels of 1-63
+/// letters, digits, `-` or `_`, not starting or ending with `-`, at most 253
+/// bytes, a trailing dot allowed, the last label not all digits, since URL
+/// parsers read such a name as an IPv4 number).
+fn is_host_name_or_address(host: &str) -> bool {
+    if host.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    !name.is_empty()
+        && host.len() <= 253
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
+        && !labels
+            .last()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `MANAGER_SERVICE_URL`: `{protocol}://host:port` from the first remote
 /// unit (in unit order) that has published a reachable host and a port;
 /// `Ok(None)` while none has. The protocol is validated first, so a bad
@@ -78,8 +104,9 @@ pub fn manager_service_url(
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)?;
-        // A host with URL delimiters in it would change the URL's meaning.
-        if host.contains(['/', '?', '#', '@', ' ']) {
+        // Only an IP address or a DNS name: URL delimiters would change the
+        // URL's meaning, and quotes, newlines or NUL have no place in a host.
+        if !is_host_name_or_address(host) {
             return None;
         }
         Some(format!("{protocol}://{}:{port}", bracket_ipv6(host)))

@@ -174,11 +174,17 @@ struct NagiosServiceTemplate<'a> {
     servicegroups: &'a str,
 }
 
+/// The longest Nagios host, context or service group name accepted.
+pub const MAX_NAGIOS_NAME_BYTES: usize = 128;
+
 /// NRPE's own pattern for check short names, and a safe set for Nagios
 /// object names and file names: no `;` (a Nagios comment), no `!` (the
 /// check_command argument separator), no `/`, no whitespace.
+/// At most [`MAX_NAGIOS_NAME_BYTES`] long, so the service export's file name
+/// (`service__<host>_check_<app>_http.cfg`) stays under the 255-byte limit.
 fn is_nagios_name(text: &str) -> bool {
     !text.is_empty()
+        && text.len() <= MAX_NAGIOS_NAME_BYTES
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
