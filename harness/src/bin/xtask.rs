@@ -183,6 +183,8 @@ fn pack_command(args: &[String]) -> Result<(), String> {
         BASE_CHANNELS.join(", "),
         packed.arch
     );
+    Ok(())
+}
 
 /// Print the README's Security table from target/hardening-counts/*.json
 /// (written by tests/hardening_*.rs and tests/e2e_hardening.rs).
