@@ -4,11 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+// The benchmarks live beside the library, not in it: charm-sim links the
+// library in release mode, and editing a benchmark must not rebuild it.
+#[path = "../bench/mod.rs"]
+mod bench;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        _ => Err("usage: cargo xtask test [cargo test args...]".to_string()),
+        Some("bench") => bench::main(&workspace_root(), &args[1..]),
+        _ => Err(
+            "usage: cargo xtask test [cargo test args...] | bench [--quick] [NAME...]".to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
