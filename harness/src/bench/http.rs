@@ -207,7 +207,9 @@ impl LoadPlan {
 
     /// Run for the whole `max_duration` and return the records.
     pub fn run(&self) -> Result<Vec<RequestRecord>, String> {
-        Ok(self.start()?.finish())
+        let load = self.start()?;
+        std::thread::sleep(self.max_duration);
+        Ok(load.finish())
     }
 }
 
