@@ -15,7 +15,9 @@ pub struct Summary {
     pub min: f64,
     pub max: f64,
     pub mean: f64,
-    /// Every sample, in the order measured (drift shows up here).
+    /// Every sample, in the order measured (drift shows up here); empty
+    /// when dropped for size (per-request latencies of a load run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<f64>,
 }
 
@@ -37,6 +39,15 @@ impl Summary {
             mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
             samples: samples.iter().map(|v| round3(*v)).collect(),
         })
+    }
+}
+
+impl Summary {
+    /// The same figures without the samples: a load run has tens of
+    /// thousands, too many for results.json.
+    pub fn without_samples(mut self) -> Summary {
+        self.samples = Vec::new();
+        self
     }
 }
 

@@ -147,8 +147,12 @@ fn analyse(
             })
             .count();
     }
-    let steady_s = Summary::of(&steady).expect("checked non-empty");
-    let switch_s = Summary::of(&switching).expect("checked non-empty");
+    let steady_s = Summary::of(&steady)
+        .expect("checked non-empty")
+        .without_samples();
+    let switch_s = Summary::of(&switching)
+        .expect("checked non-empty")
+        .without_samples();
     let steady_p99 = percentile(&steady, 99.0);
     let switch_p99 = percentile(&switching, 99.0);
     let p99_ratio = switch_p99 / steady_p99;
