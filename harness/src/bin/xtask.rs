@@ -1,6 +1,7 @@
 //! Project chores: `cargo xtask test` (install what the tests need, then run
 //! them all), `cargo xtask pack` (build the .charm for real Juju; the work
-//! is in `harness::xtask::pack`, which the tests call directly), and
+//! is in `harness::xtask::pack`, which the tests call directly), `cargo
+//! xtask bench` (the benchmarks, see BENCHMARKS.md), and
 //! `cargo xtask security-table` (the README's Security table, from the case
 //! counts the hardening tests wrote into target/hardening-counts/).
 
@@ -10,8 +11,14 @@ use std::process::{Command, ExitCode};
 use harness::charm_contents::{build_charm_binary, BinaryBuild};
 use harness::xtask::pack::{pack, BASE_CHANNELS, OLDEST_BASE_GLIBC};
 
+// The benchmarks live beside the library, not in it: charm-sim links the
+// library in release mode, and editing a benchmark must not rebuild it.
+#[path = "../bench/mod.rs"]
+mod bench;
+
 const USAGE: &str = "usage: cargo xtask test [cargo test args...]
        cargo xtask pack [--target TRIPLE] [--out DIR]
+       cargo xtask bench [--quick] [hooks|builds|switch|serving|scale]...
        cargo xtask security-table";
 
 fn main() -> ExitCode {
@@ -19,6 +26,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("pack") => pack_command(&args[1..]),
+        Some("bench") => bench::main(&workspace_root(), &args[1..]),
         Some("security-table") => security_table(),
         _ => Err(USAGE.to_string()),
     };

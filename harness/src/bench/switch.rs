@@ -1,0 +1,240 @@
+//! Benchmark 3: switching builds under load. A unit with r1 and r2
+//! installed serves r1; a paced load (new connection per request) runs
+//! while `set-current-symlink` moves it r1→r2→r1 again and again through
+//! charm-sim. We count failed requests (connection errors and non-200s),
+//! compare latency inside the switch windows with the steady state before
+//! the first switch, and time from each action's start to the first
+//! response that came from the new build.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::env::BenchEnv;
+use super::http::{wait_until_serving, LoadPlan, RequestRecord};
+use super::model::{SimModel, APP, UNIT};
+use super::stats::{percentile, Summary};
+use super::{Outcome, Row};
+
+const PORT: u16 = 18503;
+/// Client threads and the rate each keeps: 500 requests/s in all.
+const THREADS: usize = 2;
+const RATE_PER_THREAD: f64 = 250.0;
+/// Load before the first switch: the steady-state sample.
+const STEADY: Duration = Duration::from_secs(3);
+/// How long after an action returns its window still counts: the old
+/// master finishes its in-flight requests then.
+const WINDOW_TAIL: Duration = Duration::from_secs(1);
+/// Pause between switches, so windows never overlap.
+const PAUSE: Duration = Duration::from_millis(1500);
+
+/// One switch: when its action started and ended (from the load's start),
+/// and the revision it moved to.
+struct Window {
+    start: Duration,
+    end: Duration,
+    revision: u8,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+    let round_trips = if env.quick { 3 } else { 10 };
+    let model = SimModel::deploy(
+        env,
+        "switch",
+        PORT,
+        &[("build_label", "r1".into()), ("workers", "2".into())],
+    )?;
+    eprintln!("bench switch: installing r2 beside r1");
+    model.cli(&["config", APP, "build_label=r2", "current_symlink=r1"])?;
+    let addr = model.unit_addr()?;
+    wait_until_serving(&addr, Duration::from_secs(30))?;
+
+    // Bounded by time whatever happens: steady state, plus at most 20 s
+    // per switch (the actions take about one).
+    let plan = LoadPlan {
+        target: addr,
+        threads: THREADS,
+        rate_per_thread: Some(RATE_PER_THREAD),
+        max_duration: STEADY + Duration::from_secs(20 * 2 * round_trips as u64),
+        request_timeout: Duration::from_secs(5),
+    };
+    eprintln!(
+        "bench switch: {} switches under {} requests/s",
+        2 * round_trips,
+        THREADS as f64 * RATE_PER_THREAD
+    );
+    let load = plan.start()?;
+    std::thread::sleep(STEADY);
+    let mut windows = Vec::new();
+    for _ in 0..round_trips {
+        for (label, revision) in [("r2", 2u8), ("r1", 1u8)] {
+            let start = load.now();
+            model.cli(&[
+                "run",
+                UNIT,
+                "set-current-symlink",
+                &format!("symlink={label}"),
+            ])?;
+            let end = load.now();
+            windows.push(Window {
+                start,
+                end,
+                revision,
+            });
+            std::thread::sleep(PAUSE);
+        }
+    }
+    let records = load.finish();
+    drop(model);
+    analyse(&records, &windows, round_trips)
+}
+
+fn analyse(
+    records: &[RequestRecord],
+    windows: &[Window],
+    round_trips: usize,
+) -> Result<Outcome, String> {
+    let first_switch = windows.first().map_or(Duration::MAX, |w| w.start);
+    let in_window = |r: &RequestRecord| {
+        windows
+            .iter()
+            .any(|w| r.start >= w.start && r.start <= w.end + WINDOW_TAIL)
+    };
+    let latencies = |pick: &dyn Fn(&RequestRecord) -> bool| -> Vec<f64> {
+        records
+            .iter()
+            .filter(|r| !r.failed() && pick(r))
+            .map(|r| ms(r.latency))
+            .collect()
+    };
+    let steady = latencies(&|r| r.start < first_switch);
+    let switching = latencies(&|r| in_window(r));
+    if steady.is_empty() || switching.is_empty() {
+        return Err("no successful requests to measure".into());
+    }
+    let failed: Vec<&RequestRecord> = records.iter().filter(|r| r.failed()).collect();
+    let connection_errors = failed.iter().filter(|r| r.status.is_none()).count();
+    let failed_in_windows = failed.iter().filter(|r| in_window(r)).count();
+    let mut to_new_build = Vec::new();
+    let mut action_ms = Vec::new();
+    let mut stale_after_window = 0;
+    for (i, w) in windows.iter().enumerate() {
+        action_ms.push(ms(w.end - w.start));
+        if let Some(first) = records
+            .iter()
+            .filter(|r| {
+                r.start >= w.start && r.status == Some(200) && r.revision == Some(w.revision)
+            })
+            .map(RequestRecord::end)
+            .min()
+        {
+            to_new_build.push(ms(first - w.start));
+        }
+        // Requests started after the window (before the next switch) that
+        // the old build still answered.
+        let next = windows.get(i + 1).map_or(Duration::MAX, |n| n.start);
+        stale_after_window += records
+            .iter()
+            .filter(|r| {
+                r.start > w.end + WINDOW_TAIL
+                    && r.start < next
+                    && r.status == Some(200)
+                    && r.revision != Some(w.revision)
+            })
+            .count();
+    }
+    let steady_s = Summary::of(&steady)
+        .expect("checked non-empty")
+        .without_samples();
+    let switch_s = Summary::of(&switching)
+        .expect("checked non-empty")
+        .without_samples();
+    let steady_p99 = percentile(&steady, 99.0);
+    let switch_p99 = percentile(&switching, 99.0);
+    let p99_ratio = switch_p99 / steady_p99;
+    let to_new = Summary::of(&to_new_build);
+    let action = Summary::of(&action_ms).expect("at least one switch");
+    let duration = records.last().map_or(0.0, |r| r.end().as_secs_f64());
+
+    let mut rows = vec![
+        Row::target(
+            format!(
+                "failed requests over {} requests, {} switches",
+                records.len(),
+                windows.len()
+            ),
+            format!("{} ({connection_errors} connection errors)", failed.len()),
+            "0",
+            failed.is_empty(),
+        ),
+        Row::info(
+            "latency p50 / p99, steady state".into(),
+            format!("{:.2} / {:.2} ms", steady_s.median, steady_p99),
+        ),
+        Row::info(
+            "latency p50 / p99, during switches".into(),
+            format!("{:.2} / {:.2} ms", switch_s.median, switch_p99),
+        ),
+        Row::target(
+            "p99 during switches / steady p99".into(),
+            format!("{p99_ratio:.2}×"),
+            "≤ 3×",
+            p99_ratio <= 3.0,
+        ),
+        Row::info(
+            "action start → first response from the new build (median; max)".into(),
+            match &to_new {
+                Some(s) => format!("{:.0} ms ({:.0})", s.median, s.max),
+                None => "never".into(),
+            },
+        ),
+        Row::info(
+            "set-current-symlink through charm-sim, whole command (median; max)".into(),
+            format!("{:.0} ms ({:.0})", action.median, action.max),
+        ),
+    ];
+    if to_new_build.len() < windows.len() {
+        rows.push(Row::target(
+            "switches whose new build answered".into(),
+            format!("{} of {}", to_new_build.len(), windows.len()),
+            "all",
+            false,
+        ));
+    }
+    Ok(Outcome {
+        name: "switch",
+        title: "Switching builds under load".into(),
+        results: json!({
+            "round_trips": round_trips,
+            "switches": windows.len(),
+            "load": {
+                "threads": THREADS,
+                "requests_per_second_target": THREADS as f64 * RATE_PER_THREAD,
+                "requests": records.len(),
+                "seconds": duration,
+                "keep_alive": false,
+            },
+            "failed_requests": failed.len(),
+            "connection_errors": connection_errors,
+            "failed_in_switch_windows": failed_in_windows,
+            "old_build_answers_after_window": stale_after_window,
+            "steady_latency_ms": steady_s,
+            "steady_p99_ms": steady_p99,
+            "switch_latency_ms": switch_s,
+            "switch_p99_ms": switch_p99,
+            "p99_ratio_switch_over_steady": p99_ratio,
+            "action_start_to_new_build_ms": to_new,
+            "action_ms": action,
+            "window_tail_ms": ms(WINDOW_TAIL),
+        }),
+        rows,
+        notes: vec![
+            format!("{THREADS} client threads at {RATE_PER_THREAD} requests/s each, a new TCP connection per request (no keep-alive), 5 s timeout; a failure is a connection error, a timeout or any status but 200."),
+            format!("A switch window runs from the moment `charm-sim run {UNIT} set-current-symlink` starts until {} ms after it returns; steady state is the {} s of load before the first switch. Actions are {} ms apart.", ms(WINDOW_TAIL), STEADY.as_secs(), PAUSE.as_millis()),
+        ],
+    })
+}
