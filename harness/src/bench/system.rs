@@ -164,24 +164,7 @@ pub fn run_checked(cmd: &mut Command) -> Result<String, String> {
 
 /// The current wall-clock time as an RFC 3339 UTC string.
 pub fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as libc::time_t);
-    // SAFETY: gmtime_r fills our zeroed struct.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::gmtime_r(&secs, &mut tm);
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    wsgi_app::charm::text::rfc3339(wsgi_app::charm::builds::now())
 }
 
 #[cfg(test)]
