@@ -9,7 +9,7 @@
 mod charm_support;
 mod hardening_support;
 
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Write};
 
 use charm_support::*;
 use hardening_support::*;
@@ -453,34 +453,13 @@ fn corrupt_archives_and_wrong_checksums_are_refused() {
     );
 }
 
-/// A loopback server that announces `announced` bytes, sends `sent` of
-/// them and closes; for every connection (the charm retries).
-fn serve_truncated(body: Vec<u8>, sent: usize) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(&body[..sent]);
-        }
-    });
-    format!("http://127.0.0.1:{port}/builds")
-}
-
 #[test]
 fn a_download_cut_short_is_refused() {
     let b = Bench::new();
     let good = std::fs::read(b.charm.path().join("files/r2/example-wsgi-app.tar.bzip2")).unwrap();
     let mut cases = 0;
     for sent in [0, 1, good.len() / 2, good.len() - 1] {
-        let url = serve_truncated(good.clone(), sent);
+        let url = serve_cut_short(good.clone(), sent, 8);
         let state = b
             .base
             .clone()

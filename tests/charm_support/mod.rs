@@ -215,11 +215,20 @@ pub fn archive_bytes(name: &str, entries: &[(&str, &[u8])]) -> Vec<u8> {
 /// Serve `body` at any path on a loopback port, for a few requests; the
 /// base URL (`http://127.0.0.1:PORT/builds`).
 pub fn serve_once(body: Vec<u8>) -> String {
+    let whole = body.len();
+    serve_cut_short(body, whole, 3)
+}
+
+/// A loopback server that announces all of `body` but sends only its
+/// first `sent` bytes before closing, for up to `connections` requests
+/// (the charm retries); the base URL. With `sent == body.len()` it is an
+/// ordinary server.
+pub fn serve_cut_short(body: Vec<u8>, sent: usize, connections: usize) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         use std::io::Read;
-        for stream in listener.incoming().take(3) {
+        for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
@@ -228,7 +237,7 @@ pub fn serve_once(body: Vec<u8>) -> String {
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = stream.write_all(&body);
+            let _ = stream.write_all(&body[..sent]);
         }
     });
     format!("http://127.0.0.1:{port}/builds")
