@@ -516,3 +516,98 @@ fn a_deferred_event_the_upgraded_charm_no_longer_knows_is_dropped() {
         .any(|(level, m)| *level == LogLevel::Warning
             && m.contains("hooks/website-relation-changed")));
 }
+
+/// Notes the website relations it sees and opens 8080; fails when
+/// `build_label` is "fail".
+fn topology_reader(ctx: &mut Ctx<'_, '_>, _event: &ProbeEvent) -> Result<(), HandlerError> {
+    let ids: Vec<String> = ctx
+        .model
+        .relations(ops_support::Endpoint::Website)?
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    note(ctx, &format!("website:{}", ids.join(",")))?;
+    ctx.model.set_ports(&[Port::tcp(8080)])?;
+    if ConfigReader::new(ctx.model.config()?).string("build_label")? == "fail" {
+        return Err("the build failed".into());
+    }
+    Ok(())
+}
+
+fn last_note(state: &State) -> String {
+    notes(state).last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn relations_and_ports_are_read_once_then_kept_up_to_date_by_the_events_that_change_them() {
+    let ctx = probe(|ctx, event, _| topology_reader(ctx, event));
+    let installed = ctx.run(on::install(), with_website()).unwrap();
+    assert!(installed.succeeded());
+    assert_eq!(installed.calls_to("relation-ids"), 1);
+    assert_eq!(installed.calls_to("opened-ports"), 1);
+    assert_eq!(installed.calls_to("open-port"), 1);
+
+    let configured = installed.then(&ctx, on::config_changed()).unwrap();
+    assert_eq!(last_note(&configured.state), "website:1");
+    assert_eq!(configured.calls_to("relation-ids"), 0);
+    assert_eq!(configured.calls_to("opened-ports"), 0);
+    assert_eq!(configured.calls_to("open-port"), 0);
+
+    // A second relation: its -created hook is how the unit learns of it.
+    let related = configured
+        .state
+        .clone()
+        .with_relation(Relation::new(2, "website", "apache"));
+    let created = ctx.run(on::relation_created(2), related).unwrap();
+    assert_eq!(last_note(&created.state), "website:1,2");
+    assert_eq!(created.calls_to("relation-ids"), 0);
+    let both = created.then(&ctx, on::update_status()).unwrap();
+    assert_eq!(last_note(&both.state), "website:1,2");
+
+    // Juju no longer lists a breaking relation, and forgets it after.
+    let broken = both.then(&ctx, on::relation_broken(1)).unwrap();
+    assert_eq!(last_note(&broken.state), "website:2");
+    let after = broken.then(&ctx, on::config_changed()).unwrap();
+    assert_eq!(last_note(&after.state), "website:2");
+    assert_eq!(after.calls_to("relation-ids"), 0);
+
+    // A new charm may declare new endpoints: upgrade-charm reads afresh.
+    let upgraded = after.then(&ctx, on::upgrade_charm()).unwrap();
+    assert_eq!(upgraded.calls_to("relation-ids"), 1);
+    assert_eq!(upgraded.calls_to("opened-ports"), 1);
+    assert_eq!(last_note(&upgraded.state), "website:2");
+}
+
+#[test]
+fn a_relation_hook_teaches_the_unit_a_relation_whose_created_hook_it_missed() {
+    // `juju resolved --no-retry` on a failed -created hook skips it; the
+    // relation's later hooks still name it.
+    let ctx = probe(|ctx, event, _| topology_reader(ctx, event));
+    let installed = ctx.run(on::install(), State::new()).unwrap();
+    assert_eq!(last_note(&installed.state), "website:");
+    let related = installed
+        .state
+        .clone()
+        .with_relation(Relation::new(4, "website", "haproxy").with_remote_units([0]));
+    let joined = ctx.run(on::relation_joined(4, 0), related).unwrap();
+    assert_eq!(last_note(&joined.state), "website:4");
+    assert_eq!(joined.calls_to("relation-ids"), 0);
+}
+
+#[test]
+fn a_failed_dispatch_makes_the_next_one_read_relations_and_ports_from_juju() {
+    let ctx = probe(|ctx, event, _| topology_reader(ctx, event));
+    let installed = ctx.run(on::install(), with_website()).unwrap();
+    let failing = installed.state.clone().with_config("build_label", "fail");
+    let failed = ctx.run(on::config_changed(), failing).unwrap();
+    assert!(!failed.succeeded());
+    assert_eq!(failed.calls_to("relation-ids"), 0);
+
+    let fixed = failed.state.clone().with_config("build_label", "r1");
+    let retried = ctx.run(on::config_changed(), fixed).unwrap();
+    assert!(retried.succeeded());
+    assert_eq!(retried.calls_to("relation-ids"), 1);
+    assert_eq!(retried.calls_to("opened-ports"), 1);
+    let next = retried.then(&ctx, on::update_status()).unwrap();
+    assert_eq!(next.calls_to("relation-ids"), 0);
+}

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, LogLevel, ModelError, Status};
-use super::event::{event_vars, Event, EventError, EventVars, Name, RelationHook};
+use super::event::{event_vars, Event, EventError, EventVars, Name, RelationHook, UnitHook};
 use super::model::Model;
-use super::store::{Migration, Store};
+use super::store::{Migration, Opened, Store};
 
 /// An error a handler cannot deal with: the dispatch fails and Juju retries.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -207,14 +207,41 @@ pub fn run<C: Charm>(
         Ok(s) => s,
         Err(e) => return Outcome::failed(e),
     };
-    let breaking = match &event {
+    match dispatch_event(charm, backend, dispatch, &store, &opened, &event, &snapshot) {
+        Ok(()) => match store.commit() {
+            Ok(()) => Outcome::ok(),
+            Err(e) => Outcome::failed(e),
+        },
+        Err(e) => {
+            // Juju retries the hook; the retry reads everything from Juju
+            // again, in case what was remembered is why this one failed.
+            if let Err(forget) = store.abandon() {
+                eprintln!("could not forget what this unit remembered: {forget}");
+            }
+            Outcome::failed(e)
+        }
+    }
+}
+
+/// The dispatch inside the store's transaction; an error leaves the
+/// transaction uncommitted.
+fn dispatch_event<C: Charm>(
+    charm: &mut C,
+    backend: &mut dyn Backend,
+    dispatch: &Dispatch,
+    store: &Store,
+    opened: &Opened,
+    event: &Event<C::Endpoint, C::Action>,
+    snapshot: &EventVars,
+) -> Result<(), HandlerError> {
+    let breaking = match event {
         Event::Relation(r) if r.hook == RelationHook::Broken => Some(r.relation),
         _ => None,
     };
     let is_action = matches!(event, Event::Action(_));
     let mut ctx = Context {
         model: Model::new(backend, &dispatch.unit, breaking),
-        store: &store,
+        store,
         action: is_action.then(ActionState::default),
         defer_requested: false,
         _action: std::marker::PhantomData,
@@ -228,31 +255,31 @@ pub fn run<C: Charm>(
             ),
         );
     }
-    if let Err(e) = replay_deferred(charm, &mut ctx, &event) {
-        return Outcome::failed(e);
+    // Install, start (also after a reboot) and upgrade-charm read the
+    // relations and ports afresh; other hooks trust what was learnt.
+    if !matches!(
+        event,
+        Event::Unit(UnitHook::Install | UnitHook::Start | UnitHook::UpgradeCharm)
+    ) {
+        ctx.model.recall(store.remembered()?);
     }
-    if let Event::Relation(r) = &event {
+    if let Event::Relation(r) = event {
+        ctx.model.note_relation(r.relation);
         ctx.model.note_remote_app(r.relation, &r.remote_app);
     }
-    if let Err(e) = charm.handle(&mut ctx, &event) {
-        return Outcome::failed(format!("{}: {e}", event.name()));
-    }
+    replay_deferred(charm, &mut ctx, event)?;
+    charm
+        .handle(&mut ctx, event)
+        .map_err(|e| format!("{}: {e}", event.name()))?;
     if std::mem::take(&mut ctx.defer_requested) {
         if !event.is_deferrable() {
-            return Outcome::failed(format!("{} cannot be deferred", event.name()));
+            return Err(format!("{} cannot be deferred", event.name()).into());
         }
-        if let Err(e) = store.defer(OBSERVER, &snapshot) {
-            return Outcome::failed(e);
-        }
+        store.defer(OBSERVER, snapshot)?;
     }
-    if let Err(e) = finish(charm, &mut ctx) {
-        return Outcome::failed(e);
-    }
-    drop(ctx);
-    match store.commit() {
-        Ok(()) => Outcome::ok(),
-        Err(e) => Outcome::failed(e),
-    }
+    finish(charm, &mut ctx)?;
+    store.remember(&ctx.model.remembered())?;
+    Ok(())
 }
 
 fn replay_deferred<C: Charm>(

@@ -27,5 +27,5 @@ pub use event::{
     StorageHook, UnitHook,
 };
 pub use hooktools::HookTools;
-pub use model::Model;
+pub use model::{Model, Remembered};
 pub use store::{Migration, Notice, Store, StoreError};

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::backend::{
@@ -53,6 +54,22 @@ fn clamp_status(status: &Status) -> Cow<'_, Status> {
     }
 }
 
+/// What a unit learns from Juju that changes only through events the unit
+/// itself sees: the relations on each endpoint (Juju runs `-relation-created`
+/// for every relation before any other hook of it, and `-broken` last) and
+/// the ports it opened (only the unit opens or closes its own ports).
+/// Remembering them across dispatches spares a `relation-ids` per endpoint
+/// and an `opened-ports` in every hook. An endpoint or the ports missing
+/// here are simply read from Juju again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    #[serde(default)]
+    pub relations: BTreeMap<String, Vec<u32>>,
+    /// As `opened-ports` prints them (`8080/tcp`).
+    #[serde(default)]
+    pub ports: Option<Vec<String>>,
+}
+
 pub struct Model<'b, E> {
     backend: &'b mut dyn Backend,
     unit: String,
@@ -85,6 +102,60 @@ impl<'b, E: Name> Model<'b, E> {
             bags: HashMap::new(),
             networks: HashMap::new(),
             ports: None,
+        }
+    }
+
+    /// Start from what earlier dispatches learnt (see [`Remembered`]).
+    pub(crate) fn recall(&mut self, remembered: Remembered) {
+        for (endpoint, mut ids) in remembered.relations {
+            ids.sort_unstable();
+            ids.dedup();
+            self.relation_ids.insert(endpoint, ids);
+        }
+        self.ports = remembered.ports.and_then(|ports| {
+            let mut parsed = ports
+                .iter()
+                .map(|p| p.parse::<Port>())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            parsed.sort();
+            Some(parsed)
+        });
+    }
+
+    /// A relation hook names its relation: it is live (unless breaking) even
+    /// when Juju's answer for its endpoint was remembered from before.
+    pub(crate) fn note_relation(&mut self, rel: RelationId<E>) {
+        if let Some(ids) = self.relation_ids.get_mut(rel.endpoint.as_ref()) {
+            if let Err(at) = ids.binary_search(&rel.id) {
+                ids.insert(at, rel.id);
+            }
+        }
+    }
+
+    /// What this dispatch knows, for the next one to recall.
+    pub(crate) fn remembered(&self) -> Remembered {
+        let breaking = self
+            .breaking
+            .map(|r| (r.endpoint.as_ref().to_string(), r.id));
+        let relations = self
+            .relation_ids
+            .iter()
+            .map(|(endpoint, ids)| {
+                let live = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| breaking.as_ref() != Some(&(endpoint.clone(), id)))
+                    .collect();
+                (endpoint.clone(), live)
+            })
+            .collect();
+        Remembered {
+            relations,
+            ports: self
+                .ports
+                .as_ref()
+                .map(|ports| ports.iter().map(Port::to_string).collect()),
         }
     }
 

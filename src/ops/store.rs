@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::event::EventVars;
+use super::model::Remembered;
 
 /// One step of the charm's schema. Versions start at 1 and have no gaps.
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +198,39 @@ impl Store {
     pub fn drop_notice(&self, sequence: i64) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM ops_notice WHERE sequence = ?1", [sequence])?;
+        Ok(())
+    }
+
+    /// What earlier dispatches learnt from Juju. Unreadable (written by a
+    /// different version) counts as nothing learnt: it is read again.
+    pub fn remembered(&self) -> Result<Remembered, StoreError> {
+        let value: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM ops_meta WHERE key = 'remembered'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(value
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default())
+    }
+
+    pub fn remember(&self, remembered: &Remembered) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO ops_meta (key, value) VALUES ('remembered', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![serde_json::to_string(remembered)?],
+        )?;
+        Ok(())
+    }
+
+    /// Throw this dispatch's changes away, and what earlier dispatches
+    /// learnt from Juju with them (see [`Remembered`]).
+    pub fn abandon(self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("ROLLBACK; DELETE FROM ops_meta WHERE key = 'remembered';")?;
         Ok(())
     }
 
