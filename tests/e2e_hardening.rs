@@ -396,26 +396,20 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "--config",
         "workers=1",
     ]);
-    sim.ok(&[
-        "add-remote",
+    sim.add_remote(
         "postgresql",
-        "--interface",
         "pgsql",
-        "--unit-data",
-        "host=10.9.9.9",
-        "--unit-data",
-        "port=5432",
-        "--unit-data",
-        "user=wsgi",
-        "--unit-data",
-        &format!("password={PASSWORD}"),
-        "--unit-data",
-        "database=wsgi-app",
-        "--unit-data",
-        "state=standalone",
-        "--unit-data",
-        "allowed-units=wsgi-app/0",
-    ]);
+        1,
+        &[
+            ("host", "10.9.9.9"),
+            ("port", "5432"),
+            ("user", "wsgi"),
+            ("password", PASSWORD),
+            ("database", "wsgi-app"),
+            ("state", "standalone"),
+            ("allowed-units", "wsgi-app/0"),
+        ],
+    );
     sim.ok(&["relate", "wsgi-app:pgsql", "postgresql"]);
     // Injection attempts through config, run by the real binary.
     sim.ok(&[
@@ -423,14 +417,12 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "wsgi-app",
         &format!("environment_variables=GREETING='$(touch {m}) `touch {m}`'"),
     ]);
-    sim.ok(&[
-        "add-remote",
+    sim.add_remote(
         "nrpe",
-        "--interface",
         "nrpe-external-master",
-        "--unit-data",
-        "nagios_hostname=juju-host-0",
-    ]);
+        1,
+        &[("nagios_hostname", "juju-host-0")],
+    );
     sim.ok(&["relate", "wsgi-app:nrpe-external-master", "nrpe"]);
     sim.ok(&[
         "config",

@@ -241,26 +241,20 @@ fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
     assert!(get(&addr).is_err());
 
     let port = pg.port.to_string();
-    sim.ok(&[
-        "add-remote",
+    sim.add_remote(
         "postgresql",
-        "--interface",
         "pgsql",
-        "--unit-data",
-        "host=127.0.0.1",
-        "--unit-data",
-        &format!("port={port}"),
-        "--unit-data",
-        "user=wsgi_app",
-        "--unit-data",
-        &format!("password={PASSWORD}"),
-        "--unit-data",
-        "database=wsgi-app",
-        "--unit-data",
-        "state=standalone",
-        "--unit-data",
-        "allowed-units=wsgi-app/9",
-    ]);
+        1,
+        &[
+            ("host", "127.0.0.1"),
+            ("port", &port),
+            ("user", "wsgi_app"),
+            ("password", PASSWORD),
+            ("database", "wsgi-app"),
+            ("state", "standalone"),
+            ("allowed-units", "wsgi-app/9"),
+        ],
+    );
     sim.ok(&["relate", "wsgi-app:pgsql", "postgresql"]);
     let status = sim.status_json();
     assert_eq!(sim.workload_status(&status, "wsgi-app/0"), "waiting");
@@ -282,14 +276,12 @@ fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
     );
 
     // Nagios: the NRPE command as written, run the way NRPE runs it.
-    sim.ok(&[
-        "add-remote",
+    sim.add_remote(
         "nrpe",
-        "--interface",
         "nrpe-external-master",
-        "--unit-data",
-        "nagios_hostname=juju-wsgi-app-0",
-    ]);
+        1,
+        &[("nagios_hostname", "juju-wsgi-app-0")],
+    );
     sim.ok(&["relate", "wsgi-app:nrpe-external-master", "nrpe"]);
     let cfg = std::fs::read_to_string(
         sim.unit_root("wsgi-app/0")
@@ -310,18 +302,12 @@ fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
     );
 
     // MongoDB: two units; pymongo's own parser reads MONGO_URL.
-    sim.ok(&[
-        "add-remote",
+    sim.add_remote(
         "mongodb",
-        "--interface",
         "mongodb",
-        "--units",
-        "2",
-        "--unit-data",
-        "port=27017",
-        "--unit-data",
-        "replset=rs0",
-    ]);
+        2,
+        &[("port", "27017"), ("replset", "rs0")],
+    );
     sim.ok(&["set-remote-data", "mongodb/0", "hostname=10.1.0.1"]);
     sim.ok(&["set-remote-data", "mongodb/1", "hostname=10.1.0.2"]);
     sim.ok(&["relate", "wsgi-app:mongodb", "mongodb"]);

@@ -109,6 +109,25 @@ impl Sim {
         text
     }
 
+    /// `charm-sim add-remote`: an application outside the model speaking
+    /// `interface`, with `units` units that each publish `unit_data`.
+    pub fn add_remote(&self, app: &str, interface: &str, units: u32, unit_data: &[(&str, &str)]) {
+        let units = units.to_string();
+        let pairs: Vec<String> = unit_data.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = vec![
+            "add-remote",
+            app,
+            "--interface",
+            interface,
+            "--units",
+            &units,
+        ];
+        for pair in &pairs {
+            args.extend(["--unit-data", pair]);
+        }
+        self.ok(&args);
+    }
+
     pub fn unit_address(&self, n: u32) -> String {
         format!("{}.{}", self.block, n + 1)
     }
