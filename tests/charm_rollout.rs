@@ -231,11 +231,35 @@ fn rollback_returns_to_the_previous_build_and_pins_it() {
         StatusName::Active,
         "serving r1 on :8080 (pinned; application wants r2)",
     );
-    // And back again: previous is now r2.
+    // And back again: previous is now r2, the build the application wants,
+    // so the unit follows the application again rather than being pinned.
     let again = ctx
         .run(on::action("rollback", json!({})), back.state)
         .unwrap();
     assert_eq!(current_build(&again.state), "r2");
+    assert_status(&again.state, StatusName::Active, "serving r2 on :8080");
+    assert_eq!(rollout(&again.state, "pinned"), None);
+}
+
+#[test]
+fn switching_a_pinned_unit_to_the_build_the_application_wants_unpins_it() {
+    let ctx = context();
+    let pinned = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
+    assert_eq!(rollout(&pinned, "pinned").as_deref(), Some("r2"));
+    let back = switch(&ctx, pinned, "r1");
+    assert_eq!(failure(&back), None);
+    assert_eq!(current_build(&back.state), "r1");
+    assert_status(&back.state, StatusName::Active, "serving r1 on :8080");
+    assert_eq!(rollout(&back.state, "pinned"), None);
+    // Unpinned, it follows the application's next move.
+    let moved = ctx
+        .run(
+            on::config_changed(),
+            back.state.with_config("current_symlink", "r2"),
+        )
+        .unwrap();
+    assert_eq!(current_build(&moved.state), "r2");
+    assert_status(&moved.state, StatusName::Active, "serving r2 on :8080");
 }
 
 #[test]

@@ -342,6 +342,108 @@ fn a_hook_killed_at_any_point_converges_on_retry_and_the_app_serves_throughout()
     sim.destroy_and_check_nothing_left(&[&sim.unit_url(0)]);
 }
 
+/// The kill points an action's switch passes, in order.
+const SWITCH_POINTS: &[&str] = &[
+    "after-env-file",
+    "after-symlink-swap",
+    "after-ensure",
+    "after-health-check",
+    "after-rollout-save",
+];
+
+/// The unit serves k<n>: the status, the answer, `current` and the store agree.
+fn assert_serving(sim: &Sim, n: usize, status_message: &str, context: &str) {
+    let status = sim.status_json();
+    assert_eq!(
+        sim.workload_message(&status, "wsgi-app/0"),
+        status_message,
+        "{context}"
+    );
+    assert_eq!(
+        get(&sim.unit_url(0)).unwrap(),
+        format!("It works! Revision {n}"),
+        "{context}"
+    );
+    assert_eq!(
+        fs::read_link(sim.unit_root("wsgi-app/0").join("srv/wsgi-app/current")).unwrap(),
+        Path::new(&format!("builds/k{n}")),
+        "{context}"
+    );
+    let dump = store_dump(sim);
+    assert!(
+        dump.contains(&format!("serving=Text(\"k{n}\")")),
+        "{context}: {dump}"
+    );
+}
+
+#[test]
+fn an_action_killed_mid_switch_fails_and_the_next_hook_puts_the_unit_back_in_order() {
+    // Juju never retries an action: the killed switch must leave a unit the
+    // next hook (here update-status) makes whole, and the operator's rerun
+    // of the action must then work.
+    let sim = Sim::new("127.0.53");
+    let charm = PathBuf::from(sim.charm_dir());
+    for n in 1..=2 {
+        let dir = charm.join(format!("files/k{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("example-wsgi-app.tar.bzip2"), build_archive(n)).unwrap();
+    }
+    sim.ok(&[
+        "deploy",
+        charm.to_str().unwrap(),
+        "--config",
+        "build_label=k1",
+        "--config",
+        "workers=1",
+    ]);
+    sim.ok(&["config", "wsgi-app", "current_symlink=k1", "build_label=k2"]);
+    assert_serving(&sim, 1, "serving k1 on :8080", "before");
+    let poller = Poller::start(sim.unit_url(0));
+    let pinned = "serving k2 on :8080 (pinned; application wants k1)";
+
+    for point in SWITCH_POINTS {
+        let context = format!("action killed at {point}");
+        let killed = hooks_killed(&sim);
+        let (ok, output) = sim.run_with_env(
+            &[("WSGI_APP_CRASH_AT", point)],
+            &["run", "wsgi-app/0", "set-current-symlink", "symlink=k2"],
+        );
+        assert!(!ok, "{context}: the action did not fail:\n{output}");
+        assert_eq!(
+            hooks_killed(&sim),
+            killed + 1,
+            "{context}: the action was not killed"
+        );
+        // Killed inside the dispatch's transaction: the pin was never
+        // recorded, so the unit belongs on k1 again.
+        sim.ok(&["update-status"]);
+        assert_serving(&sim, 1, "serving k1 on :8080", &context);
+
+        sim.ok(&["run", "wsgi-app/0", "set-current-symlink", "symlink=k2"]);
+        assert_serving(&sim, 2, pinned, &format!("{context}, then rerun"));
+        sim.ok(&["run", "wsgi-app/0", "rollback"]);
+        assert_serving(
+            &sim,
+            1,
+            "serving k1 on :8080",
+            &format!("{context}, then rollback"),
+        );
+    }
+
+    let (ok, failures) = poller.finish();
+    assert!(
+        failures.is_empty(),
+        "requests failed during killed actions: {failures:?}"
+    );
+    assert!(ok > 20, "the poller barely ran ({ok} answers)");
+    record(
+        "crash safety: SIGKILL in an action's switch (real binary)",
+        SWITCH_POINTS.len(),
+        &format!("each killed action failed; the next update-status put status, served build, `current` and store back in agreement; the rerun action pinned the unit; {ok} requests, none failed"),
+    );
+    sim.destroy_and_check_nothing_left(&[&sim.unit_url(0)]);
+}
+
 // --- secrets, privilege, injection -----------------------------------------------
 
 const PASSWORD: &str = "S3cr3t-p@ss:w/rd%";

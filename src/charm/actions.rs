@@ -87,8 +87,17 @@ fn pin_and_switch(
 
     let before: Rollout = state::rollout(ctx.store.conn())?;
     let mut pinned = before.clone();
-    pinned.pinned = Some(target.clone());
-    pinned.pinned_under = Some(config.current_symlink.clone());
+    // Asking for what the application wants is asking to follow it again
+    // (a pin to it would be released by its next change anyway).
+    let follows_application =
+        requested == config.current_symlink || target == config.current_symlink;
+    if follows_application {
+        pinned.pinned = None;
+        pinned.pinned_under = None;
+    } else {
+        pinned.pinned = Some(target.clone());
+        pinned.pinned_under = Some(config.current_symlink.clone());
+    }
     pinned.app_target = Some(config.current_symlink.clone());
     state::save_rollout(ctx.store.conn(), &pinned)?;
 
