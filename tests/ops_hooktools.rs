@@ -469,3 +469,54 @@ fn the_model_caches_reads_and_sends_deltas() {
     let sent: Value = serde_json::from_str(&tools.stdin("relation-set")).unwrap();
     assert_eq!(sent, json!({"port": "8081"}));
 }
+
+/// A non-leader may read its own application's bag on a peer relation
+/// (whose remote application is its own), and nowhere else.
+#[test]
+fn only_peers_may_read_their_own_application_bag_without_leading() {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
+    #[strum(serialize_all = "kebab-case")]
+    enum Ep {
+        Cluster,
+        Website,
+    }
+    let own_app = BagOwner::App("wsgi-app".into());
+    let tools = FakeTools::new();
+    tools
+        .answer("is-leader", "false")
+        .answer("relation-list", r#""wsgi-app""#)
+        .answer("relation-get", r#"{"members":"3"}"#);
+    let mut backend = tools.backend();
+    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", None);
+    let peers = wsgi_app::ops::RelationId {
+        endpoint: Ep::Cluster,
+        id: 1,
+    };
+    assert_eq!(
+        model.relation_data(peers, &own_app).unwrap()["members"],
+        "3"
+    );
+
+    let tools = FakeTools::new();
+    tools
+        .answer("is-leader", "false")
+        .answer("relation-list", r#""haproxy""#);
+    let mut backend = tools.backend();
+    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", None);
+    let website = wsgi_app::ops::RelationId {
+        endpoint: Ep::Website,
+        id: 2,
+    };
+    assert!(matches!(
+        model.relation_data(website, &own_app),
+        Err(ModelError::AccessDenied(_))
+    ));
+    assert_eq!(
+        tools
+            .calls()
+            .iter()
+            .filter(|c| c[0] == "relation-get")
+            .count(),
+        0
+    );
+}

@@ -235,17 +235,22 @@ impl<'b, E: Name> Model<'b, E> {
         }
     }
 
-    /// Read a bag. Our own application's bag is the leader's alone, as in Juju.
+    /// Read a bag. Our own application's bag is the leader's alone, as in
+    /// Juju, except on a peer relation, where every unit may read it.
     pub fn relation_data(
         &mut self,
         rel: RelationId<E>,
         owner: &BagOwner,
     ) -> Result<&Bag, ModelError> {
         if *owner == BagOwner::App(self.app.clone()) && !self.is_leader()? {
-            return Err(ModelError::AccessDenied(format!(
-                "{} is not leader and cannot read its own application databag",
-                self.unit
-            )));
+            // A peer relation's remote application is our own.
+            let app = self.app.clone();
+            if self.remote_app(rel)? != app {
+                return Err(ModelError::AccessDenied(format!(
+                    "{} is not leader and cannot read its own application databag",
+                    self.unit
+                )));
+            }
         }
         let key = (rel.endpoint.as_ref().to_string(), rel.id, owner.clone());
         if !self.bags.contains_key(&key) {
