@@ -9,6 +9,7 @@ mod e2e_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e_support::ports::free_port;
 use e2e_support::{get, Sim};
 
 const PASSWORD: &str = "p@ss:w/rd% 1'";
@@ -139,14 +140,6 @@ fn run_as_postgres(args: &[&str], path: Option<&Path>, as_root: bool) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A charm directory whose `files/pgapp/app.tar.gz` is an app that reads

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use service_support::{free_port, Layout};
+use service_support::ports::free_port;
+use service_support::Layout;
 use wsgi_app::charm::health::http_check;
 use wsgi_app::charm::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,

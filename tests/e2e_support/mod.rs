@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "../common/ports.rs"]
+pub mod ports;
+
 use serde_json::Value;
 
 pub struct Sim {

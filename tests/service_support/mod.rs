@@ -8,6 +8,9 @@ use std::process::Command;
 
 use wsgi_app::charm::service::ServiceSpec;
 
+#[path = "../common/ports.rs"]
+pub mod ports;
+
 /// The shared test venv with gunicorn: `<target>/tmp/test-venv`. Created
 /// on first use (under a lock: test binaries run in parallel) with
 /// `python3 -m venv` and pip from PyPI; a failure fails the test loudly.
@@ -115,13 +118,4 @@ impl Layout {
             fingerprint: fingerprint.into(),
         }
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
