@@ -95,23 +95,28 @@ impl ToolCall {
         }
     }
 
+    /// ops lowercases the bool here but not in status-set (Appendix A);
+    /// Juju's ParseBool reads both.
     pub fn status_get(scope: Scope) -> Self {
+        let application = match scope {
+            Scope::Unit => "--application=false",
+            Scope::App => "--application=true",
+        };
         Self::new(
             "status-get",
-            ["--include-data", "--format=json", application_flag(scope)],
+            ["--include-data", "--format=json", application],
         )
     }
 
     /// `--` lets a message start with `-`.
     pub fn status_set(scope: Scope, status: &Status) -> Self {
+        let application = match scope {
+            Scope::Unit => "--application=False",
+            Scope::App => "--application=True",
+        };
         Self::new(
             "status-set",
-            [
-                application_flag(scope),
-                status.name.as_ref(),
-                "--",
-                &status.message,
-            ],
+            [application, status.name.as_ref(), "--", &status.message],
         )
     }
 
@@ -270,13 +275,6 @@ fn classify_failure(tool: &str, code: i32, message: String) -> ModelError {
         tool: tool.into(),
         code,
         message,
-    }
-}
-
-fn application_flag(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Unit => "--application=False",
-        Scope::App => "--application=True",
     }
 }
 
