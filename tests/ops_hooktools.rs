@@ -248,7 +248,7 @@ fn reads_use_appendix_a_argv_and_parse_json() {
     assert_eq!(net.ingress_address(), Some("10.0.0.5"));
     assert_eq!(
         tools.last_call(),
-        argv(&["network-get", "--format=json", "-r", "website:3", "website"])
+        argv(&["network-get", "--format=json", "-r", "3", "website"])
     );
     b.network_get("website", None).unwrap();
     assert_eq!(

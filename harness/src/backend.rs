@@ -17,11 +17,12 @@
 //! tests can count and read them.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 use serde_json::{Map, Value};
 use wsgi_app::ops::{
     backend::check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port,
-    Scope, Status, ToolCall,
+    RelationId, Scope, Status, ToolCall,
 };
 
 use crate::context::ActionOutput;
@@ -80,9 +81,10 @@ fn quote(arg: &str) -> String {
     }
 }
 
-fn relation_not_found(endpoint: &str, id: u32) -> ModelError {
+/// Juju echoes the `-r` value as the charm spelled it.
+fn relation_not_found(flag_value: impl Display) -> ModelError {
     ModelError::RelationNotFound(format!(
-        "invalid value \"{endpoint}:{id}\" for flag -r: relation not found"
+        "invalid value \"{flag_value}\" for flag -r: relation not found"
     ))
 }
 
@@ -133,7 +135,7 @@ impl<'m> MemoryBackend<'m> {
         // Juju reads only the number after the last ':' (reference §3.0).
         self.state
             .relation(id)
-            .ok_or_else(|| relation_not_found(endpoint, id))
+            .ok_or_else(|| relation_not_found(RelationId { endpoint, id }))
     }
 
     fn action(&mut self) -> Result<&mut ActionOutput, ModelError> {
@@ -462,9 +464,12 @@ impl Backend for MemoryBackend<'_> {
         binding: &str,
         relation: Option<(&str, u32)>,
     ) -> Result<Network, ModelError> {
-        self.call(ToolCall::network_get(binding, relation));
-        if let Some((endpoint, id)) = relation {
-            self.relation(endpoint, id)?;
+        let relation_id = relation.map(|(_, id)| id);
+        self.call(ToolCall::network_get(binding, relation_id));
+        if let Some(id) = relation_id {
+            self.state
+                .relation(id)
+                .ok_or_else(|| relation_not_found(id))?;
         }
         if let Some(network) = self.state.networks.get(binding) {
             return Ok(network.clone());

@@ -159,9 +159,11 @@ impl ToolCall {
         Self::new("opened-ports", ["--format=json"])
     }
 
-    pub fn network_get(binding: &str, relation: Option<(&str, u32)>) -> Self {
-        let rel = relation.map(|(endpoint, id)| RelationId { endpoint, id }.to_string());
-        let relation_flag = rel.iter().flat_map(|rel| ["-r", rel.as_str()]);
+    /// Unlike the relation-* tools, ops passes the bare relation id here
+    /// (Appendix A, §3.16).
+    pub fn network_get(binding: &str, relation_id: Option<u32>) -> Self {
+        let id = relation_id.map(|id| id.to_string());
+        let relation_flag = id.iter().flat_map(|id| ["-r", id.as_str()]);
         let args = ["--format=json"]
             .into_iter()
             .chain(relation_flag)
@@ -426,6 +428,7 @@ impl Backend for HookTools {
         binding: &str,
         relation: Option<(&str, u32)>,
     ) -> Result<Network, ModelError> {
-        self.run_json(&ToolCall::network_get(binding, relation))
+        let relation_id = relation.map(|(_, id)| id);
+        self.run_json(&ToolCall::network_get(binding, relation_id))
     }
 }
