@@ -218,7 +218,7 @@ fn reads_use_appendix_a_argv_and_parse_json() {
             "status-get",
             "--include-data",
             "--format=json",
-            "--application=False"
+            "--application=false"
         ])
     );
     // The application's status is nested, with the units inside it.
@@ -227,7 +227,7 @@ fn reads_use_appendix_a_argv_and_parse_json() {
         r#"{"application-status":{"message":"","status":"waiting","status-data":{},"units":{"wsgi-app/0":{"message":"","status":"active","status-data":{}}}}}"#,
     );
     assert_eq!(b.status_get(Scope::App).unwrap().name, StatusName::Waiting);
-    assert_eq!(tools.last_call()[3], "--application=True");
+    assert_eq!(tools.last_call()[3], "--application=true");
 
     tools.answer("action-get", r#"{"symlink":"r2"}"#);
     assert_eq!(b.action_get().unwrap()["symlink"], json!("r2"));
@@ -248,7 +248,7 @@ fn reads_use_appendix_a_argv_and_parse_json() {
     assert_eq!(net.ingress_address(), Some("10.0.0.5"));
     assert_eq!(
         tools.last_call(),
-        argv(&["network-get", "--format=json", "-r", "website:3", "website"])
+        argv(&["network-get", "--format=json", "-r", "3", "website"])
     );
     b.network_get("website", None).unwrap();
     assert_eq!(

@@ -13,15 +13,16 @@
 //! - failures come back as the same [`ModelError`]s `HookTools` makes of
 //!   Juju's stderr and exit codes.
 //!
-//! Every call is recorded in its hook-tool argv form, as `HookTools` would
-//! run it, so tests can count and read them.
+//! Every call is recorded as the [`ToolCall`] `HookTools` would run, so
+//! tests can count and read them.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 use serde_json::{Map, Value};
 use wsgi_app::ops::{
     backend::check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port,
-    Scope, Status,
+    RelationId, Scope, Status, ToolCall,
 };
 
 use crate::context::ActionOutput;
@@ -80,17 +81,11 @@ fn quote(arg: &str) -> String {
     }
 }
 
-fn relation_not_found(endpoint: &str, id: u32) -> ModelError {
+/// Juju echoes the `-r` value as the charm spelled it.
+fn relation_not_found(flag_value: impl Display) -> ModelError {
     ModelError::RelationNotFound(format!(
-        "invalid value \"{endpoint}:{id}\" for flag -r: relation not found"
+        "invalid value \"{flag_value}\" for flag -r: relation not found"
     ))
-}
-
-fn application_flag(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Unit => "--application=False",
-        Scope::App => "--application=True",
-    }
 }
 
 impl<'m> MemoryBackend<'m> {
@@ -128,9 +123,9 @@ impl<'m> MemoryBackend<'m> {
         }
     }
 
-    fn call(&mut self, tool: &str, args: &[&str]) {
-        let line = std::iter::once(tool.to_string())
-            .chain(args.iter().map(|a| quote(a)))
+    fn call(&mut self, call: ToolCall) {
+        let line = std::iter::once(call.tool().to_string())
+            .chain(call.args().iter().map(|a| quote(a)))
             .collect::<Vec<_>>()
             .join(" ");
         self.record.tool_calls.push(line);
@@ -140,7 +135,7 @@ impl<'m> MemoryBackend<'m> {
         // Juju reads only the number after the last ':' (reference §3.0).
         self.state
             .relation(id)
-            .ok_or_else(|| relation_not_found(endpoint, id))
+            .ok_or_else(|| relation_not_found(RelationId { endpoint, id }))
     }
 
     fn action(&mut self) -> Result<&mut ActionOutput, ModelError> {
@@ -218,7 +213,7 @@ impl<'m> MemoryBackend<'m> {
 
 impl Backend for MemoryBackend<'_> {
     fn config_get(&mut self) -> Result<Map<String, Value>, ModelError> {
-        self.call("config-get", &["--format=json"]);
+        self.call(ToolCall::config_get());
         // Checked before the run started; a failure here is a harness bug.
         self.meta
             .config_values(&self.state.config)
@@ -226,12 +221,12 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn is_leader(&mut self) -> Result<bool, ModelError> {
-        self.call("is-leader", &["--format=json"]);
+        self.call(ToolCall::is_leader());
         Ok(self.state.leader)
     }
 
     fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<u32>, ModelError> {
-        self.call("relation-ids", &[endpoint, "--format=json"]);
+        self.call(ToolCall::relation_ids(endpoint));
         let mut ids: Vec<(String, u32)> = self
             .state
             .relations
@@ -245,8 +240,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn relation_list(&mut self, endpoint: &str, id: u32) -> Result<Vec<String>, ModelError> {
-        let rel_arg = format!("{endpoint}:{id}");
-        self.call("relation-list", &["--format=json", "-r", &rel_arg]);
+        self.call(ToolCall::relation_list(endpoint, id));
         let rel = self.relation(endpoint, id)?;
         if self.scope.breaking == Some(id) {
             return Ok(Vec::new());
@@ -268,8 +262,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn relation_remote_app(&mut self, endpoint: &str, id: u32) -> Result<String, ModelError> {
-        let rel_arg = format!("{endpoint}:{id}");
-        self.call("relation-list", &["--format=json", "--app", "-r", &rel_arg]);
+        self.call(ToolCall::relation_remote_app(endpoint, id));
         Ok(self.relation(endpoint, id)?.remote_app.clone())
     }
 
@@ -279,23 +272,14 @@ impl Backend for MemoryBackend<'_> {
         id: u32,
         owner: &BagOwner,
     ) -> Result<Bag, ModelError> {
-        let rel_arg = format!("{endpoint}:{id}");
-        match owner {
-            BagOwner::Unit(u) => {
-                self.call("relation-get", &["--format=json", "-r", &rel_arg, "-", u])
-            }
-            BagOwner::App(a) => self.call(
-                "relation-get",
-                &["--format=json", "-r", &rel_arg, "--app", "-", a],
-            ),
-        }
+        self.call(ToolCall::relation_get(endpoint, id, owner));
         let rel = self.relation(endpoint, id)?;
         let not_found = |what: &str, name: &str| {
             ModelError::ToolFailed {
             tool: "relation-get".into(),
             code: 1,
             message: format!(
-                "cannot read settings for {what} \"{name}\" in relation \"{rel_arg}\": {what} \"{name}\": settings not found"
+                "cannot read settings for {what} \"{name}\" in relation \"{endpoint}:{id}\": {what} \"{name}\": settings not found"
             ),
         }
         };
@@ -337,13 +321,7 @@ impl Backend for MemoryBackend<'_> {
             // HookTools sends nothing for an empty change.
             return Ok(());
         }
-        let rel_arg = format!("{endpoint}:{id}");
-        let mut args = vec!["-r", rel_arg.as_str()];
-        if scope == Scope::App {
-            args.push("--app");
-        }
-        args.extend(["--file", "-"]);
-        self.call("relation-set", &args);
+        self.call(ToolCall::relation_set(endpoint, id, scope, data));
         self.relation(endpoint, id)?;
         let side = match scope {
             Scope::Unit => Side::Unit,
@@ -359,10 +337,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn status_get(&mut self, scope: Scope) -> Result<Status, ModelError> {
-        self.call(
-            "status-get",
-            &["--include-data", "--format=json", application_flag(scope)],
-        );
+        self.call(ToolCall::status_get(scope));
         match scope {
             Scope::Unit => Ok(self.state.unit_status.clone()),
             Scope::App if self.state.leader => Ok(self.state.app_status.clone()),
@@ -373,15 +348,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn status_set(&mut self, scope: Scope, status: &Status) -> Result<(), ModelError> {
-        self.call(
-            "status-set",
-            &[
-                application_flag(scope),
-                status.name.as_ref(),
-                "--",
-                &status.message,
-            ],
-        );
+        self.call(ToolCall::status_set(scope, status));
         if !status.name.is_settable() {
             return Err(ModelError::Usage {
                 tool: "status-set".into(),
@@ -407,19 +374,19 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn application_version_set(&mut self, version: &str) -> Result<(), ModelError> {
-        self.call("application-version-set", &["--", version]);
+        self.call(ToolCall::application_version_set(version));
         self.state.workload_version = version.to_string();
         Ok(())
     }
 
     fn juju_log(&mut self, level: LogLevel, message: &str) -> Result<(), ModelError> {
-        self.call("juju-log", &["--log-level", level.as_ref(), "--", message]);
+        self.call(ToolCall::juju_log(level, message));
         self.record.logs.push((level, message.to_string()));
         Ok(())
     }
 
     fn action_get(&mut self) -> Result<Map<String, Value>, ModelError> {
-        self.call("action-get", &["--format=json"]);
+        self.call(ToolCall::action_get());
         Ok(self.action()?.params.clone())
     }
 
@@ -427,9 +394,7 @@ impl Backend for MemoryBackend<'_> {
         if results.is_empty() {
             return Ok(());
         }
-        let args: Vec<String> = results.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.call("action-set", &args);
+        self.call(ToolCall::action_set(results));
         let action = self.action()?;
         for key in results.keys() {
             check_action_result_key(key)?;
@@ -441,20 +406,19 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
-        self.call("action-log", &["--", message]);
+        self.call(ToolCall::action_log(message));
         self.action()?.logs.push(message.to_string());
         Ok(())
     }
 
     fn action_fail(&mut self, message: &str) -> Result<(), ModelError> {
-        self.call("action-fail", &["--", message]);
+        self.call(ToolCall::action_fail(message));
         self.action()?.failure = Some(message.to_string());
         Ok(())
     }
 
     fn open_port(&mut self, port: &Port) -> Result<(), ModelError> {
-        let spelled = port.to_string();
-        self.call("open-port", &[&spelled]);
+        self.call(ToolCall::open_port(port));
         let conflict = self.effective_ports().into_iter().find(|open| {
             open != port
                 && open.protocol == port.protocol
@@ -481,8 +445,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn close_port(&mut self, port: &Port) -> Result<(), ModelError> {
-        let spelled = port.to_string();
-        self.call("close-port", &[&spelled]);
+        self.call(ToolCall::close_port(port));
         if self.state.opened_ports.contains(port) {
             self.pending_ports.insert(*port, false);
         } else {
@@ -492,7 +455,7 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn opened_ports(&mut self) -> Result<Vec<Port>, ModelError> {
-        self.call("opened-ports", &["--format=json"]);
+        self.call(ToolCall::opened_ports());
         Ok(self.effective_ports())
     }
 
@@ -501,16 +464,12 @@ impl Backend for MemoryBackend<'_> {
         binding: &str,
         relation: Option<(&str, u32)>,
     ) -> Result<Network, ModelError> {
-        let mut args = vec!["--format=json".to_string()];
-        if let Some((endpoint, id)) = relation {
-            args.push("-r".into());
-            args.push(format!("{endpoint}:{id}"));
-        }
-        args.push(binding.to_string());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.call("network-get", &refs);
-        if let Some((endpoint, id)) = relation {
-            self.relation(endpoint, id)?;
+        let relation_id = relation.map(|(_, id)| id);
+        self.call(ToolCall::network_get(binding, relation_id));
+        if let Some(id) = relation_id {
+            self.state
+                .relation(id)
+                .ok_or_else(|| relation_not_found(id))?;
         }
         if let Some(network) = self.state.networks.get(binding) {
             return Ok(network.clone());

@@ -323,7 +323,7 @@ pub trait Backend {
     fn close_port(&mut self, port: &Port) -> Result<(), ModelError>;
     /// `opened-ports --format=json`.
     fn opened_ports(&mut self) -> Result<Vec<Port>, ModelError>;
-    /// `network-get --format=json [-r <endpoint>:<id>] <binding>`.
+    /// `network-get --format=json [-r <id>] <binding>`.
     fn network_get(
         &mut self,
         binding: &str,

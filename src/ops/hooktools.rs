@@ -1,5 +1,9 @@
 //! [`Backend`] over Juju's hook tools, run as subprocesses with exactly the
 //! argument forms ops uses (shared/reference/juju-hook-tools.md, Appendix A).
+//!
+//! [`ToolCall`] is the one place those forms are spelled: `HookTools` runs
+//! them, and an emulated Juju (the test harness) records them, so the two
+//! cannot drift apart.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +14,163 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Scope, Status};
+use super::event::RelationId;
+
+/// One hook-tool call as Juju receives it: the tool, its arguments and,
+/// for `--file -`, what it reads on stdin. Built only by the constructors
+/// below, one per [`Backend`] call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    tool: &'static str,
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl ToolCall {
+    fn new<S: Into<String>>(tool: &'static str, args: impl IntoIterator<Item = S>) -> Self {
+        ToolCall {
+            tool,
+            args: args.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
+    }
+
+    pub fn tool(&self) -> &'static str {
+        self.tool
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn stdin(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
+    pub fn config_get() -> Self {
+        Self::new("config-get", ["--format=json"])
+    }
+
+    pub fn is_leader() -> Self {
+        Self::new("is-leader", ["--format=json"])
+    }
+
+    pub fn relation_ids(endpoint: &str) -> Self {
+        Self::new("relation-ids", [endpoint, "--format=json"])
+    }
+
+    pub fn relation_list(endpoint: &str, id: u32) -> Self {
+        let rel = RelationId { endpoint, id }.to_string();
+        Self::new("relation-list", ["--format=json", "-r", &rel])
+    }
+
+    pub fn relation_remote_app(endpoint: &str, id: u32) -> Self {
+        let rel = RelationId { endpoint, id }.to_string();
+        Self::new("relation-list", ["--format=json", "--app", "-r", &rel])
+    }
+
+    /// All keys (`-`) of one bag.
+    pub fn relation_get(endpoint: &str, id: u32, owner: &BagOwner) -> Self {
+        let rel = RelationId { endpoint, id }.to_string();
+        match owner {
+            BagOwner::Unit(unit) => {
+                Self::new("relation-get", ["--format=json", "-r", &rel, "-", unit])
+            }
+            BagOwner::App(app) => Self::new(
+                "relation-get",
+                ["--format=json", "-r", &rel, "--app", "-", app],
+            ),
+        }
+    }
+
+    /// The changes go as JSON on stdin, never as `key=value` arguments, so
+    /// values are neither trimmed nor visible in a process listing.
+    pub fn relation_set(endpoint: &str, id: u32, scope: Scope, data: &Bag) -> Self {
+        let rel = RelationId { endpoint, id }.to_string();
+        let app = (scope == Scope::App).then_some("--app");
+        let args = ["-r", &rel].into_iter().chain(app).chain(["--file", "-"]);
+        ToolCall {
+            stdin: Some(serde_json::to_vec(data).expect("a map of strings serialises")),
+            ..Self::new("relation-set", args)
+        }
+    }
+
+    /// ops lowercases the bool here but not in status-set (Appendix A);
+    /// Juju's ParseBool reads both.
+    pub fn status_get(scope: Scope) -> Self {
+        let application = match scope {
+            Scope::Unit => "--application=false",
+            Scope::App => "--application=true",
+        };
+        Self::new(
+            "status-get",
+            ["--include-data", "--format=json", application],
+        )
+    }
+
+    /// `--` lets a message start with `-`.
+    pub fn status_set(scope: Scope, status: &Status) -> Self {
+        let application = match scope {
+            Scope::Unit => "--application=False",
+            Scope::App => "--application=True",
+        };
+        Self::new(
+            "status-set",
+            [application, status.name.as_ref(), "--", &status.message],
+        )
+    }
+
+    pub fn application_version_set(version: &str) -> Self {
+        Self::new("application-version-set", ["--", version])
+    }
+
+    pub fn juju_log(level: LogLevel, message: &str) -> Self {
+        Self::new("juju-log", ["--log-level", level.as_ref(), "--", message])
+    }
+
+    pub fn action_get() -> Self {
+        Self::new("action-get", ["--format=json"])
+    }
+
+    pub fn action_set(results: &BTreeMap<String, String>) -> Self {
+        Self::new(
+            "action-set",
+            results.iter().map(|(k, v)| format!("{k}={v}")),
+        )
+    }
+
+    pub fn action_log(message: &str) -> Self {
+        Self::new("action-log", ["--", message])
+    }
+
+    pub fn action_fail(message: &str) -> Self {
+        Self::new("action-fail", ["--", message])
+    }
+
+    pub fn open_port(port: &Port) -> Self {
+        Self::new("open-port", [port.to_string()])
+    }
+
+    pub fn close_port(port: &Port) -> Self {
+        Self::new("close-port", [port.to_string()])
+    }
+
+    pub fn opened_ports() -> Self {
+        Self::new("opened-ports", ["--format=json"])
+    }
+
+    /// Unlike the relation-* tools, ops passes the bare relation id here
+    /// (Appendix A, §3.16).
+    pub fn network_get(binding: &str, relation_id: Option<u32>) -> Self {
+        let id = relation_id.map(|id| id.to_string());
+        let relation_flag = id.iter().flat_map(|id| ["-r", id.as_str()]);
+        let args = ["--format=json"]
+            .into_iter()
+            .chain(relation_flag)
+            .chain([binding]);
+        Self::new("network-get", args)
+    }
+}
 
 /// Runs hook tools found on `PATH` (or in `tools_dir` when given).
 #[derive(Debug, Default)]
@@ -29,14 +190,15 @@ impl HookTools {
         }
     }
 
-    fn run(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, ModelError> {
+    fn run(&self, call: &ToolCall) -> Result<Vec<u8>, ModelError> {
+        let tool = call.tool();
         let program = match &self.tools_dir {
             Some(dir) => dir.join(tool),
             None => PathBuf::from(tool),
         };
         let mut cmd = Command::new(&program);
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
+        cmd.args(call.args())
+            .stdin(if call.stdin().is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -53,7 +215,7 @@ impl HookTools {
                 message: e.to_string(),
             },
         })?;
-        if let Some(input) = stdin {
+        if let Some(input) = call.stdin() {
             // A tool that exits early closes its stdin; its exit code says why.
             let _ = child.stdin.take().expect("piped").write_all(input);
         }
@@ -80,10 +242,10 @@ impl HookTools {
         ))
     }
 
-    fn run_json<T: DeserializeOwned>(&self, tool: &str, args: &[&str]) -> Result<T, ModelError> {
-        let out = self.run(tool, args, None)?;
+    fn run_json<T: DeserializeOwned>(&self, call: &ToolCall) -> Result<T, ModelError> {
+        let out = self.run(call)?;
         serde_json::from_slice(&out).map_err(|e| ModelError::BadOutput {
-            tool: tool.into(),
+            tool: call.tool().into(),
             detail: e.to_string(),
         })
     }
@@ -118,17 +280,6 @@ fn classify_failure(tool: &str, code: i32, message: String) -> ModelError {
     }
 }
 
-fn rel_arg(endpoint: &str, id: u32) -> String {
-    format!("{endpoint}:{id}")
-}
-
-fn application_flag(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Unit => "--application=False",
-        Scope::App => "--application=True",
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct StatusJson {
     status: String,
@@ -144,21 +295,22 @@ struct AppStatusJson {
 
 impl Backend for HookTools {
     fn config_get(&mut self) -> Result<Map<String, Value>, ModelError> {
-        self.run_json("config-get", &["--format=json"])
+        self.run_json(&ToolCall::config_get())
     }
 
     fn is_leader(&mut self) -> Result<bool, ModelError> {
-        self.run_json("is-leader", &["--format=json"])
+        self.run_json(&ToolCall::is_leader())
     }
 
     fn relation_ids(&mut self, endpoint: &str) -> Result<Vec<u32>, ModelError> {
-        let ids: Vec<String> = self.run_json("relation-ids", &[endpoint, "--format=json"])?;
+        let call = ToolCall::relation_ids(endpoint);
+        let ids: Vec<String> = self.run_json(&call)?;
         ids.iter()
             .map(|s| {
                 s.rsplit_once(':')
                     .and_then(|(_, n)| n.parse().ok())
                     .ok_or_else(|| ModelError::BadOutput {
-                        tool: "relation-ids".into(),
+                        tool: call.tool().into(),
                         detail: format!("{s:?} is not <endpoint>:<id>"),
                     })
             })
@@ -166,13 +318,11 @@ impl Backend for HookTools {
     }
 
     fn relation_list(&mut self, endpoint: &str, id: u32) -> Result<Vec<String>, ModelError> {
-        let rel = rel_arg(endpoint, id);
-        self.run_json("relation-list", &["--format=json", "-r", &rel])
+        self.run_json(&ToolCall::relation_list(endpoint, id))
     }
 
     fn relation_remote_app(&mut self, endpoint: &str, id: u32) -> Result<String, ModelError> {
-        let rel = rel_arg(endpoint, id);
-        self.run_json("relation-list", &["--format=json", "--app", "-r", &rel])
+        self.run_json(&ToolCall::relation_remote_app(endpoint, id))
     }
 
     fn relation_get(
@@ -181,16 +331,7 @@ impl Backend for HookTools {
         id: u32,
         owner: &BagOwner,
     ) -> Result<Bag, ModelError> {
-        let rel = rel_arg(endpoint, id);
-        let bag: Option<Bag> = match owner {
-            BagOwner::Unit(unit) => {
-                self.run_json("relation-get", &["--format=json", "-r", &rel, "-", unit])?
-            }
-            BagOwner::App(app) => self.run_json(
-                "relation-get",
-                &["--format=json", "-r", &rel, "--app", "-", app],
-            )?,
-        };
+        let bag: Option<Bag> = self.run_json(&ToolCall::relation_get(endpoint, id, owner))?;
         Ok(bag.unwrap_or_default())
     }
 
@@ -204,27 +345,18 @@ impl Backend for HookTools {
         if data.is_empty() {
             return Ok(());
         }
-        let rel = rel_arg(endpoint, id);
-        let mut args = vec!["-r", rel.as_str()];
-        if scope == Scope::App {
-            args.push("--app");
-        }
-        args.extend(["--file", "-"]);
-        let body = serde_json::to_vec(data).expect("a map of strings serialises");
-        self.run("relation-set", &args, Some(&body)).map(drop)
+        self.run(&ToolCall::relation_set(endpoint, id, scope, data))
+            .map(drop)
     }
 
     fn status_get(&mut self, scope: Scope) -> Result<Status, ModelError> {
-        let args = ["--include-data", "--format=json", application_flag(scope)];
+        let call = ToolCall::status_get(scope);
         let raw = match scope {
-            Scope::Unit => self.run_json::<StatusJson>("status-get", &args)?,
-            Scope::App => {
-                self.run_json::<AppStatusJson>("status-get", &args)?
-                    .application_status
-            }
+            Scope::Unit => self.run_json::<StatusJson>(&call)?,
+            Scope::App => self.run_json::<AppStatusJson>(&call)?.application_status,
         };
         let name = raw.status.parse().map_err(|_| ModelError::BadOutput {
-            tool: "status-get".into(),
+            tool: call.tool().into(),
             detail: format!("unknown status {:?}", raw.status),
         })?;
         Ok(Status::new(name, raw.message))
@@ -237,31 +369,20 @@ impl Backend for HookTools {
                 status.name.as_ref()
             )));
         }
-        let args = [
-            application_flag(scope),
-            status.name.as_ref(),
-            "--",
-            status.message.as_str(),
-        ];
-        self.run("status-set", &args, None).map(drop)
+        self.run(&ToolCall::status_set(scope, status)).map(drop)
     }
 
     fn application_version_set(&mut self, version: &str) -> Result<(), ModelError> {
-        self.run("application-version-set", &["--", version], None)
+        self.run(&ToolCall::application_version_set(version))
             .map(drop)
     }
 
     fn juju_log(&mut self, level: LogLevel, message: &str) -> Result<(), ModelError> {
-        self.run(
-            "juju-log",
-            &["--log-level", level.as_ref(), "--", message],
-            None,
-        )
-        .map(drop)
+        self.run(&ToolCall::juju_log(level, message)).map(drop)
     }
 
     fn action_get(&mut self) -> Result<Map<String, Value>, ModelError> {
-        let params: Option<Map<String, Value>> = self.run_json("action-get", &["--format=json"])?;
+        let params: Option<Map<String, Value>> = self.run_json(&ToolCall::action_get())?;
         Ok(params.unwrap_or_default())
     }
 
@@ -269,34 +390,33 @@ impl Backend for HookTools {
         if results.is_empty() {
             return Ok(());
         }
-        let args: Vec<String> = results.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run("action-set", &args, None).map(drop)
+        self.run(&ToolCall::action_set(results)).map(drop)
     }
 
     fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
-        self.run("action-log", &["--", message], None).map(drop)
+        self.run(&ToolCall::action_log(message)).map(drop)
     }
 
     fn action_fail(&mut self, message: &str) -> Result<(), ModelError> {
-        self.run("action-fail", &["--", message], None).map(drop)
+        self.run(&ToolCall::action_fail(message)).map(drop)
     }
 
     fn open_port(&mut self, port: &Port) -> Result<(), ModelError> {
-        self.run("open-port", &[&port.to_string()], None).map(drop)
+        self.run(&ToolCall::open_port(port)).map(drop)
     }
 
     fn close_port(&mut self, port: &Port) -> Result<(), ModelError> {
-        self.run("close-port", &[&port.to_string()], None).map(drop)
+        self.run(&ToolCall::close_port(port)).map(drop)
     }
 
     fn opened_ports(&mut self) -> Result<Vec<Port>, ModelError> {
-        let ports: Vec<String> = self.run_json("opened-ports", &["--format=json"])?;
+        let call = ToolCall::opened_ports();
+        let ports: Vec<String> = self.run_json(&call)?;
         ports
             .iter()
             .map(|p| {
                 p.parse().map_err(|e| ModelError::BadOutput {
-                    tool: "opened-ports".into(),
+                    tool: call.tool().into(),
                     detail: e,
                 })
             })
@@ -308,13 +428,7 @@ impl Backend for HookTools {
         binding: &str,
         relation: Option<(&str, u32)>,
     ) -> Result<Network, ModelError> {
-        let mut args = vec!["--format=json".to_string()];
-        if let Some((endpoint, id)) = relation {
-            args.push("-r".into());
-            args.push(rel_arg(endpoint, id));
-        }
-        args.push(binding.to_string());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run_json("network-get", &args)
+        let relation_id = relation.map(|(_, id)| id);
+        self.run_json(&ToolCall::network_get(binding, relation_id))
     }
 }

@@ -26,6 +26,6 @@ pub use event::{
     ActionEvent, Event, EventError, EventVars, RelationEvent, RelationHook, RelationId, SecretHook,
     StorageHook, UnitHook,
 };
-pub use hooktools::HookTools;
+pub use hooktools::{HookTools, ToolCall};
 pub use model::{Model, Remembered};
 pub use store::{Migration, Notice, Store, StoreError};
