@@ -34,6 +34,9 @@ fn dispatch() -> i32 {
         &dispatch,
         &store,
     );
+    if let Some(output) = &outcome.output {
+        print!("{output}");
+    }
     if let Some(error) = &outcome.error {
         eprintln!("wsgi-app: {error}");
     }

@@ -240,7 +240,7 @@ fn actions_have_an_empty_hook_name() {
         parse(env).unwrap(),
         Event::Action(ActionEvent {
             action: Act::Backup,
-            id: "12".into()
+            id: Some("12".into())
         })
     );
 }
@@ -328,6 +328,38 @@ fn argv0_names_the_hook_when_juju_is_older_than_2_8() {
     assert_eq!(
         Ev::parse(&dispatch.vars, None),
         Err(EventError::NoDispatchPath)
+    );
+}
+
+#[test]
+fn an_action_run_as_a_command_has_no_juju_id_and_one_juju_ran_must_have_one() {
+    // `juju exec -- "CURRENT_SYMLINK=r2 actions/backup"`: a hook context
+    // without JUJU_DISPATCH_PATH or any action variable.
+    let mut env = with(&[("CURRENT_SYMLINK", "r2")]);
+    env.remove("JUJU_DISPATCH_PATH");
+    let dispatch = Dispatch::from_env(env, None).unwrap();
+    assert_eq!(dispatch.command_env["CURRENT_SYMLINK"], "r2");
+    assert!(dispatch.command_env.keys().all(|k| !k.starts_with("JUJU_")));
+    let event = Ev::parse(&dispatch.vars, Some("actions/backup")).unwrap();
+    assert_eq!(
+        event,
+        Event::Action(ActionEvent {
+            action: Act::Backup,
+            id: None
+        })
+    );
+
+    // Juju itself always names the path and the action's id.
+    let env = with(&[
+        ("JUJU_DISPATCH_PATH", "actions/backup"),
+        ("JUJU_HOOK_NAME", ""),
+    ]);
+    assert_eq!(
+        parse(env),
+        Err(EventError::Missing {
+            var: "JUJU_ACTION_UUID",
+            path: "actions/backup".into()
+        })
     );
 }
 
@@ -503,7 +535,7 @@ fn harness_events_round_trip_through_the_parser() {
             on::action("list-builds", json!({})).with_action_id("3"),
             Event::Action(ActionEvent {
                 action: Action::ListBuilds,
-                id: "3".into(),
+                id: Some("3".into()),
             }),
         ),
         (

@@ -4,7 +4,8 @@
 //! Deploy two units at r1, both answer Revision 1; install r2 beside r1
 //! while the application stays on r1; move unit 0 with the action; unit 0
 //! answers Revision 2 and unit 1 Revision 1; move the application; both
-//! answer Revision 2.
+//! answer Revision 2; roll one unit back, and forward again with the
+//! seed's `CURRENT_SYMLINK=r2 actions/set-current-symlink` command.
 
 mod e2e_support;
 
@@ -61,6 +62,27 @@ fn the_original_rolling_upgrade_walkthrough() {
     let out = sim.ok(&["run", "wsgi-app/1", "rollback"]);
     assert!(out.contains("current: r1"), "{out}");
     assert_eq!(get(&u1).unwrap(), "It works! Revision 1");
+
+    // The seed's own spelling: the action run as a command in the unit's
+    // hook context (`juju run --unit` then, `juju exec` now).
+    let out = sim.ok(&[
+        "exec",
+        "wsgi-app/1",
+        "--",
+        "sh",
+        "-c",
+        "CURRENT_SYMLINK=r2 actions/set-current-symlink",
+    ]);
+    assert!(out.contains("current: r2"), "{out}");
+    assert_eq!(get(&u1).unwrap(), "It works! Revision 2");
+    let status = sim.status_json();
+    assert_eq!(
+        sim.workload_message(&status, "wsgi-app/1"),
+        "serving r2 on :8080",
+        "back on the application's build: no longer pinned"
+    );
+    let missing = sim.fails(&["exec", "wsgi-app/1", "--", "actions/set-current-symlink"]);
+    assert!(missing.contains("CURRENT_SYMLINK=r2"), "{missing}");
 
     // A label that is a path is refused, and nothing changes.
     let refused = sim.fails(&[

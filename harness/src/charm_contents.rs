@@ -122,6 +122,16 @@ pub fn from_source(source: &Path, binary: &Path) -> Result<Vec<Entry>, String> {
             content: Content::Symlink(LEGACY_HOOK_TARGET.into()),
         });
     }
+    // Juju runs actions through dispatch; these are for operators who run
+    // an action as a command (`juju exec`), as the older charms were run.
+    let meta = crate::schema::CharmMeta::load(source).map_err(|e| e.to_string())?;
+    for action in meta.actions.keys() {
+        entries.push(Entry {
+            path: format!("actions/{action}"),
+            mode: 0o777,
+            content: Content::Symlink(LEGACY_HOOK_TARGET.into()),
+        });
+    }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
 }

@@ -675,6 +675,7 @@ fn refused(state: State, why: String) -> Output {
         outcome: Outcome {
             exit_code: 0,
             error: None,
+            output: None,
         },
         dispatched: false,
         unit_status_history: Vec::new(),

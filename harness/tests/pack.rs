@@ -133,6 +133,7 @@ fn the_charm_has_the_layout_modes_and_links_juju_needs() {
 
     let top: BTreeSet<&str> = names.iter().map(|n| n.split('/').next().unwrap()).collect();
     let expected: BTreeSet<&str> = [
+        "actions",
         "actions.yaml",
         "config.yaml",
         "dispatch",
@@ -164,6 +165,9 @@ fn the_charm_has_the_layout_modes_and_links_juju_needs() {
             assert_eq!(*mode & S_IFMT, S_IFLNK, "{name} is a symlink entry");
             assert_eq!(*mode & 0o777, 0o777, "{name}");
             assert_eq!(content, b"../dispatch", "{name}");
+        } else if name.starts_with("actions/") {
+            assert_eq!(*mode & S_IFMT, S_IFLNK, "{name} is a symlink entry");
+            assert_eq!(content, b"../dispatch", "{name}");
         } else {
             assert_eq!(*mode, S_IFREG | 0o644, "{name} mode {mode:o}");
         }
@@ -173,6 +177,12 @@ fn the_charm_has_the_layout_modes_and_links_juju_needs() {
         .filter_map(|n| n.strip_prefix("hooks/"))
         .collect();
     assert_eq!(hooks, ["install", "start", "upgrade-charm"]);
+    // One per action, for operators who run an action as a command.
+    let actions: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("actions/"))
+        .collect();
+    assert_eq!(actions, ["list-builds", "rollback", "set-current-symlink"]);
 }
 
 #[test]
@@ -310,7 +320,8 @@ fn charmcraft_yaml_describes_the_same_charm() {
     );
 
     // The dump part stages what pack ships besides the YAML, the manifest,
-    // dispatch and hooks/ (charmcraft.yaml says why hooks/ is left out).
+    // dispatch, hooks/ and actions/ (charmcraft.yaml says why those two
+    // are left out).
     let dump = by_plugin("dump");
     assert_eq!(dump.len(), 1, "one dump part");
     let staged: BTreeSet<&str> = dump[0]["stage"]
@@ -330,6 +341,7 @@ fn charmcraft_yaml_describes_the_same_charm() {
                 "manifest.yaml",
                 "dispatch",
                 "hooks",
+                "actions",
             ]
             .contains(&top.as_str())
         })

@@ -2,6 +2,10 @@
 //! roll back, list what is installed. Switches use the same zero-downtime
 //! path and health gate as config-driven ones.
 
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
 use super::config::{check_build_label, LATEST};
 use super::layout::Layout;
 use super::reconcile::{read_config, switch_to, SwitchOutcome};
@@ -39,6 +43,28 @@ pub fn run(
             }
         }
     }
+}
+
+/// The environment variables that name set-current-symlink's build when an
+/// operator runs it as a command: `CURRENT_SYMLINK` is what the charms this
+/// one replaces read (`juju run --unit u "CURRENT_SYMLINK=r2
+/// actions/set-current-symlink"`), `SYMLINK` the param's own name.
+pub const SYMLINK_VARIABLES: &[&str] = &["CURRENT_SYMLINK", "SYMLINK"];
+
+/// An action's params from the environment of the command that ran it.
+pub fn params_from_command_env(
+    action: Action,
+    env: &BTreeMap<String, String>,
+) -> Result<Map<String, Value>, String> {
+    let mut params = Map::new();
+    if action == Action::SetCurrentSymlink {
+        let label = SYMLINK_VARIABLES
+            .iter()
+            .find_map(|name| env.get(*name).filter(|v| !v.trim().is_empty()))
+            .ok_or("set-current-symlink needs the build to serve: CURRENT_SYMLINK=r2 actions/set-current-symlink")?;
+        params.insert("symlink".into(), Value::String(label.clone()));
+    }
+    Ok(params)
 }
 
 /// Pin this unit to `requested` and switch to it; undo the pin if the

@@ -111,6 +111,14 @@ impl ops::Charm for WsgiApp {
         }
     }
 
+    fn command_action_params(
+        &self,
+        action: Action,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        actions::params_from_command_env(action, env)
+    }
+
     fn collect_status(&mut self, ctx: &mut Ctx<'_, '_>) -> Result<Status, HandlerError> {
         self.report.status(ctx)
     }

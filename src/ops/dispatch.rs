@@ -31,6 +31,23 @@ pub trait Charm {
         event: &Event<Self::Endpoint, Self::Action>,
     ) -> Result<(), HandlerError>;
 
+    /// The params of an action an operator runs as a command in the unit's
+    /// hook context (`juju exec -- "SYMLINK=r2 actions/set-current-symlink"`),
+    /// read from that command's environment. Juju validated nothing: the
+    /// handler checks them as it checks any params. By default an action
+    /// runs only as a Juju action.
+    fn command_action_params(
+        &self,
+        action: Self::Action,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
+        let _ = env;
+        let name = action.as_ref();
+        Err(format!(
+            "{name} runs as a Juju action only: juju run <unit> {name} (Juju 2.9: juju run-action <unit> {name} --wait)"
+        ))
+    }
+
     /// The unit's status once the dispatch's work is done.
     fn collect_status(
         &mut self,
@@ -52,6 +69,15 @@ pub struct Context<'s, 'b, E, A> {
 struct ActionState {
     results: BTreeMap<String, String>,
     failure: Option<String>,
+    /// Set when the action runs as a command: its params, and the lines
+    /// printed for the operator instead of Juju's action tools.
+    command: Option<CommandAction>,
+}
+
+#[derive(Default)]
+struct CommandAction {
+    params: Map<String, Value>,
+    output: Vec<String>,
 }
 
 impl<E: Name, A: Name> Context<'_, '_, E, A> {
@@ -63,10 +89,14 @@ impl<E: Name, A: Name> Context<'_, '_, E, A> {
 
     /// The action's params, already validated and defaulted by Juju.
     pub fn action_params(&mut self) -> Result<Map<String, Value>, ModelError> {
-        if self.action.is_none() {
-            return Err(ModelError::NotAnAction);
+        match &self.action {
+            None => Err(ModelError::NotAnAction),
+            Some(ActionState {
+                command: Some(command),
+                ..
+            }) => Ok(command.params.clone()),
+            Some(_) => self.model.action_params(),
         }
-        self.model.action_params()
     }
 
     /// Add results (keys are dot-separated, `[a-z0-9-]` segments); sent once,
@@ -86,10 +116,17 @@ impl<E: Name, A: Name> Context<'_, '_, E, A> {
 
     /// A progress message the operator sees while the action runs.
     pub fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
-        if self.action.is_none() {
-            return Err(ModelError::NotAnAction);
+        match &mut self.action {
+            None => Err(ModelError::NotAnAction),
+            Some(ActionState {
+                command: Some(command),
+                ..
+            }) => {
+                command.output.push(message.to_string());
+                Ok(())
+            }
+            Some(_) => self.model.action_log(message),
         }
-        self.model.action_log(message)
     }
 
     /// Fail the action with a message for the operator. The handler goes on;
@@ -115,6 +152,9 @@ pub struct Dispatch {
     pub charm_dir: PathBuf,
     /// argv[0], for Juju before 2.8, which runs `hooks/<name>` directly.
     pub argv0: Option<String>,
+    /// The rest of the environment (not `JUJU_*`): where an operator who
+    /// runs an action as a command puts its params (`SYMLINK=r2 actions/…`).
+    pub command_env: BTreeMap<String, String>,
 }
 
 impl Dispatch {
@@ -140,11 +180,17 @@ impl Dispatch {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        let command_env = all
+            .iter()
+            .filter(|(k, _)| !k.starts_with("JUJU_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Dispatch {
             vars: event_vars(all),
             unit,
             charm_dir,
             argv0,
+            command_env,
         })
     }
 }
@@ -156,6 +202,8 @@ pub struct Outcome {
     pub exit_code: i32,
     /// Why it failed, for stderr (Juju puts that in the debug log).
     pub error: Option<String>,
+    /// For an action run as a command: its log and results, for stdout.
+    pub output: Option<String>,
 }
 
 impl Outcome {
@@ -163,12 +211,14 @@ impl Outcome {
         Outcome {
             exit_code: 0,
             error: None,
+            output: None,
         }
     }
     fn failed(error: impl std::fmt::Display) -> Self {
         Outcome {
             exit_code: 1,
             error: Some(error.to_string()),
+            output: None,
         }
     }
 }
@@ -203,13 +253,40 @@ pub fn run<C: Charm>(
         );
         return Outcome::ok();
     }
+    let command = match &event {
+        Event::Action(action) if action.is_command() => {
+            match charm.command_action_params(action.action, &dispatch.command_env) {
+                Ok(params) => Some(CommandAction {
+                    params,
+                    output: Vec::new(),
+                }),
+                Err(why) => return Outcome::failed(why),
+            }
+        }
+        _ => None,
+    };
     let (store, opened) = match Store::open(store_path, charm.migrations()) {
         Ok(s) => s,
         Err(e) => return Outcome::failed(e),
     };
-    match dispatch_event(charm, backend, dispatch, &store, &opened, &event, &snapshot) {
-        Ok(()) => match store.commit() {
-            Ok(()) => Outcome::ok(),
+    let run = Run {
+        dispatch,
+        store: &store,
+        opened: &opened,
+        snapshot: &snapshot,
+    };
+    match dispatch_event(charm, backend, &run, &event, command) {
+        Ok(printed) => match store.commit() {
+            Ok(()) => match printed {
+                // A failed command action changed nothing worth undoing,
+                // but the operator's shell must see it failed.
+                Some(CommandReport { output, failure }) => Outcome {
+                    exit_code: i32::from(failure.is_some()),
+                    error: failure,
+                    output: Some(output),
+                },
+                None => Outcome::ok(),
+            },
             Err(e) => Outcome::failed(e),
         },
         Err(e) => {
@@ -223,17 +300,36 @@ pub fn run<C: Charm>(
     }
 }
 
+/// What one dispatch works in, besides the charm and Juju.
+struct Run<'a> {
+    dispatch: &'a Dispatch,
+    store: &'a Store,
+    opened: &'a Opened,
+    /// The event as it would be stored if deferred.
+    snapshot: &'a EventVars,
+}
+
+/// What an action run as a command prints, and whether it failed.
+struct CommandReport {
+    output: String,
+    failure: Option<String>,
+}
+
 /// The dispatch inside the store's transaction; an error leaves the
 /// transaction uncommitted.
 fn dispatch_event<C: Charm>(
     charm: &mut C,
     backend: &mut dyn Backend,
-    dispatch: &Dispatch,
-    store: &Store,
-    opened: &Opened,
+    run: &Run<'_>,
     event: &Event<C::Endpoint, C::Action>,
-    snapshot: &EventVars,
-) -> Result<(), HandlerError> {
+    command: Option<CommandAction>,
+) -> Result<Option<CommandReport>, HandlerError> {
+    let Run {
+        dispatch,
+        store,
+        opened,
+        snapshot,
+    } = *run;
     let breaking = match event {
         Event::Relation(r) if r.hook == RelationHook::Broken => Some(r.relation),
         _ => None,
@@ -242,7 +338,10 @@ fn dispatch_event<C: Charm>(
     let mut ctx = Context {
         model: Model::new(backend, &dispatch.unit, breaking),
         store,
-        action: is_action.then(ActionState::default),
+        action: is_action.then(|| ActionState {
+            command,
+            ..ActionState::default()
+        }),
         defer_requested: false,
         _action: std::marker::PhantomData,
     };
@@ -277,9 +376,9 @@ fn dispatch_event<C: Charm>(
         }
         store.defer(OBSERVER, snapshot)?;
     }
-    finish(charm, &mut ctx)?;
+    let printed = finish(charm, &mut ctx)?;
     store.remember(&ctx.model.remembered())?;
-    Ok(())
+    Ok(printed)
 }
 
 fn replay_deferred<C: Charm>(
@@ -325,14 +424,35 @@ fn replay_deferred<C: Charm>(
 fn finish<C: Charm>(
     charm: &mut C,
     ctx: &mut Context<'_, '_, C::Endpoint, C::Action>,
-) -> Result<(), HandlerError> {
+) -> Result<Option<CommandReport>, HandlerError> {
     let status = charm.collect_status(ctx)?;
     ctx.model.set_unit_status(&status)?;
-    if let Some(action) = ctx.action.take() {
-        ctx.model.action_set(&action.results)?;
-        if let Some(message) = action.failure {
-            ctx.model.action_fail(&message)?;
-        }
+    let Some(action) = ctx.action.take() else {
+        return Ok(None);
+    };
+    if let Some(command) = action.command {
+        return Ok(Some(CommandReport {
+            output: command_output(&command.output, &action.results),
+            failure: action.failure,
+        }));
     }
-    Ok(())
+    ctx.model.action_set(&action.results)?;
+    if let Some(message) = action.failure {
+        ctx.model.action_fail(&message)?;
+    }
+    Ok(None)
+}
+
+/// The log lines, then the results as `key: value` lines, as `juju run`
+/// shows them.
+fn command_output(log: &[String], results: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for line in log {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for (key, value) in results {
+        out.push_str(&format!("{key}: {}\n", value.replace('\n', "\n  ")));
+    }
+    out
 }

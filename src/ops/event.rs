@@ -111,7 +111,17 @@ pub struct RelationEvent<E> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionEvent<A> {
     pub action: A,
-    pub id: String,
+    /// Juju's id for this run of the action. `None` when an operator ran
+    /// `actions/<name>` as a command in the unit's hook context (`juju exec`;
+    /// `juju run --unit` before Juju 3), as the charms this one replaces were
+    /// driven: Juju's action tools are not available then.
+    pub id: Option<String>,
+}
+
+impl<A> ActionEvent<A> {
+    pub fn is_command(&self) -> bool {
+        self.id.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +206,13 @@ impl<E: Name, A: Name> Event<E, A> {
             let Ok(action) = A::from_str(name) else {
                 return Ok(Event::Unknown(path));
             };
-            let id = require(vars, "JUJU_ACTION_UUID", &path)?.to_string();
+            let id = match var(vars, "JUJU_ACTION_UUID") {
+                Some(id) => Some(id.to_string()),
+                // Juju names the path of every action it runs; a path from
+                // argv[0] alone is an operator's command.
+                None if var(vars, "JUJU_DISPATCH_PATH").is_none() => None,
+                None => return Err(require(vars, "JUJU_ACTION_UUID", &path).unwrap_err()),
+            };
             return Ok(Event::Action(ActionEvent { action, id }));
         }
         let Some(hook) = path.strip_prefix("hooks/") else {

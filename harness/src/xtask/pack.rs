@@ -5,7 +5,8 @@
 //! the entries [`crate::charm_contents`] lists (the same ones charm-sim lays
 //! out), plus a generated manifest.yaml whose `bases` make this a "v2" charm.
 //! `dispatch` is the charm binary itself, 0755; `hooks/{install,start,
-//! upgrade-charm}` are symlink entries to `../dispatch` for Juju < 2.8.
+//! upgrade-charm}` are symlink entries to `../dispatch` for Juju < 2.8, and
+//! `actions/<name>` likewise, for an action run as a command (`juju exec`).
 //!
 //! The zip is deterministic: entries sorted by path, every timestamp
 //! 1980-01-01 00:00, modes normalised, no generated dates in the manifest.
