@@ -453,6 +453,14 @@ fn parse_download_url(raw: &str) -> Result<Url, FetchError> {
     }
 }
 
+/// A proxy setting as a message may show it, parsed or not.
+pub(crate) fn redact_proxy_value(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) if url.has_host() => redact_url(&url),
+        _ => redact_unparsed(raw),
+    }
+}
+
 /// The URL as it may appear in a message: no userinfo, no query, no fragment.
 pub(crate) fn redact_url(url: &Url) -> String {
     let mut shown = url.clone();
