@@ -411,8 +411,9 @@ impl Machine {
             .ok()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "0.0.0.0".to_string());
+        let proxy = ModelProxy::from_hook_env(|var| std::env::var(var).ok());
         let runner: Rc<dyn Runner> = Rc::new(SystemRunner {
-            proxy: ModelProxy::from_hook_env(|var| std::env::var(var).ok()),
+            proxy: proxy.clone(),
         });
         Ok(Machine {
             services: crate::charm::service::manager(service_manager, &root, runner.clone()),
@@ -421,7 +422,10 @@ impl Machine {
             service_manager,
             runner,
             probe: Box::new(crate::charm::health::TcpProbe),
-            download: crate::charm::fetch::DownloadOptions::default(),
+            download: crate::charm::fetch::DownloadOptions {
+                proxy,
+                ..Default::default()
+            },
             extract: crate::charm::archive::ExtractLimits::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
