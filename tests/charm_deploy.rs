@@ -188,11 +188,11 @@ fn a_build_downloaded_from_code_assets_uri_installs() {
     let archive =
         fs::read(Path::new(WORKSPACE_CHARM_DIR).join("files/r2/example-wsgi-app.tar.bzip2"))
             .unwrap();
-    let url = serve_once(archive);
+    let server = serve_once(archive);
     let ctx = context();
     let state = serving_r1(&ctx)
         .with_config("build_label", "r2")
-        .with_config("code_assets_uri", url);
+        .with_config("code_assets_uri", server.url.as_str());
     let out = ctx.run(on::config_changed(), state).unwrap();
     assert_status(&out.state, StatusName::Active, "serving r2");
     let manifest =
@@ -201,6 +201,113 @@ fn a_build_downloaded_from_code_assets_uri_installs() {
         manifest.contains("/r2/example-wsgi-app.tar.bzip2"),
         "{manifest}"
     );
+}
+
+fn r2_archive() -> Vec<u8> {
+    fs::read(Path::new(WORKSPACE_CHARM_DIR).join("files/r2/example-wsgi-app.tar.bzip2")).unwrap()
+}
+
+/// Everything the unit showed or logged during a dispatch.
+fn everything_shown(out: &harness::Output) -> String {
+    let statuses = out.unit_status_history.iter().map(|s| s.message.clone());
+    let logs = out.logs.iter().map(|(_, line)| line.clone());
+    statuses.chain(logs).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_build_is_downloaded_through_the_models_proxy() {
+    let proxy = serve_once(r2_archive());
+    let ctx = context();
+    // assets.invalid resolves nowhere: only the proxy can fetch from it.
+    let state = serving_r1(&ctx)
+        .with_model_config("juju-http-proxy", proxy.origin.as_str())
+        .with_config("build_label", "r2")
+        .with_config("code_assets_uri", "http://assets.invalid/builds");
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert_status(&out.state, StatusName::Active, "serving r2");
+    assert_eq!(
+        proxy.request_lines(),
+        ["GET http://assets.invalid/builds/r2/example-wsgi-app.tar.bzip2 HTTP/1.1"]
+    );
+}
+
+#[test]
+fn a_host_in_juju_no_proxy_is_downloaded_directly() {
+    let origin = serve_once(r2_archive());
+    // Serves the archive too, so only its record tells a wrong route.
+    let proxy = serve_once(r2_archive());
+    let ctx = context();
+    let state = serving_r1(&ctx)
+        .with_model_config("juju-http-proxy", proxy.origin.as_str())
+        // Juju's default juju-no-proxy.
+        .with_model_config("juju-no-proxy", "127.0.0.1,localhost,::1")
+        .with_config("build_label", "r2")
+        .with_config("code_assets_uri", origin.url.as_str());
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert_status(&out.state, StatusName::Active, "serving r2");
+    assert_eq!(
+        origin.request_lines(),
+        ["GET /builds/r2/example-wsgi-app.tar.bzip2 HTTP/1.1"]
+    );
+    assert_eq!(proxy.request_lines(), Vec::<String>::new());
+}
+
+#[test]
+fn a_malformed_model_proxy_blocks_the_build_naming_it_and_r1_keeps_serving() {
+    let origin = serve_once(r2_archive());
+    let ctx = context();
+    let state = serving_r1(&ctx)
+        .with_model_config(
+            "juju-http-proxy",
+            "http://deploy:hunter2@squid.internal:99999",
+        )
+        .with_config("build_label", "r2")
+        .with_config("code_assets_uri", origin.url.as_str());
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert!(out.succeeded(), "{}", out.failure_summary());
+    assert_status(
+        &out.state,
+        StatusName::Blocked,
+        "JUJU_CHARM_HTTP_PROXY (the model's juju-http-proxy) \"http://squid.internal:99999\" \
+         is not a usable proxy URL: invalid port number",
+    );
+    assert_status(&out.state, StatusName::Blocked, "serving r1");
+    assert_untouched_r1(&out.state);
+    assert!(!out.state.machine.path("/srv/wsgi-app/builds/r2").exists());
+    assert_eq!(origin.request_lines(), Vec::<String>::new());
+    let shown = everything_shown(&out);
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn a_download_failing_through_the_proxy_names_it_without_its_credentials() {
+    let archive = r2_archive();
+    let whole = archive.len();
+    // Every attempt through the proxy breaks off after 10 bytes.
+    let proxy = serve_cut_short(archive, 10, 4);
+    let ctx = context();
+    let state = serving_r1(&ctx)
+        .with_model_config(
+            "juju-http-proxy",
+            proxy.origin.replace("http://", "http://deploy:hunter2@"),
+        )
+        .with_config("build_label", "r2")
+        .with_config("code_assets_uri", "http://assets.invalid/builds");
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert_status(
+        &out.state,
+        StatusName::Blocked,
+        &format!(
+            "download of http://assets.invalid/builds/r2/example-wsgi-app.tar.bzip2 \
+             through proxy {}/ failed: the connection closed after 10 of {whole} bytes",
+            proxy.origin
+        ),
+    );
+    assert_untouched_r1(&out.state);
+    assert!(!proxy.request_lines().is_empty());
+    let shown = everything_shown(&out);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("deploy@"), "{shown}");
 }
 
 #[test]

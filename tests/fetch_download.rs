@@ -1,15 +1,19 @@
 //! `charm::fetch` against a canned HTTP server on 127.0.0.1: success and
 //! hashing, 4xx without retry, 5xx with retry, size limits, truncated and
-//! stalled bodies, URL redaction; and local copies and checksum checks.
+//! stalled bodies, URL redaction; the model's proxy settings (the same
+//! canned server standing in for the proxy); and local copies and checksum
+//! checks.
 //!
 //! The server answers each connection with the next canned response and
-//! closes it, so the number of connections is the number of attempts.
+//! closes it, so the number of connections is the number of attempts. It
+//! keeps each request's head, so a test can tell a proxy request
+//! (`GET http://host/path`, `CONNECT host:443`) from a direct one.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ use sha2::{Digest, Sha256};
 use wsgi_app::charm::fetch::{
     copy_local, download, verify_sha256, DownloadOptions, Downloaded, FetchError,
 };
+use wsgi_app::charm::machine::ModelProxy;
 
 enum Canned {
     /// Raw bytes written as the whole response, then the connection closes.
@@ -28,20 +33,36 @@ enum Canned {
 struct Server {
     base: String,
     connections: Arc<AtomicUsize>,
+    /// Each request's head (request line and headers), in order.
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn request_lines(&self) -> Vec<String> {
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|head| head.lines().next().unwrap_or_default().to_string())
+            .collect()
+    }
 }
 
 fn serve(responses: Vec<Canned>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
     let counter = connections.clone();
+    let recorded = heads.clone();
     thread::spawn(move || {
         for response in responses {
             let Ok((mut stream, _)) = listener.accept() else {
                 return;
             };
             counter.fetch_add(1, Ordering::SeqCst);
-            read_request_head(&mut stream);
+            let head = read_request_head(&mut stream);
+            recorded.lock().unwrap().push(head);
             match response {
                 Canned::Reply(bytes) => {
                     let _ = stream.write_all(&bytes);
@@ -60,18 +81,23 @@ fn serve(responses: Vec<Canned>) -> Server {
         // Dropping the listener here makes any further attempt a refused
         // connection, which a test would notice.
     });
-    Server { base, connections }
+    Server {
+        base,
+        connections,
+        heads,
+    }
 }
 
-fn read_request_head(stream: &mut TcpStream) {
+fn read_request_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match stream.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
-            _ => return,
+            _ => break,
         }
     }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn ok_response(body: &[u8]) -> Canned {
@@ -100,7 +126,7 @@ fn test_options() -> DownloadOptions {
         max_attempts: 3,
         first_backoff: Duration::from_millis(10),
         max_bytes: 1024,
-        use_environment_proxy: false,
+        proxy: ModelProxy::default(),
     }
 }
 
@@ -411,4 +437,331 @@ fn checksums_compare_case_insensitively_and_name_both_digests() {
             "{malformed:?}: {error:?}"
         );
     }
+}
+
+// The model's proxy settings. Archives come from `.invalid` hosts, which
+// resolve nowhere: only a proxy can fetch them.
+
+/// What `ModelProxy` a hook environment holding `vars` gives, read as
+/// `main` reads the real one.
+fn model_proxy(vars: &[(&str, &str)]) -> ModelProxy {
+    ModelProxy::from_hook_env(|name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.to_string())
+    })
+}
+
+fn through(proxy: ModelProxy) -> DownloadOptions {
+    DownloadOptions {
+        proxy,
+        ..test_options()
+    }
+}
+
+/// Juju sets every `JUJU_CHARM_*_PROXY`, empty when the model has none.
+fn juju_env<'a>(http: &'a str, https: &'a str, no_proxy: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("JUJU_CHARM_HTTP_PROXY", http),
+        ("JUJU_CHARM_HTTPS_PROXY", https),
+        ("JUJU_CHARM_FTP_PROXY", ""),
+        ("JUJU_CHARM_NO_PROXY", no_proxy),
+    ]
+}
+
+#[test]
+fn a_download_goes_through_the_models_http_proxy() {
+    let body = b"the archive, as the proxy relays it".to_vec();
+    let proxy = serve(vec![ok_response(&body)]);
+    let dir = tempfile::tempdir().unwrap();
+    let options = through(model_proxy(&juju_env(&proxy.base, "", "")));
+    let downloaded =
+        download("http://assets.invalid/r2/app.tgz", &dest_in(&dir), &options).unwrap();
+    assert_eq!(downloaded.sha256, sha256_hex(&body));
+    assert_eq!(
+        proxy.request_lines(),
+        ["GET http://assets.invalid/r2/app.tgz HTTP/1.1"]
+    );
+}
+
+#[test]
+fn hosts_in_no_proxy_are_fetched_directly() {
+    // Juju's default juju-no-proxy, an address, a CIDR, `*`, a name, and a
+    // list with spaces around its commas.
+    let cases = [
+        ("127.0.0.1,localhost,::1", "127.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.0/8", "127.0.0.1"),
+        ("*", "127.0.0.1"),
+        ("localhost", "localhost"),
+        ("assets.example , .localhost ,127.0.0.1", "127.0.0.1"),
+    ];
+    for (no_proxy, host) in cases {
+        let origin = serve(vec![ok_response(b"from the origin")]);
+        // Would answer, so a wrong route shows as the wrong body too.
+        let proxy = serve(vec![ok_response(b"from the proxy")]);
+        let port = origin.base.rsplit(':').next().unwrap();
+        let url = format!("http://{host}:{port}/r2/app.tgz");
+        let dir = tempfile::tempdir().unwrap();
+        let options = through(model_proxy(&juju_env(&proxy.base, &proxy.base, no_proxy)));
+        let downloaded = download(&url, &dest_in(&dir), &options)
+            .unwrap_or_else(|e| panic!("JUJU_CHARM_NO_PROXY={no_proxy:?}: {e}"));
+        assert_eq!(
+            downloaded.sha256,
+            sha256_hex(b"from the origin"),
+            "JUJU_CHARM_NO_PROXY={no_proxy:?}"
+        );
+        assert_eq!(
+            origin.request_lines(),
+            ["GET /r2/app.tgz HTTP/1.1"],
+            "JUJU_CHARM_NO_PROXY={no_proxy:?}"
+        );
+        assert_eq!(
+            proxy.connections.load(Ordering::SeqCst),
+            0,
+            "JUJU_CHARM_NO_PROXY={no_proxy:?}"
+        );
+    }
+}
+
+#[test]
+fn no_proxy_entries_for_other_hosts_leave_the_proxy_in_use() {
+    // A bare suffix matches only at a dot; other names, addresses and
+    // networks do not match assets.invalid at all.
+    for no_proxy in [
+        "sets.invalid",
+        "assets.invalid.example",
+        "other.invalid,10.0.0.0/8,::1",
+        "127.0.0.1,localhost",
+    ] {
+        let proxy = serve(vec![ok_response(b"relayed")]);
+        let dir = tempfile::tempdir().unwrap();
+        let options = through(model_proxy(&juju_env(&proxy.base, "", no_proxy)));
+        download("http://assets.invalid/r2/app.tgz", &dest_in(&dir), &options)
+            .unwrap_or_else(|e| panic!("JUJU_CHARM_NO_PROXY={no_proxy:?}: {e}"));
+        assert_eq!(
+            proxy.request_lines(),
+            ["GET http://assets.invalid/r2/app.tgz HTTP/1.1"],
+            "JUJU_CHARM_NO_PROXY={no_proxy:?}"
+        );
+    }
+}
+
+#[test]
+fn an_https_download_goes_through_the_https_proxy_only() {
+    let http_proxy = serve(vec![ok_response(b"the wrong proxy")]);
+    // A proxy that refuses the tunnel: the test is about where the request
+    // went, not TLS.
+    let https_proxy = serve(vec![status_response("403 Forbidden")]);
+    let dir = tempfile::tempdir().unwrap();
+    let options = DownloadOptions {
+        max_attempts: 1,
+        ..through(model_proxy(&juju_env(
+            &http_proxy.base,
+            &https_proxy.base,
+            "",
+        )))
+    };
+    let error = download(
+        "https://assets.invalid/r2/app.tgz",
+        &dest_in(&dir),
+        &options,
+    )
+    .unwrap_err();
+    assert_eq!(
+        https_proxy.request_lines(),
+        ["CONNECT assets.invalid:443 HTTP/1.1"]
+    );
+    assert_eq!(http_proxy.connections.load(Ordering::SeqCst), 0);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "download of https://assets.invalid/r2/app.tgz through proxy {}/ failed: ",
+            https_proxy.base
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_http_download_without_an_http_proxy_is_direct() {
+    let origin = serve(vec![ok_response(b"from the origin")]);
+    let https_proxy = serve(vec![ok_response(b"from the proxy")]);
+    let dir = tempfile::tempdir().unwrap();
+    let options = through(model_proxy(&juju_env("", &https_proxy.base, "")));
+    let downloaded = download(
+        &format!("{}/r2/app.tgz", origin.base),
+        &dest_in(&dir),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(downloaded.sha256, sha256_hex(b"from the origin"));
+    assert_eq!(https_proxy.connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn proxy_credentials_are_sent_to_the_proxy_and_never_shown() {
+    let proxy = serve(vec![status_response("407 Proxy Authentication Required")]);
+    let with_credentials = proxy.base.replace("http://", "http://deploy:hunter2@");
+    let dir = tempfile::tempdir().unwrap();
+    let options = through(model_proxy(&juju_env(&with_credentials, "", "")));
+    let error = download("http://assets.invalid/r2/app.tgz", &dest_in(&dir), &options).unwrap_err();
+
+    let heads = proxy.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "a 407 is not retried");
+    // base64("deploy:hunter2")
+    assert!(
+        heads[0].lines().any(
+            |line| line.eq_ignore_ascii_case("proxy-authorization: Basic ZGVwbG95Omh1bnRlcjI=")
+        ),
+        "{}",
+        heads[0]
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "download of http://assets.invalid/r2/app.tgz through proxy {}/ failed: \
+             the server answered 407 Proxy Authentication Required",
+            proxy.base
+        )
+    );
+    for shown in [
+        error.to_string(),
+        format!("{error:?}"),
+        format!("{options:?}"),
+    ] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("deploy"), "{shown}");
+    }
+}
+
+#[test]
+fn a_malformed_proxy_url_is_refused_naming_its_variable() {
+    let origin = serve(vec![ok_response(b"never fetched")]);
+    let url = format!("{}/r2/app.tgz", origin.base);
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "JUJU_CHARM_HTTP_PROXY",
+            "http://deploy:hunter2@squid.internal:99999",
+        ),
+        ("JUJU_CHARM_HTTP_PROXY", "http://deploy:hunter2@[::1"),
+        ("JUJU_CHARM_HTTP_PROXY", "http://"),
+        ("JUJU_CHARM_HTTP_PROXY", "ftp://squid.internal:3128"),
+        (
+            "JUJU_CHARM_HTTP_PROXY",
+            "socks5://deploy:hunter2@127.0.0.1:1080",
+        ),
+        // Not needed for this http download, and refused all the same.
+        ("JUJU_CHARM_HTTPS_PROXY", "http://squid.internal:3128:3128"),
+    ];
+    for (variable, value) in cases {
+        let mut vars = juju_env("", "", "");
+        if variable == "JUJU_CHARM_HTTPS_PROXY" {
+            vars[0].1 = "http://squid.internal:3128";
+        }
+        vars.retain(|(var, _)| *var != variable);
+        vars.push((variable, value));
+        let error = download(&url, &dest_in(&dir), &through(model_proxy(&vars))).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, FetchError::InvalidProxy { problem, .. } if problem.variable == variable),
+            "{value}: {error:?}"
+        );
+        let model_key = if variable == "JUJU_CHARM_HTTP_PROXY" {
+            "juju-http-proxy"
+        } else {
+            "juju-https-proxy"
+        };
+        assert!(
+            message.starts_with(&format!(
+                "cannot download {url}: {variable} (the model's {model_key}) \""
+            )),
+            "{message}"
+        );
+        assert!(message.contains("is not a usable proxy URL: "), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 0);
+    assert!(!dest_in(&dir).exists());
+}
+
+#[test]
+fn a_proxy_without_a_scheme_is_an_http_proxy() {
+    let proxy = serve(vec![ok_response(b"relayed")]);
+    let address = proxy.base.trim_start_matches("http://");
+    let dir = tempfile::tempdir().unwrap();
+    let options = through(model_proxy(&juju_env(address, "", "")));
+    download("http://assets.invalid/r2/app.tgz", &dest_in(&dir), &options).unwrap();
+    assert_eq!(
+        proxy.request_lines(),
+        ["GET http://assets.invalid/r2/app.tgz HTTP/1.1"]
+    );
+}
+
+#[test]
+fn legacy_proxy_variables_apply_when_juju_gives_no_juju_proxy() {
+    // A model with the legacy http-proxy setting: Juju sets http_proxy and
+    // friends, and the JUJU_CHARM_* variables empty (juju-no-proxy keeps
+    // its default).
+    let proxy = serve(vec![ok_response(b"relayed")]);
+    let mut vars = juju_env("", "", "127.0.0.1,localhost,::1");
+    vars.extend([
+        ("http_proxy", proxy.base.as_str()),
+        ("HTTP_PROXY", &proxy.base),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    download(
+        "http://assets.invalid/r2/app.tgz",
+        &dest_in(&dir),
+        &through(model_proxy(&vars)),
+    )
+    .unwrap();
+    assert_eq!(
+        proxy.request_lines(),
+        ["GET http://assets.invalid/r2/app.tgz HTTP/1.1"]
+    );
+}
+
+#[test]
+fn juju_proxy_settings_win_over_legacy_variables() {
+    let juju_proxy = serve(vec![ok_response(b"relayed")]);
+    let legacy_proxy = serve(vec![ok_response(b"the wrong proxy")]);
+    let mut vars = juju_env(&juju_proxy.base, "", "");
+    vars.push(("http_proxy", &legacy_proxy.base));
+    let dir = tempfile::tempdir().unwrap();
+    let downloaded = download(
+        "http://assets.invalid/r2/app.tgz",
+        &dest_in(&dir),
+        &through(model_proxy(&vars)),
+    )
+    .unwrap();
+    assert_eq!(downloaded.sha256, sha256_hex(b"relayed"));
+    assert_eq!(legacy_proxy.connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn the_installers_get_the_settings_the_download_uses() {
+    let model = model_proxy(&juju_env(
+        "http://deploy:hunter2@squid.internal:3128",
+        "http://squid.internal:3129",
+        "127.0.0.1,.internal",
+    ));
+    assert_eq!(
+        model.installer_env(),
+        [
+            ("http_proxy", "http://deploy:hunter2@squid.internal:3128"),
+            ("HTTP_PROXY", "http://deploy:hunter2@squid.internal:3128"),
+            ("https_proxy", "http://squid.internal:3129"),
+            ("HTTPS_PROXY", "http://squid.internal:3129"),
+            ("no_proxy", "127.0.0.1,.internal"),
+            ("NO_PROXY", "127.0.0.1,.internal"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    assert!(model_proxy(&juju_env("", "", "127.0.0.1"))
+        .installer_env()
+        .iter()
+        .all(|(name, _)| name.eq_ignore_ascii_case("no_proxy")));
 }

@@ -437,7 +437,7 @@ fn corrupt_archives_and_wrong_checksums_are_refused() {
         .with_config("archive_sha256", "ab".repeat(32));
     b.check(state, &label, "but archive_sha256 is abab");
     cases += 1;
-    let url = serve_once(good.clone());
+    let url = serve_once(good.clone()).url;
     let state = b
         .base
         .clone()
@@ -459,7 +459,7 @@ fn a_download_cut_short_is_refused() {
     let good = std::fs::read(b.charm.path().join("files/r2/example-wsgi-app.tar.bzip2")).unwrap();
     let mut cases = 0;
     for sent in [0, 1, good.len() / 2, good.len() - 1] {
-        let url = serve_cut_short(good.clone(), sent, 8);
+        let url = serve_cut_short(good.clone(), sent, 8).url;
         let state = b
             .base
             .clone()

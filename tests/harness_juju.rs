@@ -412,6 +412,31 @@ fn setups_juju_would_never_produce_are_refused() {
     assert!(inconsistent(State::new(), on::relation_changed(5, None)).contains("no relation 5"));
     let one_unit = State::new().with_relation(Relation::new(1, "website", "haproxy"));
     assert!(inconsistent(one_unit, on::relation_joined(1, 3)).contains("no remote unit 3"));
+    // A model setting the harness would silently not pass on.
+    let unmodelled = State::new().with_model_config("http-proxy", "http://squid:3128");
+    assert!(inconsistent(unmodelled, on::install()).contains("\"http-proxy\""));
+}
+
+#[test]
+fn the_models_proxy_settings_reach_the_hook_as_juju_passes_them() {
+    let state = State::new()
+        .with_model_config("juju-http-proxy", "http://squid.internal:3128")
+        .with_model_config("juju-no-proxy", "127.0.0.1,localhost,::1");
+    let env = idle().hook_env(&on::install(), &state).unwrap();
+    let proxy_vars: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with("JUJU_CHARM_") && name.ends_with("_PROXY"))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        proxy_vars,
+        [
+            ("JUJU_CHARM_FTP_PROXY", ""),
+            ("JUJU_CHARM_HTTPS_PROXY", ""),
+            ("JUJU_CHARM_HTTP_PROXY", "http://squid.internal:3128"),
+            ("JUJU_CHARM_NO_PROXY", "127.0.0.1,localhost,::1"),
+        ]
+    );
 }
 
 #[test]

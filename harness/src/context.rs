@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use wsgi_app::charm::fetch::DownloadOptions;
 use wsgi_app::charm::machine::{
-    CommandOutput, CommandSpec, HttpAnswer, Machine, ServiceManagerKind,
+    CommandOutput, CommandSpec, HttpAnswer, Machine, ModelProxy, ServiceManagerKind,
 };
 use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::ops::{
@@ -28,7 +28,7 @@ use crate::recorder::{
     FakeServices, HttpAnswerer, Rule, ServiceBook, ServiceCall,
 };
 use crate::schema::CharmMeta;
-use crate::state::{State, StoreImage};
+use crate::state::{State, StoreImage, MODEL_PROXY_KEYS};
 use crate::HarnessError;
 
 /// The charm directory of this workspace (metadata.yaml, config.yaml,
@@ -279,6 +279,16 @@ impl<C: Charm> Context<C> {
     /// metadata decides (interfaces, the peer relation's application).
     fn checked(&self, mut state: State) -> Result<State, HarnessError> {
         self.meta.config_values(&state.config)?;
+        if let Some(key) = state
+            .model_config
+            .keys()
+            .find(|key| !MODEL_PROXY_KEYS.iter().any(|(known, _)| known == key))
+        {
+            return Err(HarnessError::Inconsistent(format!(
+                "model config {key:?} is not modelled by the harness (known: {})",
+                MODEL_PROXY_KEYS.map(|(known, _)| known).join(", ")
+            )));
+        }
         let mut seen = BTreeSet::new();
         let mut per_endpoint: BTreeMap<String, u32> = BTreeMap::new();
         for rel in &mut state.relations {
@@ -409,8 +419,11 @@ impl<C: Charm> Context<C> {
         set("JUJU_AVAILABILITY_ZONE", String::new());
         set("JUJU_VERSION", self.juju_version.clone());
         set("CLOUD_API_VERSION", String::new());
-        for proxy in ["HTTP", "HTTPS", "FTP", "NO"] {
-            set(&format!("JUJU_CHARM_{proxy}_PROXY"), String::new());
+        for (key, variable) in MODEL_PROXY_KEYS {
+            set(
+                variable,
+                state.model_config.get(key).cloned().unwrap_or_default(),
+            );
         }
         set("JUJU_SLA", "unsupported".into());
         set("APT_LISTCHANGES_FRONTEND", "none".into());
@@ -578,6 +591,8 @@ impl<C: Charm> Context<C> {
                 total_timeout: std::time::Duration::from_secs(5),
                 max_attempts: 2,
                 first_backoff: std::time::Duration::from_millis(20),
+                // Read from the hook environment as `main` reads it.
+                proxy: ModelProxy::from_hook_env(|var| env.get(var).cloned()),
                 ..DownloadOptions::default()
             },
             // Small, so a test's decompression bomb is stopped in moments.

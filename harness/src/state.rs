@@ -273,6 +273,10 @@ pub struct State {
     pub workload_version: String,
     pub model_name: String,
     pub model_uuid: String,
+    /// The model's proxy settings (`juju model-config juju-http-proxy=...`),
+    /// which reach each hook as `JUJU_CHARM_*_PROXY`; see
+    /// [`MODEL_PROXY_KEYS`].
+    pub model_config: BTreeMap<String, String>,
     /// This unit is `<app>/<unit_id>`.
     pub unit_id: u32,
     /// The charm's store, `None` before the first dispatch.
@@ -300,6 +304,7 @@ impl Default for State {
             workload_version: String::new(),
             model_name: "test-model".into(),
             model_uuid: "00000000-0000-4000-8000-000000000000".into(),
+            model_config: BTreeMap::new(),
             unit_id: 0,
             stored_state: None,
             machine: MachineDir::new(),
@@ -308,6 +313,15 @@ impl Default for State {
         }
     }
 }
+
+/// The model config keys the harness models, and the hook variable Juju
+/// passes each in (always set, empty when the key is unset).
+pub const MODEL_PROXY_KEYS: [(&str, &str); 4] = [
+    ("juju-http-proxy", "JUJU_CHARM_HTTP_PROXY"),
+    ("juju-https-proxy", "JUJU_CHARM_HTTPS_PROXY"),
+    ("juju-ftp-proxy", "JUJU_CHARM_FTP_PROXY"),
+    ("juju-no-proxy", "JUJU_CHARM_NO_PROXY"),
+];
 
 /// What `network-get` says for a binding the State does not describe.
 pub fn default_network() -> Network {
@@ -334,6 +348,12 @@ impl State {
     /// Set one config option (checked against config.yaml when run).
     pub fn with_config(mut self, option: impl Into<String>, value: impl Into<Value>) -> Self {
         self.config.insert(option.into(), value.into());
+        self
+    }
+
+    /// Set one model config key (one of [`MODEL_PROXY_KEYS`], checked when run).
+    pub fn with_model_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.model_config.insert(key.into(), value.into());
         self
     }
 

@@ -18,10 +18,16 @@
 //!   silently truncated archive;
 //! - a failed download leaves no file behind.
 //!
-//! Error messages name the URL without its userinfo, query or fragment,
-//! because those are where credentials live (`https://user:token@host/...`,
-//! presigned `?X-Amz-Signature=...`), and these messages end up in
-//! `juju status` and the logs.
+//! The download goes through the model's proxy ([`ModelProxy`], read once
+//! in `main`), never through proxy variables of the process: hosts in the
+//! no-proxy list (names and their subdomains, IP addresses, CIDRs, `*`) are
+//! fetched directly. A malformed proxy URL is an error naming its variable,
+//! never a silent direct connection.
+//!
+//! Error messages name the URL, and the proxy a download went through,
+//! without userinfo, query or fragment, because those are where credentials
+//! live (`https://user:token@host/...`, presigned `?X-Amz-Signature=...`),
+//! and these messages end up in `juju status` and the logs.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -30,9 +36,12 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hyper_util::client::proxy::matcher::Matcher as ProxyMatcher;
 use reqwest::blocking::Client;
-use reqwest::{StatusCode, Url};
+use reqwest::{NoProxy, Proxy, StatusCode, Url};
 use sha2::{Digest, Sha256};
+
+use crate::charm::machine::{ModelProxy, ProxySetting};
 
 /// How a download is bounded. [`Default`] suits a build archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +59,8 @@ pub struct DownloadOptions {
     pub first_backoff: Duration,
     /// Largest archive accepted, in bytes.
     pub max_bytes: u64,
-    /// Honour `http_proxy`/`https_proxy`/`no_proxy` from the environment.
-    pub use_environment_proxy: bool,
+    /// The model's proxy settings; the default connects directly.
+    pub proxy: ModelProxy,
 }
 
 impl Default for DownloadOptions {
@@ -63,7 +72,7 @@ impl Default for DownloadOptions {
             max_attempts: 3,
             first_backoff: Duration::from_secs(2),
             max_bytes: 1024 * 1024 * 1024,
-            use_environment_proxy: true,
+            proxy: ModelProxy::default(),
         }
     }
 }
@@ -83,6 +92,11 @@ pub enum FetchError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot download {url}: only http and https URLs are supported")]
     UnsupportedScheme { url: String },
+    #[error("cannot download {url}: {problem}")]
+    InvalidProxy {
+        url: String,
+        problem: Box<ProxyProblem>,
+    },
     #[error("download of {url} timed out after {} ({})", seconds(*.after), attempts_text(*.attempts))]
     TimedOut {
         url: String,
@@ -139,6 +153,17 @@ pub enum FetchError {
     MalformedChecksum { shown: String },
 }
 
+/// A model proxy setting the download cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} (the model's {model_key}) {shown:?} is not a usable proxy URL: {reason}")]
+pub struct ProxyProblem {
+    pub variable: &'static str,
+    pub model_key: &'static str,
+    /// The value without its userinfo.
+    pub shown: String,
+    pub reason: String,
+}
+
 /// Downloads `url` into `dest_file` (created or truncated), hashing as it
 /// streams. On error no file is left at `dest_file`.
 pub fn download(
@@ -147,7 +172,22 @@ pub fn download(
     options: &DownloadOptions,
 ) -> Result<Downloaded, FetchError> {
     let url = parse_download_url(url)?;
-    let shown = redact_url(&url);
+    let route =
+        ProxyRoute::new(&options.proxy).map_err(|(setting, reason)| FetchError::InvalidProxy {
+            url: redact_url(&url),
+            problem: Box::new(ProxyProblem {
+                variable: setting.variable,
+                model_key: setting.model_key,
+                shown: setting.redacted(),
+                reason,
+            }),
+        })?;
+    // Say which proxy carried the request: an error from the proxy (a 407,
+    // a refused connection) reads like one from the server otherwise.
+    let shown = match route.proxy_for(&url) {
+        Some(proxy) => format!("{} through proxy {proxy}", redact_url(&url)),
+        None => redact_url(&url),
+    };
     let started = Instant::now();
     let deadline = started + options.total_timeout;
 
@@ -159,9 +199,12 @@ pub fn download(
         .timeout(options.read_timeout)
         // Following a handful of redirects is what mirrors need; reqwest
         // refuses non-http(s) targets itself.
-        .redirect(reqwest::redirect::Policy::limited(5));
-    if !options.use_environment_proxy {
-        client = client.no_proxy();
+        .redirect(reqwest::redirect::Policy::limited(5))
+        // Forget the process's own proxy variables: the model's are the
+        // only ones that apply.
+        .no_proxy();
+    for proxy in route.proxies {
+        client = client.proxy(proxy);
     }
     let client = client.build().map_err(|e| FetchError::Connection {
         url: shown.clone(),
@@ -450,6 +493,90 @@ fn parse_download_url(raw: &str) -> Result<Url, FetchError> {
         _ => Err(FetchError::UnsupportedScheme {
             url: redact_url(&url),
         }),
+    }
+}
+
+/// The model's proxies as reqwest uses them, and the same rules again to
+/// tell which proxy (if any) a URL goes through.
+struct ProxyRoute {
+    proxies: Vec<Proxy>,
+    matcher: ProxyMatcher,
+}
+
+impl ProxyRoute {
+    /// Checks every proxy URL, whether or not this download needs it: a
+    /// setting that only works for some URLs would fail later, elsewhere.
+    fn new(model: &ModelProxy) -> Result<ProxyRoute, (&ProxySetting, String)> {
+        let no_proxy = model
+            .no_proxy
+            .as_ref()
+            .map_or(String::new(), |s| s.value.clone());
+        let mut proxies = Vec::new();
+        // reqwest matches `*` against names only, never against an IP
+        // address; curl and pip bypass the proxy for every host.
+        let bypass_all = no_proxy.split(',').any(|entry| entry.trim() == "*");
+        let mut matcher = ProxyMatcher::builder().no(no_proxy.as_str());
+        if let Some(setting) = &model.http {
+            let url = parse_proxy_url(&setting.value).map_err(|reason| (setting, reason))?;
+            proxies.push(Proxy::http(url.as_str()).map_err(|e| (setting, error_chain(&e)))?);
+            matcher = matcher.http(url.as_str());
+        }
+        if let Some(setting) = &model.https {
+            let url = parse_proxy_url(&setting.value).map_err(|reason| (setting, reason))?;
+            proxies.push(Proxy::https(url.as_str()).map_err(|e| (setting, error_chain(&e)))?);
+            matcher = matcher.https(url.as_str());
+        }
+        if bypass_all {
+            return Ok(ProxyRoute {
+                proxies: Vec::new(),
+                matcher: ProxyMatcher::builder().build(),
+            });
+        }
+        let proxies = proxies
+            .into_iter()
+            .map(|p| p.no_proxy(NoProxy::from_string(&no_proxy)))
+            .collect();
+        Ok(ProxyRoute {
+            proxies,
+            matcher: matcher.build(),
+        })
+    }
+
+    /// The proxy `url` goes through, as a message may show it (no userinfo).
+    fn proxy_for(&self, url: &Url) -> Option<String> {
+        let intercept = self.matcher.intercept(&url.as_str().parse().ok()?)?;
+        // The matcher keeps credentials apart from the URI; redact anyway
+        // so this never depends on that.
+        Some(redact_proxy_value(&intercept.uri().to_string()))
+    }
+}
+
+/// A proxy URL as curl and pip read it: `http://` when no scheme is given,
+/// and only http or https (reqwest speaks no other proxy protocol here).
+fn parse_proxy_url(raw: &str) -> Result<Url, String> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is {:?}; only http and https proxies are supported",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it names no host".to_string());
+    }
+    Ok(url)
+}
+
+/// A proxy setting as a message may show it, parsed or not.
+pub(crate) fn redact_proxy_value(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) if url.has_host() => redact_url(&url),
+        _ => redact_unparsed(raw),
     }
 }
 

@@ -112,25 +112,115 @@ pub trait Runner {
 /// variables (JUJU_*) never leak into the application's tools.
 #[derive(Debug, Default, Clone)]
 pub struct SystemRunner {
-    /// `http_proxy` and friends, from Juju's `JUJU_CHARM_*_PROXY`.
-    pub proxy_env: Vec<(String, String)>,
+    /// Given to every program as `http_proxy` and friends.
+    pub proxy: ModelProxy,
 }
 
-/// The proxy variables installers understand, from Juju's model proxy
-/// settings (`JUJU_CHARM_HTTP_PROXY`, `..._HTTPS_PROXY`, `..._NO_PROXY`).
-pub fn proxy_env_from(juju: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    for (juju_var, name) in [
-        ("JUJU_CHARM_HTTP_PROXY", "http_proxy"),
-        ("JUJU_CHARM_HTTPS_PROXY", "https_proxy"),
-        ("JUJU_CHARM_NO_PROXY", "no_proxy"),
-    ] {
-        if let Some(value) = juju(juju_var).filter(|v| !v.is_empty()) {
-            env.push((name.to_string(), value.clone()));
-            env.push((name.to_uppercase(), value));
+/// One proxy setting from the hook environment, with where it came from so
+/// that a message can say what to fix.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxySetting {
+    /// The hook environment variable (`JUJU_CHARM_HTTP_PROXY`, `http_proxy`).
+    pub variable: &'static str,
+    /// The model config key an operator sets (`juju-http-proxy`, `http-proxy`).
+    pub model_key: &'static str,
+    /// As Juju gave it: may hold `user:password@`, so never show it as is.
+    pub value: String,
+}
+
+impl ProxySetting {
+    /// The value as a message may show it: no userinfo, query or fragment.
+    pub fn redacted(&self) -> String {
+        crate::charm::fetch::redact_proxy_value(&self.value)
+    }
+}
+
+impl std::fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?}", self.variable, self.redacted())
+    }
+}
+
+/// The model's proxy settings, read once from the hook environment by
+/// [`ModelProxy::from_hook_env`] and used by everything that goes out to
+/// the network: the build download and the installers (uv, pip, apt).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelProxy {
+    pub http: Option<ProxySetting>,
+    pub https: Option<ProxySetting>,
+    pub no_proxy: Option<ProxySetting>,
+}
+
+/// (hook variable, model config key, installer variable) per setting.
+type ProxyVariables = [(&'static str, &'static str, &'static str); 3];
+
+/// What Juju gives a hook for the model's `juju-*-proxy` settings.
+const JUJU_PROXY_VARIABLES: ProxyVariables = [
+    ("JUJU_CHARM_HTTP_PROXY", "juju-http-proxy", "http_proxy"),
+    ("JUJU_CHARM_HTTPS_PROXY", "juju-https-proxy", "https_proxy"),
+    ("JUJU_CHARM_NO_PROXY", "juju-no-proxy", "no_proxy"),
+];
+
+/// What Juju gives a hook for the legacy `http-proxy`, `https-proxy` and
+/// `no-proxy` settings (it also writes them machine-wide).
+const LEGACY_PROXY_VARIABLES: ProxyVariables = [
+    ("http_proxy", "http-proxy", "http_proxy"),
+    ("https_proxy", "https-proxy", "https_proxy"),
+    ("no_proxy", "no-proxy", "no_proxy"),
+];
+
+impl ModelProxy {
+    /// The settings in a hook environment: Juju's `JUJU_CHARM_*_PROXY` when
+    /// it gives an HTTP or HTTPS proxy there; otherwise the legacy
+    /// `http_proxy`/`HTTP_PROXY`... variables, which Juju sets instead for
+    /// the legacy model settings (it refuses a model with both kinds).
+    /// `juju-no-proxy` has a default, so `JUJU_CHARM_NO_PROXY` alone does not
+    /// decide. Empty values count as unset.
+    pub fn from_hook_env(read: impl Fn(&str) -> Option<String>) -> ModelProxy {
+        let setting = |(variable, model_key, _): (&'static str, &'static str, &'static str)| {
+            let value = read(variable)
+                .or_else(|| {
+                    // Legacy tools read either case; Juju sets both.
+                    let upper = variable.to_ascii_uppercase();
+                    (upper != variable).then(|| read(&upper)).flatten()
+                })
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())?;
+            Some(ProxySetting {
+                variable,
+                model_key,
+                value,
+            })
+        };
+        let read_all = |variables: ProxyVariables| {
+            let [http, https, no_proxy] = variables.map(setting);
+            ModelProxy {
+                http,
+                https,
+                no_proxy,
+            }
+        };
+        let juju = read_all(JUJU_PROXY_VARIABLES);
+        if juju.http.is_some() || juju.https.is_some() {
+            juju
+        } else {
+            read_all(LEGACY_PROXY_VARIABLES)
         }
     }
-    env
+
+    /// The variables installers understand (`http_proxy` and `HTTP_PROXY`,
+    /// ...), for their environment only: the values may hold credentials.
+    pub fn installer_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        let settings = [&self.http, &self.https, &self.no_proxy];
+        for (setting, (_, _, name)) in settings.into_iter().zip(JUJU_PROXY_VARIABLES) {
+            if let Some(setting) = setting {
+                env.push((name.to_string(), setting.value.clone()));
+                env.push((name.to_ascii_uppercase(), setting.value.clone()));
+            }
+        }
+        env
+    }
 }
 
 impl SystemRunner {
@@ -151,7 +241,7 @@ impl Runner for SystemRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in self.proxy_env.iter().chain(&spec.env) {
+        for (k, v) in self.proxy.installer_env().iter().chain(&spec.env) {
             cmd.env(k, v);
         }
         if let Some(dir) = &spec.cwd {
@@ -303,8 +393,9 @@ pub struct Machine {
 
 impl Machine {
     /// Build the machine from the process environment: `WSGI_APP_ROOT`,
-    /// `WSGI_APP_SERVICE_MANAGER`, `WSGI_APP_BIND_ADDRESS` and the test-only
-    /// `WSGI_APP_CRASH_AT`.
+    /// `WSGI_APP_SERVICE_MANAGER`, `WSGI_APP_BIND_ADDRESS`, the test-only
+    /// `WSGI_APP_CRASH_AT`, and the model's proxy settings
+    /// ([`ModelProxy::from_hook_env`]).
     pub fn from_env(charm_dir: PathBuf) -> Result<Machine, String> {
         let root = std::env::var_os("WSGI_APP_ROOT")
             .map(PathBuf::from)
@@ -320,8 +411,9 @@ impl Machine {
             .ok()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "0.0.0.0".to_string());
+        let proxy = ModelProxy::from_hook_env(|var| std::env::var(var).ok());
         let runner: Rc<dyn Runner> = Rc::new(SystemRunner {
-            proxy_env: proxy_env_from(|var| std::env::var(var).ok()),
+            proxy: proxy.clone(),
         });
         Ok(Machine {
             services: crate::charm::service::manager(service_manager, &root, runner.clone()),
@@ -330,7 +422,10 @@ impl Machine {
             service_manager,
             runner,
             probe: Box::new(crate::charm::health::TcpProbe),
-            download: crate::charm::fetch::DownloadOptions::default(),
+            download: crate::charm::fetch::DownloadOptions {
+                proxy,
+                ..Default::default()
+            },
             extract: crate::charm::archive::ExtractLimits::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -212,26 +212,55 @@ pub fn archive_bytes(name: &str, entries: &[(&str, &[u8])]) -> Vec<u8> {
     }
 }
 
-/// Serve `body` at any path on a loopback port, for a few requests; the
-/// base URL (`http://127.0.0.1:PORT/builds`).
-pub fn serve_once(body: Vec<u8>) -> String {
+/// A loopback archive server, which also stands in for a proxy (it answers
+/// a proxy request as it answers any other).
+pub struct ArchiveServer {
+    /// `http://127.0.0.1:PORT/builds`, a `code_assets_uri`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT`, a proxy URL.
+    pub origin: String,
+    request_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ArchiveServer {
+    /// The request line of every request so far: `GET /builds/...` when
+    /// asked directly, `GET http://host/...` when asked as a proxy.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.request_lines.lock().unwrap().clone()
+    }
+}
+
+/// Serve `body` at any path on a loopback port, for a few requests.
+pub fn serve_once(body: Vec<u8>) -> ArchiveServer {
     let whole = body.len();
     serve_cut_short(body, whole, 3)
 }
 
 /// A loopback server that announces all of `body` but sends only its
 /// first `sent` bytes before closing, for up to `connections` requests
-/// (the charm retries); the base URL. With `sent == body.len()` it is an
-/// ordinary server.
-pub fn serve_cut_short(body: Vec<u8>, sent: usize, connections: usize) -> String {
+/// (the charm retries). With `sent == body.len()` it is an ordinary server.
+pub fn serve_cut_short(body: Vec<u8>, sent: usize, connections: usize) -> ArchiveServer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let request_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = request_lines.clone();
     std::thread::spawn(move || {
         use std::io::Read;
         for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            recorded
+                .lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or_default().to_string());
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -240,5 +269,9 @@ pub fn serve_cut_short(body: Vec<u8>, sent: usize, connections: usize) -> String
             let _ = stream.write_all(&body[..sent]);
         }
     });
-    format!("http://127.0.0.1:{port}/builds")
+    ArchiveServer {
+        url: format!("{origin}/builds"),
+        origin,
+        request_lines,
+    }
 }
