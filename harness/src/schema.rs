@@ -3,8 +3,8 @@
 //! and `actions.yaml` (a JSON schema per action).
 //!
 //! Juju checks config values and action params against these before the
-//! charm ever runs; the in-memory Juju does the same, so a test cannot feed
-//! the charm something a real model never would.
+//! charm ever runs; the in-memory Juju and charm-sim both do it here, so
+//! neither can feed the charm something a real model never would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

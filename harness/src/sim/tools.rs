@@ -427,17 +427,16 @@ fn parse_port(spec: &str) -> ToolResult<Port> {
 // ----- config, leadership ------------------------------------------------------
 
 fn config_get(ctx: &ToolCtx, parsed: &Parsed, format: Format) -> ToolResult<Reply> {
-    let config = ctx.model.effective_config(&ctx.app)?;
+    let mut config = ctx.model.effective_config(&ctx.app)?;
     let value = match parsed.args.first() {
         Some(key) => config.get(key).cloned().unwrap_or(Value::Null),
         None => {
-            let mut map: Map<String, Value> = config.into_iter().collect();
             if parsed.switch("all") {
                 for key in ctx.app.meta()?.options.keys() {
-                    map.entry(key.clone()).or_insert(Value::Null);
+                    config.entry(key.clone()).or_insert(Value::Null);
                 }
             }
-            Value::Object(map)
+            Value::Object(config)
         }
     };
     Ok(Reply::out(render(format, &value)))
