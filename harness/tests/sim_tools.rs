@@ -16,6 +16,7 @@ use harness::sim::context::{self, ContextInfo, OpenContext};
 use harness::sim::engine::{Hook, RelationKind};
 use harness::sim::store::Model;
 use serde_json::{json, Value};
+use wsgi_app::ops::UnitHook;
 
 /// A model with two units of the fake charm, related on `db` to a remote
 /// `pg` with two units, and a directory of tool symlinks.
@@ -89,7 +90,7 @@ impl Fixture {
 
     /// A plain hook context (config-changed) on `unit`.
     fn hook(&self, unit: &str) -> OpenContext {
-        self.begin(unit, Hook::ConfigChanged.context_info())
+        self.begin(unit, Hook::Unit(UnitHook::ConfigChanged).context_info())
     }
 
     /// A relation hook context on `unit` for relation `db:0`.

@@ -8,6 +8,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+use wsgi_app::ops::UnitHook;
 
 use super::charm;
 use super::context::{self, ContextInfo, Program, Progress};
@@ -329,7 +330,7 @@ pub fn config(g: &Global, app_name: &str, settings: &[String]) -> Result<()> {
         model.set_config(&app.name, key, value.as_ref())?;
     }
     for unit in engine::live_units(&model, &app.name)? {
-        engine::enqueue_hook(&model, &unit.name, Hook::ConfigChanged)?;
+        engine::enqueue_hook(&model, &unit.name, Hook::Unit(UnitHook::ConfigChanged))?;
     }
     let drained = settle(&model, g);
     print_units(&model, g)?;
@@ -731,7 +732,7 @@ pub fn update_status(g: &Global) -> Result<()> {
     let (model, _lock) = open_locked(g)?;
     for app in model.apps()?.into_iter().filter(|a| !a.remote) {
         for unit in engine::live_units(&model, &app.name)? {
-            engine::enqueue_hook(&model, &unit.name, Hook::UpdateStatus)?;
+            engine::enqueue_hook(&model, &unit.name, Hook::Unit(UnitHook::UpdateStatus))?;
         }
     }
     let drained = settle(&model, g);

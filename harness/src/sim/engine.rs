@@ -16,6 +16,7 @@
 use std::fs;
 
 use serde::{Deserialize, Serialize};
+use wsgi_app::ops::UnitHook;
 
 use super::context::{self, ContextInfo, Program, Progress, UnitPaths};
 use super::reaper;
@@ -48,17 +49,9 @@ impl RelationKind {
 
 /// A hook event on one unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "hook", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Hook {
-    Install,
-    Start,
-    Stop,
-    Remove,
-    ConfigChanged,
-    UpgradeCharm,
-    UpdateStatus,
-    LeaderElected,
-    LeaderSettingsChanged,
+    Unit(#[serde(with = "juju_name")] UnitHook),
     Relation {
         kind: RelationKind,
         relation_id: i64,
@@ -70,19 +63,30 @@ pub enum Hook {
     },
 }
 
+/// ops' hook enums have only their strum names (`as_ref`, `FromStr`); the
+/// queue stores them by those.
+mod juju_name {
+    use std::str::FromStr;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hook: &impl AsRef<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(hook.as_ref())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|_| D::Error::custom(format!("unknown hook {name:?}")))
+    }
+}
+
 impl Hook {
     /// The hook's name, e.g. `install` or `pgsql-relation-changed`.
     pub fn name(&self) -> String {
         match self {
-            Hook::Install => "install".into(),
-            Hook::Start => "start".into(),
-            Hook::Stop => "stop".into(),
-            Hook::Remove => "remove".into(),
-            Hook::ConfigChanged => "config-changed".into(),
-            Hook::UpgradeCharm => "upgrade-charm".into(),
-            Hook::UpdateStatus => "update-status".into(),
-            Hook::LeaderElected => "leader-elected".into(),
-            Hook::LeaderSettingsChanged => "leader-settings-changed".into(),
+            Hook::Unit(hook) => hook.as_ref().to_string(),
             Hook::Relation { kind, endpoint, .. } => {
                 format!("{endpoint}-relation-{}", kind.suffix())
             }
@@ -188,7 +192,7 @@ fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
 /// start, then joined/changed for the relations' remote units.
 pub fn enqueue_new_unit(model: &Model, unit: &Unit) -> Result<()> {
     let relations = model.unit_relations(&unit.name)?;
-    enqueue_hook(model, &unit.name, Hook::Install)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Install))?;
     for rel in &relations {
         enqueue_hook(
             model,
@@ -197,13 +201,13 @@ pub fn enqueue_new_unit(model: &Model, unit: &Unit) -> Result<()> {
         )?;
     }
     let leadership = if unit.leader {
-        Hook::LeaderElected
+        Hook::Unit(UnitHook::LeaderElected)
     } else {
-        Hook::LeaderSettingsChanged
+        Hook::Unit(UnitHook::LeaderSettingsChanged)
     };
     enqueue_hook(model, &unit.name, leadership)?;
-    enqueue_hook(model, &unit.name, Hook::ConfigChanged)?;
-    enqueue_hook(model, &unit.name, Hook::Start)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::ConfigChanged))?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Start))?;
     for rel in &relations {
         enqueue_meeting(model, &unit.name, rel)?;
     }
@@ -282,8 +286,8 @@ pub fn enqueue_remove_unit(model: &Model, unit: &Unit) -> Result<()> {
     for rel in model.unit_relations(&unit.name)? {
         enqueue_leaving(model, &unit.name, &rel, true)?;
     }
-    enqueue_hook(model, &unit.name, Hook::Stop)?;
-    enqueue_hook(model, &unit.name, Hook::Remove)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Stop))?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Remove))?;
     model.enqueue(&unit.name, &Step::FinishRemoval)
 }
 
@@ -431,19 +435,19 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     }
     let status_set = model.require_unit(&unit.name)?.status_set;
     match hook {
-        Hook::Install if !status_set => model.set_workload_status(
+        Hook::Unit(UnitHook::Install) if !status_set => model.set_workload_status(
             &unit.name,
             "maintenance",
             "installing charm software",
             false,
         )?,
-        Hook::Stop => model.set_workload_status(
+        Hook::Unit(UnitHook::Stop) => model.set_workload_status(
             &unit.name,
             "maintenance",
             "stopping charm software",
             false,
         )?,
-        Hook::Remove => model.set_workload_status(
+        Hook::Unit(UnitHook::Remove) => model.set_workload_status(
             &unit.name,
             "maintenance",
             "cleaning up prior to charm deletion",
@@ -451,7 +455,7 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
         )?,
         _ => {}
     }
-    if *hook != Hook::UpdateStatus {
+    if *hook != Hook::Unit(UnitHook::UpdateStatus) {
         model.set_agent_status(&unit.name, "executing", &format!("running {name} hook"))?;
     }
     match hook {
@@ -488,14 +492,18 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     }
     let status_set = model.require_unit(&unit.name)?.status_set;
     match hook {
-        Hook::Start if !status_set => {
+        Hook::Unit(UnitHook::Start) if !status_set => {
             model.set_workload_status(&unit.name, "unknown", "", false)?
         }
-        Hook::Stop => model.set_workload_status(&unit.name, "maintenance", "", false)?,
-        Hook::Remove => model.set_workload_status(&unit.name, "terminated", "", false)?,
+        Hook::Unit(UnitHook::Stop) => {
+            model.set_workload_status(&unit.name, "maintenance", "", false)?
+        }
+        Hook::Unit(UnitHook::Remove) => {
+            model.set_workload_status(&unit.name, "terminated", "", false)?
+        }
         _ => {}
     }
-    if *hook != Hook::UpdateStatus {
+    if *hook != Hook::Unit(UnitHook::UpdateStatus) {
         model.set_agent_status(&unit.name, "idle", "")?;
     }
     Ok(true)
@@ -520,7 +528,7 @@ fn finish_removal(model: &Model, unit: &Unit, progress: Progress) -> Result<()> 
         if let Some(next) = live_units(model, &unit.app)?.into_iter().next() {
             model.set_leader(&unit.app, &next.name)?;
             progress.say(format!("{}: is the new leader", next.name));
-            enqueue_hook(model, &next.name, Hook::LeaderElected)?;
+            enqueue_hook(model, &next.name, Hook::Unit(UnitHook::LeaderElected))?;
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
 use wsgi_app::ops::backend::{check_action_result_key, ModelError, Port};
+use wsgi_app::ops::UnitHook;
 
 use super::context::{ContextInfo, UnitPaths};
 use super::engine::{enqueue_hook, live_units, Hook};
@@ -469,7 +470,11 @@ fn leader_set(ctx: &ToolCtx, parsed: &Parsed) -> ToolResult<Reply> {
     // Immediate, and the other units hear about it (Juju 3.x).
     for unit in live_units(&ctx.model, &ctx.app.name)? {
         if unit.name != ctx.unit.name {
-            enqueue_hook(&ctx.model, &unit.name, Hook::LeaderSettingsChanged)?;
+            enqueue_hook(
+                &ctx.model,
+                &unit.name,
+                Hook::Unit(UnitHook::LeaderSettingsChanged),
+            )?;
         }
     }
     Ok(Reply::none())
