@@ -16,7 +16,7 @@
 use std::fs;
 
 use serde::{Deserialize, Serialize};
-use wsgi_app::ops::UnitHook;
+use wsgi_app::ops::{RelationHook, UnitHook};
 
 use super::context::{self, ContextInfo, Program, Progress, UnitPaths};
 use super::reaper;
@@ -24,36 +24,14 @@ use super::store::{Model, Relation, Unit};
 use super::Result;
 use crate::sim_err;
 
-/// The five relation hook kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RelationKind {
-    Created,
-    Joined,
-    Changed,
-    Departed,
-    Broken,
-}
-
-impl RelationKind {
-    fn suffix(self) -> &'static str {
-        match self {
-            RelationKind::Created => "created",
-            RelationKind::Joined => "joined",
-            RelationKind::Changed => "changed",
-            RelationKind::Departed => "departed",
-            RelationKind::Broken => "broken",
-        }
-    }
-}
-
 /// A hook event on one unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Hook {
     Unit(#[serde(with = "juju_name")] UnitHook),
     Relation {
-        kind: RelationKind,
+        #[serde(with = "juju_name")]
+        kind: RelationHook,
         relation_id: i64,
         endpoint: String,
         remote_app: String,
@@ -88,12 +66,12 @@ impl Hook {
         match self {
             Hook::Unit(hook) => hook.as_ref().to_string(),
             Hook::Relation { kind, endpoint, .. } => {
-                format!("{endpoint}-relation-{}", kind.suffix())
+                format!("{endpoint}-relation-{}", kind.as_ref())
             }
         }
     }
 
-    fn relation(kind: RelationKind, rel: &Relation, remote_unit: Option<&str>) -> Hook {
+    fn relation(kind: RelationHook, rel: &Relation, remote_unit: Option<&str>) -> Hook {
         Hook::Relation {
             kind,
             relation_id: rel.id,
@@ -126,7 +104,7 @@ impl Hook {
             info.remote_app = Some(remote_app.clone());
             info.remote_unit = Some(remote_unit.clone().unwrap_or_default());
             info.departing_unit = departing_unit.clone();
-            if *kind == RelationKind::Broken {
+            if *kind == RelationHook::Broken {
                 info.broken_relation = Some(*relation_id);
             }
         }
@@ -169,19 +147,19 @@ fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Changed, rel, None),
+            Hook::relation(RelationHook::Changed, rel, None),
         )?;
     }
     for remote in remote_units(model, rel)? {
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Joined, rel, Some(&remote)),
+            Hook::relation(RelationHook::Joined, rel, Some(&remote)),
         )?;
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Changed, rel, Some(&remote)),
+            Hook::relation(RelationHook::Changed, rel, Some(&remote)),
         )?;
     }
     Ok(())
@@ -197,7 +175,7 @@ pub fn enqueue_new_unit(model: &Model, unit: &Unit) -> Result<()> {
         enqueue_hook(
             model,
             &unit.name,
-            Hook::relation(RelationKind::Created, rel, None),
+            Hook::relation(RelationHook::Created, rel, None),
         )?;
     }
     let leadership = if unit.leader {
@@ -228,7 +206,7 @@ pub fn enqueue_relate(model: &Model, rel: &Relation) -> Result<()> {
         enqueue_hook(
             model,
             &unit.name,
-            Hook::relation(RelationKind::Created, rel, None),
+            Hook::relation(RelationHook::Created, rel, None),
         )?;
         enqueue_meeting(model, &unit.name, rel)?;
     }
@@ -248,7 +226,7 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             model,
             unit,
             Hook::Relation {
-                kind: RelationKind::Departed,
+                kind: RelationHook::Departed,
                 relation_id: rel.id,
                 endpoint: rel.endpoint.clone(),
                 remote_app: rel.remote_app.clone(),
@@ -257,7 +235,7 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             },
         )?;
     }
-    enqueue_hook(model, unit, Hook::relation(RelationKind::Broken, rel, None))?;
+    enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
     model.enqueue(
         unit,
         &Step::LeaveScope {
@@ -309,7 +287,7 @@ pub fn enqueue_remote_change(model: &Model, owner: &str) -> Result<()> {
                 enqueue_hook(
                     model,
                     &unit.name,
-                    Hook::relation(RelationKind::Changed, &rel, remote),
+                    Hook::relation(RelationHook::Changed, &rel, remote),
                 )?;
             }
         }
@@ -420,13 +398,13 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     let name = hook.name();
     match hook {
         Hook::Relation {
-            kind: RelationKind::Joined,
+            kind: RelationHook::Joined,
             relation_id,
             remote_unit: Some(remote),
             ..
         } => model.set_member(*relation_id, &unit.name, remote, true)?,
         Hook::Relation {
-            kind: RelationKind::Departed,
+            kind: RelationHook::Departed,
             relation_id,
             remote_unit: Some(remote),
             ..
@@ -532,4 +510,35 @@ fn finish_removal(model: &Model, unit: &Unit, progress: Progress) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_hooks_keep_their_juju_names() {
+        let departed = Hook::Relation {
+            kind: RelationHook::Departed,
+            relation_id: 3,
+            endpoint: "db".into(),
+            remote_app: "pg".into(),
+            remote_unit: Some("pg/0".into()),
+            departing_unit: Some("pg/0".into()),
+        };
+        for (hook, name) in [
+            (
+                Hook::Unit(UnitHook::LeaderSettingsChanged),
+                "leader-settings-changed",
+            ),
+            (departed, "db-relation-departed"),
+        ] {
+            assert_eq!(hook.name(), name);
+            let step = Step::Run { hook };
+            let stored = serde_json::to_string(&step).unwrap();
+            assert_eq!(serde_json::from_str::<Step>(&stored).unwrap(), step);
+        }
+        let unknown = r#"{"step":"run","hook":{"unit":"bogus"}}"#;
+        assert!(serde_json::from_str::<Step>(unknown).is_err());
+    }
 }
