@@ -534,7 +534,7 @@ impl<C: Charm> Context<C> {
         if let EventSpec::Action { name, params, .. } = &event {
             match self.meta.action_params(name, params)? {
                 Ok(params) => scope.action = Some(params),
-                Err(refusal) => return Ok(refused(state, refusal)),
+                Err(refusal) => return Ok(refused(state, refusal.to_string())),
             }
         }
         if let EventSpec::Relation {

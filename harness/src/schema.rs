@@ -3,18 +3,20 @@
 //! and `actions.yaml` (a JSON schema per action).
 //!
 //! Juju checks config values and action params against these before the
-//! charm ever runs; the in-memory Juju does the same, so a test cannot feed
-//! the charm something a real model never would.
+//! charm ever runs; the in-memory Juju and charm-sim both do it here, so
+//! neither can feed the charm something a real model never would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::HarnessError;
 
 /// Which side of a relation an endpoint is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Provides,
     Requires,
@@ -22,17 +24,22 @@ pub enum Role {
 }
 
 /// One endpoint from metadata.yaml.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointMeta {
     pub role: Role,
     pub interface: String,
     /// `limit:`, when given.
     pub limit: Option<u32>,
+    /// `global` (the default) or `container`.
+    pub scope: String,
 }
 
 /// A config option's declared type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr, Serialize, Deserialize,
+)]
 #[strum(serialize_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum OptionType {
     String,
     Int,
@@ -42,18 +49,25 @@ pub enum OptionType {
     Secret,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigOption {
+    /// `type:`, as config.yaml spells it.
+    #[serde(rename = "type")]
     pub kind: OptionType,
     pub default: Option<Value>,
+    /// Shown by `charm-sim config`, as `juju config` shows it.
+    #[serde(default)]
+    pub description: String,
 }
 
-/// metadata.yaml, config.yaml and actions.yaml, parsed.
-#[derive(Debug, Clone, PartialEq)]
+/// metadata.yaml, config.yaml and actions.yaml, parsed. charm-sim keeps
+/// it in its model as JSON, so hook tools never read the YAML again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CharmMeta {
     /// The application name Juju gives the charm by default.
     pub name: String,
     pub endpoints: BTreeMap<String, EndpointMeta>,
+    #[serde(default)]
     pub extra_bindings: BTreeSet<String>,
     pub options: BTreeMap<String, ConfigOption>,
     /// Each action's params as one JSON schema (`type: object`), built as
@@ -136,12 +150,17 @@ impl CharmMeta {
                         )
                     })?;
                 let limit = spec.get("limit").and_then(Value::as_u64).map(|l| l as u32);
+                let scope = spec
+                    .get("scope")
+                    .and_then(Value::as_str)
+                    .unwrap_or("global");
                 endpoints.insert(
                     endpoint.clone(),
                     EndpointMeta {
                         role,
                         interface: interface.to_string(),
                         limit,
+                        scope: scope.to_string(),
                     },
                 );
             }
@@ -172,7 +191,19 @@ impl CharmMeta {
                             meta_error("config.yaml", format!("{option}: default {m}"))
                         })?;
                     }
-                    options.insert(option.clone(), ConfigOption { kind, default });
+                    let description = spec
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    options.insert(
+                        option.clone(),
+                        ConfigOption {
+                            kind,
+                            default,
+                            description,
+                        },
+                    );
                 }
             }
         }
@@ -234,13 +265,13 @@ impl CharmMeta {
     /// defaults, as Juju does before it queues the action.
     ///
     /// `Err` is a test-setup error (the charm declares no such action);
-    /// `Ok(Err(reason))` is Juju refusing the params: the action fails and
+    /// `Ok(Err(refusal))` is Juju refusing the params: the action fails and
     /// the charm never runs.
     pub fn action_params(
         &self,
         action: &str,
         params: &Value,
-    ) -> Result<Result<Map<String, Value>, String>, HarnessError> {
+    ) -> Result<Result<Map<String, Value>, ParamsRefused>, HarnessError> {
         let schema = self
             .actions
             .get(action)
@@ -252,7 +283,7 @@ impl CharmMeta {
         let mut problems = Vec::new();
         validate(&params, schema, "(root)", &mut problems);
         if !problems.is_empty() {
-            return Ok(Err(format!("validation failed: {}", problems.join("; "))));
+            return Ok(Err(ParamsRefused(problems)));
         }
         let mut params = params;
         insert_defaults(&mut params, schema);
@@ -275,6 +306,47 @@ fn juju_number(value: &Value) -> Value {
     match value.as_f64() {
         Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
         _ => value.clone(),
+    }
+}
+
+/// Why Juju refused an action's params: every problem found, not just the
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsRefused(pub Vec<ParamProblem>);
+
+impl std::fmt::Display for ParamsRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let problems: Vec<String> = self.0.iter().map(ParamProblem::to_string).collect();
+        write!(f, "validation failed: {}", problems.join("; "))
+    }
+}
+
+/// One problem with action params, worded as Juju's validator words it
+/// (`<path>: <what>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// `(root)` for the params object itself, else the dotted path
+    /// (`target`, `tags.1`).
+    pub path: String,
+    pub what: String,
+    /// For a value of the wrong type, the types the schema allows (so a
+    /// command line, which reads values as YAML, can suggest quoting).
+    pub allowed_types: Vec<String>,
+}
+
+impl ParamProblem {
+    fn new(path: &str, what: String) -> ParamProblem {
+        ParamProblem {
+            path: path.to_string(),
+            what,
+            allowed_types: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for ParamProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.what)
     }
 }
 
@@ -371,7 +443,7 @@ fn has_type(value: &Value, wanted: &str) -> bool {
 /// `maxLength`, `minimum`, `maximum`, `properties`, `required`,
 /// `additionalProperties` and `items`. Problems are worded as Juju's
 /// validator words them (`<path>: <what>`).
-fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String>) {
+fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<ParamProblem>) {
     let Some(schema) = schema.as_object() else {
         return;
     };
@@ -382,20 +454,26 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
             _ => vec![],
         };
         if !allowed.is_empty() && !allowed.iter().any(|t| has_type(value, t)) {
-            problems.push(format!(
-                "{path}: Invalid type. Expected: {}, given: {}",
-                allowed.join(", "),
-                type_name(value)
-            ));
+            problems.push(ParamProblem {
+                allowed_types: allowed.iter().map(|t| t.to_string()).collect(),
+                ..ParamProblem::new(
+                    path,
+                    format!(
+                        "Invalid type. Expected: {}, given: {}",
+                        allowed.join(", "),
+                        type_name(value)
+                    ),
+                )
+            });
             return;
         }
     }
     if let Some(Value::Array(choices)) = schema.get("enum") {
         if !choices.contains(value) {
             let list: Vec<String> = choices.iter().map(Value::to_string).collect();
-            problems.push(format!(
-                "{path}: {path} must be one of the following: {}",
-                list.join(", ")
+            problems.push(ParamProblem::new(
+                path,
+                format!("{path} must be one of the following: {}", list.join(", ")),
             ));
         }
     }
@@ -403,15 +481,17 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
         let len = s.chars().count() as u64;
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                problems.push(format!(
-                    "{path}: String length must be greater than or equal to {min}"
+                problems.push(ParamProblem::new(
+                    path,
+                    format!("String length must be greater than or equal to {min}"),
                 ));
             }
         }
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
             if len > max {
-                problems.push(format!(
-                    "{path}: String length must be less than or equal to {max}"
+                problems.push(ParamProblem::new(
+                    path,
+                    format!("String length must be less than or equal to {max}"),
                 ));
             }
         }
@@ -419,12 +499,18 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
     if let Some(n) = value.as_f64() {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             if n < min {
-                problems.push(format!("{path}: Must be greater than or equal to {min}"));
+                problems.push(ParamProblem::new(
+                    path,
+                    format!("Must be greater than or equal to {min}"),
+                ));
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             if n > max {
-                problems.push(format!("{path}: Must be less than or equal to {max}"));
+                problems.push(ParamProblem::new(
+                    path,
+                    format!("Must be less than or equal to {max}"),
+                ));
             }
         }
     }
@@ -433,7 +519,7 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
         if let Some(Value::Array(required)) = schema.get("required") {
             for name in required.iter().filter_map(Value::as_str) {
                 if !map.contains_key(name) {
-                    problems.push(format!("{path}: {name} is required"));
+                    problems.push(ParamProblem::new(path, format!("{name} is required")));
                 }
             }
         }
@@ -446,9 +532,10 @@ fn validate(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String
             match properties.and_then(|p| p.get(key)) {
                 Some(sub) => validate(item, sub, &child, problems),
                 None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => {
-                        problems.push(format!("{path}: Additional property {key} is not allowed"))
-                    }
+                    Some(Value::Bool(false)) => problems.push(ParamProblem::new(
+                        path,
+                        format!("Additional property {key} is not allowed"),
+                    )),
                     Some(sub @ Value::Object(_)) => validate(item, sub, &child, problems),
                     // Absent means allowed on Juju 3 (shared/reference §2.5).
                     _ => {}
@@ -535,12 +622,22 @@ open:
     #[test]
     fn refusals_say_what_is_wrong() {
         let m = meta();
-        let refuse = |p: Value| m.action_params("backup", &p).unwrap().unwrap_err();
+        let refuse = |p: Value| {
+            m.action_params("backup", &p)
+                .unwrap()
+                .unwrap_err()
+                .to_string()
+        };
         assert!(refuse(json!({})).contains("(root): target is required"));
         assert!(refuse(json!({"target": "x", "extra": 1}))
             .contains("Additional property extra is not allowed"));
         assert!(refuse(json!({"target": 3}))
             .contains("target: Invalid type. Expected: string, given: integer"));
+        let wrong_type = m
+            .action_params("backup", &json!({"target": 3}))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(wrong_type.0[0].allowed_types, ["string"]);
         assert!(refuse(json!({"target": ""})).contains("greater than or equal to 1"));
         assert!(refuse(json!({"target": "x", "level": 10})).contains("less than or equal to 9"));
         assert!(refuse(json!({"target": "x", "level": 2.5})).contains("given: number"));
@@ -573,5 +670,13 @@ open:
         let unknown = [("prot".to_string(), json!(80))].into();
         assert!(m.config_values(&unknown).is_err());
         assert!(m.is_peer("cluster"));
+    }
+
+    #[test]
+    fn charm_sim_can_keep_it_as_json() {
+        let m = meta();
+        let stored = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<CharmMeta>(&stored).unwrap(), m);
+        assert_eq!(m.endpoints["cluster"].scope, "global");
     }
 }

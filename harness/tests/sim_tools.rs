@@ -13,9 +13,10 @@ use std::process::{Command, Stdio};
 
 use common::{Sim, CHARM_SIM};
 use harness::sim::context::{self, ContextInfo, OpenContext};
-use harness::sim::engine::{Hook, RelationKind};
+use harness::sim::engine::Hook;
 use harness::sim::store::Model;
 use serde_json::{json, Value};
+use wsgi_app::ops::{RelationHook, UnitHook};
 
 /// A model with two units of the fake charm, related on `db` to a remote
 /// `pg` with two units, and a directory of tool symlinks.
@@ -89,11 +90,11 @@ impl Fixture {
 
     /// A plain hook context (config-changed) on `unit`.
     fn hook(&self, unit: &str) -> OpenContext {
-        self.begin(unit, Hook::ConfigChanged.context_info())
+        self.begin(unit, Hook::Unit(UnitHook::ConfigChanged).context_info())
     }
 
     /// A relation hook context on `unit` for relation `db:0`.
-    fn relation_hook(&self, unit: &str, kind: RelationKind, remote: Option<&str>) -> OpenContext {
+    fn relation_hook(&self, unit: &str, kind: RelationHook, remote: Option<&str>) -> OpenContext {
         let hook = Hook::Relation {
             kind,
             relation_id: 0,
@@ -334,7 +335,7 @@ fn relation_ids_and_lists_sort_as_strings() {
 
     // relation-ids leaves out the relation whose -broken hook runs.
     let hook = Hook::Relation {
-        kind: RelationKind::Broken,
+        kind: RelationHook::Broken,
         relation_id: 3,
         endpoint: "db".into(),
         remote_app: "pg3".into(),
@@ -352,7 +353,7 @@ fn relation_ids_and_lists_sort_as_strings() {
 #[test]
 fn relation_get_targets_and_missing_keys() {
     let f = fixture();
-    let joined = f.relation_hook("fake/0", RelationKind::Changed, Some("pg/1"));
+    let joined = f.relation_hook("fake/0", RelationHook::Changed, Some("pg/1"));
     // Default target: the hook's remote unit.
     let bag = f
         .run(&joined, "relation-get", &["--format=json"], None)
@@ -411,7 +412,7 @@ fn relation_get_targets_and_missing_keys() {
     );
 
     // In relation-created there is no remote unit: the remote app is read.
-    let created = f.relation_hook("fake/0", RelationKind::Created, None);
+    let created = f.relation_hook("fake/0", RelationHook::Created, None);
     assert_eq!(
         f.run(&created, "relation-get", &["--format=json"], None)
             .json(),
@@ -422,7 +423,7 @@ fn relation_get_targets_and_missing_keys() {
     f.run(&plain, "relation-get", &["-", "pg/0"], None)
         .failed(2, "no relation id specified");
     // Own app bag: leader only.
-    let minion = f.relation_hook("fake/1", RelationKind::Changed, Some("pg/0"));
+    let minion = f.relation_hook("fake/1", RelationHook::Changed, Some("pg/0"));
     f.run(&minion, "relation-get", &["--app", "-", "fake"], None)
         .failed(1, "permission denied");
 }
@@ -826,7 +827,7 @@ fn addresses_network_and_leadership() {
 #[test]
 fn logs_and_version() {
     let f = fixture();
-    let ctx = f.relation_hook("fake/0", RelationKind::Changed, Some("pg/0"));
+    let ctx = f.relation_hook("fake/0", RelationHook::Changed, Some("pg/0"));
     assert_eq!(
         f.run(
             &ctx,
@@ -872,7 +873,7 @@ fn logs_and_version() {
 #[test]
 fn hook_environment_is_built_like_juju() {
     let f = fixture();
-    let ctx = f.relation_hook("fake/1", RelationKind::Created, None);
+    let ctx = f.relation_hook("fake/1", RelationHook::Created, None);
     let env: std::collections::BTreeMap<_, _> = ctx.env.iter().cloned().collect();
     assert_eq!(env["JUJU_DISPATCH_PATH"], "hooks/db-relation-created");
     assert_eq!(env["JUJU_HOOK_NAME"], "db-relation-created");

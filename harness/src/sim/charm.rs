@@ -1,273 +1,69 @@
-//! What charm-sim needs to know about a charm, and getting a charm onto disk.
+//! Getting a charm onto disk, and its config from the command line.
 //!
-//! - [`CharmMeta`]: endpoints from metadata.yaml, options from config.yaml and
-//!   action schemas from actions.yaml, parsed once at deploy and kept in the
-//!   model so hook tools never re-read YAML.
-//! - Config values typed and validated the way `juju deploy --config` and
-//!   `juju config` do it.
+//! - Config settings (`key=value`) typed the way `juju deploy --config` and
+//!   `juju config` type them, then checked by [`crate::schema`], which also
+//!   reads the charm's YAML for charm-sim (kept in the model as JSON, so
+//!   hook tools never re-read it).
 //! - Unpacking a `.charm` zip (unix modes and relative symlinks kept, as Juju's
 //!   unpacker does), copying a charm directory per unit, and assembling the
 //!   wsgi-app charm from this source tree when no charm is named (the
 //!   entries come from [`crate::charm_contents`], which `cargo xtask pack`
 //!   zips too).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Context, Result, SimError};
 use crate::charm_contents::{self, build_charm_binary, link_stays_inside, BinaryBuild};
+use crate::schema::{check_option_value, CharmMeta, OptionType};
 use crate::sim_err;
 
-/// A relation endpoint declared by the charm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    /// `provides`, `requires` or `peers`.
-    pub role: String,
-    pub interface: String,
-    /// `global` or `container`.
-    pub scope: String,
-}
-
-/// One option from config.yaml.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigOption {
-    /// `string`, `int`, `float`, `boolean` or `secret`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub default: Option<Value>,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// One action from actions.yaml: its parameter schema in the JSON-schema
-/// subset Juju checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionSpec {
-    #[serde(default)]
-    pub description: String,
-    /// `params`: parameter name → JSON schema.
-    #[serde(default)]
-    pub params: BTreeMap<String, Value>,
-    #[serde(default)]
-    pub required: Vec<String>,
-    /// Juju 3 allows unknown parameters unless the charm says otherwise.
-    #[serde(default = "yes")]
-    pub additional_properties: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The parts of a charm's YAML files that the model needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CharmMeta {
-    pub name: String,
-    pub endpoints: BTreeMap<String, Endpoint>,
-    #[serde(default)]
-    pub extra_bindings: Vec<String>,
-    pub options: BTreeMap<String, ConfigOption>,
-    pub actions: BTreeMap<String, ActionSpec>,
-}
-
-fn read_yaml(path: &Path) -> Result<Option<serde_yaml_ng::Value>> {
-    match fs::read_to_string(path) {
-        Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => serde_yaml_ng::from_str(&text)
-            .map(Some)
-            .map_err(|e| sim_err!("{} is not valid YAML: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(sim_err!("cannot read {}: {e}", path.display())),
+/// Parse a `key=value` config setting from the command line into the
+/// option's type. `Ok(None)` means "reset to the default" (`key=`).
+pub fn parse_setting(meta: &CharmMeta, setting: &str) -> Result<(String, Option<Value>)> {
+    let (key, raw) = setting
+        .split_once('=')
+        .ok_or_else(|| sim_err!("expected key=value, got {setting:?}"))?;
+    let key = key.trim();
+    let option = meta.options.get(key).ok_or_else(|| {
+        sim_err!(
+            "unknown option {key:?} for charm {:?} (config.yaml has: {})",
+            meta.name,
+            meta.options.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    // `key=` resets the option to its default (charm-sim's rule; Juju
+    // spells it `juju config --reset key`).
+    if raw.is_empty() {
+        return Ok((key.to_string(), None));
     }
-}
-
-fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-impl CharmMeta {
-    /// Read metadata.yaml (required, as Juju requires it), config.yaml and
-    /// actions.yaml from an unpacked charm directory.
-    pub fn load(charm_dir: &Path) -> Result<CharmMeta> {
-        let meta_path = charm_dir.join("metadata.yaml");
-        let meta = read_yaml(&meta_path)?.ok_or_else(|| {
-            sim_err!(
-                "{} has no metadata.yaml; Juju refuses such a charm",
-                charm_dir.display()
-            )
-        })?;
-        let meta = yaml_to_json(meta);
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| sim_err!("{} has no `name`", meta_path.display()))?
-            .to_string();
-        let mut endpoints = BTreeMap::new();
-        for role in ["provides", "requires", "peers"] {
-            let Some(map) = meta.get(role).and_then(Value::as_object) else {
-                continue;
-            };
-            for (endpoint, spec) in map {
-                let interface = spec
-                    .get("interface")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        sim_err!(
-                            "{}: endpoint {endpoint:?} has no interface",
-                            meta_path.display()
-                        )
-                    })?;
-                let scope = spec
-                    .get("scope")
-                    .and_then(Value::as_str)
-                    .unwrap_or("global");
-                endpoints.insert(
-                    endpoint.clone(),
-                    Endpoint {
-                        role: role.to_string(),
-                        interface: interface.to_string(),
-                        scope: scope.to_string(),
-                    },
-                );
-            }
-        }
-        let extra_bindings = meta
-            .get("extra-bindings")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-
-        let mut options = BTreeMap::new();
-        if let Some(config) = read_yaml(&charm_dir.join("config.yaml"))? {
-            let config = yaml_to_json(config);
-            if let Some(map) = config.get("options").and_then(Value::as_object) {
-                for (key, spec) in map {
-                    let kind = spec
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("string")
-                        .to_string();
-                    if !["string", "int", "float", "boolean", "secret"].contains(&kind.as_str()) {
-                        return Err(sim_err!(
-                            "config.yaml: option {key:?} has unknown type {kind:?}"
-                        ));
-                    }
-                    let default = spec.get("default").filter(|v| !v.is_null()).cloned();
-                    let description = spec
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    options.insert(
-                        key.clone(),
-                        ConfigOption {
-                            kind,
-                            default,
-                            description,
-                        },
-                    );
-                }
-            }
-        }
-
-        let mut actions = BTreeMap::new();
-        if let Some(Value::Object(map)) =
-            read_yaml(&charm_dir.join("actions.yaml"))?.map(yaml_to_json)
-        {
-            for (name, spec) in map {
-                let params = spec
-                    .get("params")
-                    .and_then(Value::as_object)
-                    .map(|m| m.clone().into_iter().collect())
-                    .unwrap_or_default();
-                let required = spec
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let additional_properties = spec
-                    .get("additionalProperties")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
-                let description = spec
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                actions.insert(
-                    name,
-                    ActionSpec {
-                        description,
-                        params,
-                        required,
-                        additional_properties,
-                    },
-                );
-            }
-        }
-        Ok(CharmMeta {
-            name,
-            endpoints,
-            extra_bindings,
-            options,
-            actions,
-        })
-    }
-
-    /// Parse a `key=value` config setting from the command line into the
-    /// option's type. `Ok(None)` means "reset to the default" (`key=`).
-    pub fn parse_setting(&self, setting: &str) -> Result<(String, Option<Value>)> {
-        let (key, raw) = setting
-            .split_once('=')
-            .ok_or_else(|| sim_err!("expected key=value, got {setting:?}"))?;
-        let key = key.trim();
-        let option = self.options.get(key).ok_or_else(|| {
-            sim_err!(
-                "unknown option {key:?} for charm {:?} (config.yaml has: {})",
-                self.name,
-                self.options.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        // `key=` resets the option to its default (charm-sim's rule; Juju
-        // spells it `juju config --reset key`).
-        if raw.is_empty() {
-            return Ok((key.to_string(), None));
-        }
-        let value = typed_config_value(key, &option.kind, raw)?;
-        Ok((key.to_string(), Some(value)))
-    }
+    let value = typed_config_value(key, option.kind, raw)?;
+    check_option_value(option.kind, &value).map_err(|m| sim_err!("option {key:?} {m}"))?;
+    Ok((key.to_string(), Some(value)))
 }
 
 /// Convert command-line text into a config value of the option's type,
 /// with the error wording Juju uses for a mismatch.
-pub fn typed_config_value(key: &str, kind: &str, raw: &str) -> Result<Value> {
-    let bad = || sim_err!("option {key:?} expected {kind}, got {raw:?}");
+pub fn typed_config_value(key: &str, kind: OptionType, raw: &str) -> Result<Value> {
+    let bad = || sim_err!("option {key:?} expected {}, got {raw:?}", kind.as_ref());
     match kind {
-        "string" | "secret" => Ok(Value::String(raw.to_string())),
-        "int" => raw
+        OptionType::String | OptionType::Secret => Ok(Value::String(raw.to_string())),
+        OptionType::Int => raw
             .trim()
             .parse::<i64>()
             .map(Value::from)
             .map_err(|_| bad()),
-        "float" => {
+        OptionType::Float => {
             let f: f64 = raw.trim().parse().map_err(|_| bad())?;
             serde_json::Number::from_f64(f)
                 .map(Value::Number)
                 .ok_or_else(bad)
         }
-        "boolean" => parse_go_bool(raw.trim()).map(Value::Bool).ok_or_else(bad),
-        _ => Err(bad()),
+        OptionType::Boolean => parse_go_bool(raw.trim()).map(Value::Bool).ok_or_else(bad),
     }
 }
 
@@ -426,18 +222,40 @@ mod tests {
     #[test]
     fn config_values_take_the_option_type() {
         assert_eq!(
-            typed_config_value("p", "int", "80").unwrap(),
+            typed_config_value("p", OptionType::Int, "80").unwrap(),
             Value::from(80)
         );
-        assert!(typed_config_value("p", "int", "8.5").is_err());
+        assert!(typed_config_value("p", OptionType::Int, "8.5").is_err());
         assert_eq!(
-            typed_config_value("b", "boolean", "True").unwrap(),
+            typed_config_value("b", OptionType::Boolean, "True").unwrap(),
             Value::Bool(true)
         );
-        assert!(typed_config_value("b", "boolean", "yes").is_err());
+        assert!(typed_config_value("b", OptionType::Boolean, "yes").is_err());
         assert_eq!(
-            typed_config_value("s", "string", " a ").unwrap(),
+            typed_config_value("s", OptionType::String, " a ").unwrap(),
             Value::from(" a ")
         );
+    }
+
+    #[test]
+    fn settings_are_checked_as_juju_checks_config() {
+        let meta = CharmMeta::from_yaml(
+            "name: demo\n",
+            Some("options:\n  token: {type: secret}\n  port: {type: int}\n"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_setting(&meta, "port=80").unwrap(),
+            ("port".to_string(), Some(Value::from(80)))
+        );
+        assert_eq!(
+            parse_setting(&meta, "port=").unwrap(),
+            ("port".to_string(), None)
+        );
+        assert!(parse_setting(&meta, "token=secret:abc").is_ok());
+        let err = parse_setting(&meta, "token=abc").unwrap_err().to_string();
+        assert!(err.contains("secret URI"), "{err}");
+        assert!(parse_setting(&meta, "nope=1").is_err());
     }
 }

@@ -8,13 +8,15 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+use wsgi_app::ops::UnitHook;
 
-use super::charm::{self, CharmMeta};
+use super::charm;
 use super::context::{self, ContextInfo, Program, Progress};
 use super::engine::{self, Hook, OnFailure};
 use super::flags;
 use super::store::{App, Bag, Model, Relation, Unit};
 use super::{actions, reaper, status, Context, Result};
+use crate::schema::{CharmMeta, Role};
 use crate::sim_err;
 
 /// Options every command shares.
@@ -239,7 +241,7 @@ pub fn deploy(
     valid_app_name(&app_name)?;
     let settings: Vec<(String, Option<Value>)> = config
         .iter()
-        .map(|s| meta.parse_setting(s))
+        .map(|s| charm::parse_setting(&meta, s))
         .collect::<Result<_>>()?;
 
     if !staging.exists() {
@@ -322,13 +324,13 @@ pub fn config(g: &Global, app_name: &str, settings: &[String]) -> Result<()> {
     let app = charm_app(&model, app_name)?;
     let parsed: Vec<(String, Option<Value>)> = settings
         .iter()
-        .map(|s| app.meta()?.parse_setting(s))
+        .map(|s| charm::parse_setting(app.meta()?, s))
         .collect::<Result<_>>()?;
     for (key, value) in &parsed {
         model.set_config(&app.name, key, value.as_ref())?;
     }
     for unit in engine::live_units(&model, &app.name)? {
-        engine::enqueue_hook(&model, &unit.name, Hook::ConfigChanged)?;
+        engine::enqueue_hook(&model, &unit.name, Hook::Unit(UnitHook::ConfigChanged))?;
     }
     let drained = settle(&model, g);
     print_units(&model, g)?;
@@ -474,7 +476,7 @@ fn relation_sides(model: &Model, first: &str, second: &str) -> Result<(App, Stri
                     theirs.name
                 ));
             }
-            if spec.role == "peers" {
+            if spec.role == Role::Peers {
                 return Err(sim_err!(
                     "{}:{ep} is a peer endpoint; it cannot be related to another application",
                     ours.name
@@ -486,7 +488,7 @@ fn relation_sides(model: &Model, first: &str, second: &str) -> Result<(App, Stri
             let candidates: Vec<&String> = meta
                 .endpoints
                 .iter()
-                .filter(|(_, e)| e.interface == interface && e.role != "peers")
+                .filter(|(_, e)| e.interface == interface && e.role != Role::Peers)
                 .map(|(n, _)| n)
                 .collect();
             match candidates.as_slice() {
@@ -629,14 +631,14 @@ pub fn run_action(g: &Global, unit_name: &str, action: &str, args: &[String]) ->
     let unit = charm_unit(&model, unit_name)?;
     let app = model.require_app(&unit.app)?;
     let meta = app.meta()?;
-    let spec = meta.actions.get(action).ok_or_else(|| {
-        sim_err!(
+    if !meta.actions.contains_key(action) {
+        return Err(sim_err!(
             "action {action:?} is not defined by charm {:?} (actions.yaml has: {})",
             meta.name,
             meta.actions.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    let params = actions::validate(action, spec, actions::parse_params(args)?)?;
+        ));
+    }
+    let params = actions::validate(meta, action, &actions::parse_params(args)?)?;
     // Let the unit settle first, so the action sees the model as the user
     // left it.
     settle(&model, g)?;
@@ -730,7 +732,7 @@ pub fn update_status(g: &Global) -> Result<()> {
     let (model, _lock) = open_locked(g)?;
     for app in model.apps()?.into_iter().filter(|a| !a.remote) {
         for unit in engine::live_units(&model, &app.name)? {
-            engine::enqueue_hook(&model, &unit.name, Hook::UpdateStatus)?;
+            engine::enqueue_hook(&model, &unit.name, Hook::Unit(UnitHook::UpdateStatus))?;
         }
     }
     let drained = settle(&model, g);

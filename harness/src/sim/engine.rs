@@ -16,6 +16,7 @@
 use std::fs;
 
 use serde::{Deserialize, Serialize};
+use wsgi_app::ops::{RelationHook, UnitHook};
 
 use super::context::{self, ContextInfo, Program, Progress, UnitPaths};
 use super::reaper;
@@ -23,44 +24,14 @@ use super::store::{Model, Relation, Unit};
 use super::Result;
 use crate::sim_err;
 
-/// The five relation hook kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RelationKind {
-    Created,
-    Joined,
-    Changed,
-    Departed,
-    Broken,
-}
-
-impl RelationKind {
-    fn suffix(self) -> &'static str {
-        match self {
-            RelationKind::Created => "created",
-            RelationKind::Joined => "joined",
-            RelationKind::Changed => "changed",
-            RelationKind::Departed => "departed",
-            RelationKind::Broken => "broken",
-        }
-    }
-}
-
 /// A hook event on one unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "hook", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Hook {
-    Install,
-    Start,
-    Stop,
-    Remove,
-    ConfigChanged,
-    UpgradeCharm,
-    UpdateStatus,
-    LeaderElected,
-    LeaderSettingsChanged,
+    Unit(#[serde(with = "juju_name")] UnitHook),
     Relation {
-        kind: RelationKind,
+        #[serde(with = "juju_name")]
+        kind: RelationHook,
         relation_id: i64,
         endpoint: String,
         remote_app: String,
@@ -70,26 +41,37 @@ pub enum Hook {
     },
 }
 
+/// ops' hook enums have only their strum names (`as_ref`, `FromStr`); the
+/// queue stores them by those.
+mod juju_name {
+    use std::str::FromStr;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hook: &impl AsRef<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(hook.as_ref())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|_| D::Error::custom(format!("unknown hook {name:?}")))
+    }
+}
+
 impl Hook {
     /// The hook's name, e.g. `install` or `pgsql-relation-changed`.
     pub fn name(&self) -> String {
         match self {
-            Hook::Install => "install".into(),
-            Hook::Start => "start".into(),
-            Hook::Stop => "stop".into(),
-            Hook::Remove => "remove".into(),
-            Hook::ConfigChanged => "config-changed".into(),
-            Hook::UpgradeCharm => "upgrade-charm".into(),
-            Hook::UpdateStatus => "update-status".into(),
-            Hook::LeaderElected => "leader-elected".into(),
-            Hook::LeaderSettingsChanged => "leader-settings-changed".into(),
+            Hook::Unit(hook) => hook.as_ref().to_string(),
             Hook::Relation { kind, endpoint, .. } => {
-                format!("{endpoint}-relation-{}", kind.suffix())
+                format!("{endpoint}-relation-{}", kind.as_ref())
             }
         }
     }
 
-    fn relation(kind: RelationKind, rel: &Relation, remote_unit: Option<&str>) -> Hook {
+    fn relation(kind: RelationHook, rel: &Relation, remote_unit: Option<&str>) -> Hook {
         Hook::Relation {
             kind,
             relation_id: rel.id,
@@ -122,7 +104,7 @@ impl Hook {
             info.remote_app = Some(remote_app.clone());
             info.remote_unit = Some(remote_unit.clone().unwrap_or_default());
             info.departing_unit = departing_unit.clone();
-            if *kind == RelationKind::Broken {
+            if *kind == RelationHook::Broken {
                 info.broken_relation = Some(*relation_id);
             }
         }
@@ -165,19 +147,19 @@ fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Changed, rel, None),
+            Hook::relation(RelationHook::Changed, rel, None),
         )?;
     }
     for remote in remote_units(model, rel)? {
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Joined, rel, Some(&remote)),
+            Hook::relation(RelationHook::Joined, rel, Some(&remote)),
         )?;
         enqueue_hook(
             model,
             unit,
-            Hook::relation(RelationKind::Changed, rel, Some(&remote)),
+            Hook::relation(RelationHook::Changed, rel, Some(&remote)),
         )?;
     }
     Ok(())
@@ -188,22 +170,22 @@ fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
 /// start, then joined/changed for the relations' remote units.
 pub fn enqueue_new_unit(model: &Model, unit: &Unit) -> Result<()> {
     let relations = model.unit_relations(&unit.name)?;
-    enqueue_hook(model, &unit.name, Hook::Install)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Install))?;
     for rel in &relations {
         enqueue_hook(
             model,
             &unit.name,
-            Hook::relation(RelationKind::Created, rel, None),
+            Hook::relation(RelationHook::Created, rel, None),
         )?;
     }
     let leadership = if unit.leader {
-        Hook::LeaderElected
+        Hook::Unit(UnitHook::LeaderElected)
     } else {
-        Hook::LeaderSettingsChanged
+        Hook::Unit(UnitHook::LeaderSettingsChanged)
     };
     enqueue_hook(model, &unit.name, leadership)?;
-    enqueue_hook(model, &unit.name, Hook::ConfigChanged)?;
-    enqueue_hook(model, &unit.name, Hook::Start)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::ConfigChanged))?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Start))?;
     for rel in &relations {
         enqueue_meeting(model, &unit.name, rel)?;
     }
@@ -224,7 +206,7 @@ pub fn enqueue_relate(model: &Model, rel: &Relation) -> Result<()> {
         enqueue_hook(
             model,
             &unit.name,
-            Hook::relation(RelationKind::Created, rel, None),
+            Hook::relation(RelationHook::Created, rel, None),
         )?;
         enqueue_meeting(model, &unit.name, rel)?;
     }
@@ -244,7 +226,7 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             model,
             unit,
             Hook::Relation {
-                kind: RelationKind::Departed,
+                kind: RelationHook::Departed,
                 relation_id: rel.id,
                 endpoint: rel.endpoint.clone(),
                 remote_app: rel.remote_app.clone(),
@@ -253,7 +235,7 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             },
         )?;
     }
-    enqueue_hook(model, unit, Hook::relation(RelationKind::Broken, rel, None))?;
+    enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
     model.enqueue(
         unit,
         &Step::LeaveScope {
@@ -282,8 +264,8 @@ pub fn enqueue_remove_unit(model: &Model, unit: &Unit) -> Result<()> {
     for rel in model.unit_relations(&unit.name)? {
         enqueue_leaving(model, &unit.name, &rel, true)?;
     }
-    enqueue_hook(model, &unit.name, Hook::Stop)?;
-    enqueue_hook(model, &unit.name, Hook::Remove)?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Stop))?;
+    enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Remove))?;
     model.enqueue(&unit.name, &Step::FinishRemoval)
 }
 
@@ -305,7 +287,7 @@ pub fn enqueue_remote_change(model: &Model, owner: &str) -> Result<()> {
                 enqueue_hook(
                     model,
                     &unit.name,
-                    Hook::relation(RelationKind::Changed, &rel, remote),
+                    Hook::relation(RelationHook::Changed, &rel, remote),
                 )?;
             }
         }
@@ -416,13 +398,13 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     let name = hook.name();
     match hook {
         Hook::Relation {
-            kind: RelationKind::Joined,
+            kind: RelationHook::Joined,
             relation_id,
             remote_unit: Some(remote),
             ..
         } => model.set_member(*relation_id, &unit.name, remote, true)?,
         Hook::Relation {
-            kind: RelationKind::Departed,
+            kind: RelationHook::Departed,
             relation_id,
             remote_unit: Some(remote),
             ..
@@ -431,19 +413,19 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     }
     let status_set = model.require_unit(&unit.name)?.status_set;
     match hook {
-        Hook::Install if !status_set => model.set_workload_status(
+        Hook::Unit(UnitHook::Install) if !status_set => model.set_workload_status(
             &unit.name,
             "maintenance",
             "installing charm software",
             false,
         )?,
-        Hook::Stop => model.set_workload_status(
+        Hook::Unit(UnitHook::Stop) => model.set_workload_status(
             &unit.name,
             "maintenance",
             "stopping charm software",
             false,
         )?,
-        Hook::Remove => model.set_workload_status(
+        Hook::Unit(UnitHook::Remove) => model.set_workload_status(
             &unit.name,
             "maintenance",
             "cleaning up prior to charm deletion",
@@ -451,7 +433,7 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
         )?,
         _ => {}
     }
-    if *hook != Hook::UpdateStatus {
+    if *hook != Hook::Unit(UnitHook::UpdateStatus) {
         model.set_agent_status(&unit.name, "executing", &format!("running {name} hook"))?;
     }
     match hook {
@@ -488,14 +470,18 @@ pub fn run_hook(model: &Model, unit: &Unit, hook: &Hook, progress: Progress) -> 
     }
     let status_set = model.require_unit(&unit.name)?.status_set;
     match hook {
-        Hook::Start if !status_set => {
+        Hook::Unit(UnitHook::Start) if !status_set => {
             model.set_workload_status(&unit.name, "unknown", "", false)?
         }
-        Hook::Stop => model.set_workload_status(&unit.name, "maintenance", "", false)?,
-        Hook::Remove => model.set_workload_status(&unit.name, "terminated", "", false)?,
+        Hook::Unit(UnitHook::Stop) => {
+            model.set_workload_status(&unit.name, "maintenance", "", false)?
+        }
+        Hook::Unit(UnitHook::Remove) => {
+            model.set_workload_status(&unit.name, "terminated", "", false)?
+        }
         _ => {}
     }
-    if *hook != Hook::UpdateStatus {
+    if *hook != Hook::Unit(UnitHook::UpdateStatus) {
         model.set_agent_status(&unit.name, "idle", "")?;
     }
     Ok(true)
@@ -520,8 +506,39 @@ fn finish_removal(model: &Model, unit: &Unit, progress: Progress) -> Result<()> 
         if let Some(next) = live_units(model, &unit.app)?.into_iter().next() {
             model.set_leader(&unit.app, &next.name)?;
             progress.say(format!("{}: is the new leader", next.name));
-            enqueue_hook(model, &next.name, Hook::LeaderElected)?;
+            enqueue_hook(model, &next.name, Hook::Unit(UnitHook::LeaderElected))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_hooks_keep_their_juju_names() {
+        let departed = Hook::Relation {
+            kind: RelationHook::Departed,
+            relation_id: 3,
+            endpoint: "db".into(),
+            remote_app: "pg".into(),
+            remote_unit: Some("pg/0".into()),
+            departing_unit: Some("pg/0".into()),
+        };
+        for (hook, name) in [
+            (
+                Hook::Unit(UnitHook::LeaderSettingsChanged),
+                "leader-settings-changed",
+            ),
+            (departed, "db-relation-departed"),
+        ] {
+            assert_eq!(hook.name(), name);
+            let step = Step::Run { hook };
+            let stored = serde_json::to_string(&step).unwrap();
+            assert_eq!(serde_json::from_str::<Step>(&stored).unwrap(), step);
+        }
+        let unknown = r#"{"step":"run","hook":{"unit":"bogus"}}"#;
+        assert!(serde_json::from_str::<Step>(unknown).is_err());
+    }
 }

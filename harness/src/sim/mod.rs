@@ -11,8 +11,10 @@
 //! - [`store`]: the SQLite model (applications, units, relations, bags,
 //!   statuses, ports, contexts, the per-unit event queue). Shared by the
 //!   front end and the tools, which run as separate processes.
-//! - [`charm`]: reading a charm's metadata/config/actions, validating config,
-//!   unpacking `.charm` files and assembling the charm from this source tree.
+//! - [`charm`]: typing config settings from the command line, unpacking
+//!   `.charm` files and assembling the charm from this source tree. The
+//!   charm's YAML is read and checked by [`crate::schema`], as for the
+//!   in-memory Juju.
 //! - [`flags`] and [`output`]: the gnuflag argument grammar and the
 //!   smart/yaml/json formatters every hook tool shares.
 //! - [`tools`]: the hook tools themselves.
@@ -20,7 +22,8 @@
 //!   commit on success) and running one hook, action or command on a unit.
 //! - [`engine`]: Juju's event order (deploy, relate, remove-unit, …) as a
 //!   per-unit queue of steps, drained one hook at a time.
-//! - [`actions`]: action parameter validation against actions.yaml.
+//! - [`actions`]: action parameters from the command line, validated
+//!   against actions.yaml.
 //! - [`status`]: `status` and `show-unit` output.
 //! - [`reaper`]: finding and ending every process a model started, for
 //!   `destroy` and `remove-unit`.
@@ -56,6 +59,12 @@ impl std::error::Error for SimError {}
 impl From<rusqlite::Error> for SimError {
     fn from(e: rusqlite::Error) -> Self {
         SimError(format!("model database: {e}"))
+    }
+}
+
+impl From<crate::HarnessError> for SimError {
+    fn from(e: crate::HarnessError) -> Self {
+        SimError(e.to_string())
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::store::{App, Model, StatusPair, Unit};
 use super::{Result, JUJU_VERSION};
+use crate::schema::Role;
 
 fn pair(status: &StatusPair) -> Value {
     json!({"current": status.current, "message": status.message})
@@ -284,9 +285,8 @@ pub fn status_table(model: &Model) -> Result<String> {
             let role = model
                 .app(&rel.app)?
                 .and_then(|a| a.charm)
-                .and_then(|c| c.endpoints.get(&rel.endpoint).map(|e| e.role.clone()))
-                .unwrap_or_default();
-            let (provider, requirer) = if role == "provides" {
+                .and_then(|c| c.endpoints.get(&rel.endpoint).map(|e| e.role));
+            let (provider, requirer) = if role == Some(Role::Provides) {
                 (ours, theirs)
             } else {
                 (theirs, ours)

@@ -15,11 +15,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use wsgi_app::ops::backend::Port;
 
-use super::charm::CharmMeta;
 use super::{Context, Result};
+use crate::schema::CharmMeta;
 use crate::sim_err;
 
 /// A relation bag: relation data is strings only.
@@ -476,15 +476,9 @@ impl Model {
     }
 
     /// What `config-get` shows: every option that is set or has a default.
-    pub fn effective_config(&self, app: &App) -> Result<BTreeMap<String, Value>> {
+    pub fn effective_config(&self, app: &App) -> Result<Map<String, Value>> {
         let set = self.config_set_values(&app.name)?;
-        let mut out = BTreeMap::new();
-        for (key, option) in &app.meta()?.options {
-            if let Some(v) = set.get(key).or(option.default.as_ref()) {
-                out.insert(key.clone(), v.clone());
-            }
-        }
-        Ok(out)
+        Ok(app.meta()?.config_values(&set)?)
     }
 
     // ----- units -----------------------------------------------------------

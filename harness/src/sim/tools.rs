@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
 use wsgi_app::ops::backend::{check_action_result_key, ModelError, Port};
+use wsgi_app::ops::UnitHook;
 
 use super::context::{ContextInfo, UnitPaths};
 use super::engine::{enqueue_hook, live_units, Hook};
@@ -427,17 +428,16 @@ fn parse_port(spec: &str) -> ToolResult<Port> {
 // ----- config, leadership ------------------------------------------------------
 
 fn config_get(ctx: &ToolCtx, parsed: &Parsed, format: Format) -> ToolResult<Reply> {
-    let config = ctx.model.effective_config(&ctx.app)?;
+    let mut config = ctx.model.effective_config(&ctx.app)?;
     let value = match parsed.args.first() {
         Some(key) => config.get(key).cloned().unwrap_or(Value::Null),
         None => {
-            let mut map: Map<String, Value> = config.into_iter().collect();
             if parsed.switch("all") {
                 for key in ctx.app.meta()?.options.keys() {
-                    map.entry(key.clone()).or_insert(Value::Null);
+                    config.entry(key.clone()).or_insert(Value::Null);
                 }
             }
-            Value::Object(map)
+            Value::Object(config)
         }
     };
     Ok(Reply::out(render(format, &value)))
@@ -470,7 +470,11 @@ fn leader_set(ctx: &ToolCtx, parsed: &Parsed) -> ToolResult<Reply> {
     // Immediate, and the other units hear about it (Juju 3.x).
     for unit in live_units(&ctx.model, &ctx.app.name)? {
         if unit.name != ctx.unit.name {
-            enqueue_hook(&ctx.model, &unit.name, Hook::LeaderSettingsChanged)?;
+            enqueue_hook(
+                &ctx.model,
+                &unit.name,
+                Hook::Unit(UnitHook::LeaderSettingsChanged),
+            )?;
         }
     }
     Ok(Reply::none())
