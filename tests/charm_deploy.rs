@@ -584,6 +584,28 @@ fn a_failed_apt_install_is_blocked_and_retried_next_time() {
 }
 
 #[test]
+fn installer_output_quoting_a_proxy_password_reaches_the_status_without_it() {
+    let mut ctx = context();
+    ctx.on_command(
+        "apt-get update",
+        failure(
+            100,
+            "E: Failed to fetch http://archive.ubuntu.com/ubuntu/dists/jammy/InRelease  Could not connect to http://bob:S3cret-proxy@proxy.internal:3128/ (10.0.0.9)",
+        ),
+    );
+    let state = serving_r1(&ctx).with_config("apt_dependencies", "libpq5");
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert_status(&out.state, StatusName::Blocked, "apt_dependencies");
+    assert_status(
+        &out.state,
+        StatusName::Blocked,
+        "http://proxy.internal:3128/",
+    );
+    let everything = format!("{:?} {:?}", out.unit_status_history, out.logs);
+    assert!(!everything.contains("S3cret-proxy"), "{everything}");
+}
+
+#[test]
 fn workers_zero_means_two_per_core_plus_one() {
     let ctx = context();
     let state = serving_r1(&ctx);

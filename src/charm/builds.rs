@@ -380,7 +380,11 @@ pub fn install(
     // 6. manifest last: its presence is what "complete" means.
     let record = BuildRecord {
         label: label.to_string(),
-        archive: redact_url(&source),
+        archive: if config.code_assets_uri.is_some() {
+            fetch::redact_url_text(&source)
+        } else {
+            source.clone()
+        },
         sha256: fetched.sha256.clone(),
         size: fetched.bytes,
         installed_at: now(),
@@ -468,17 +472,6 @@ fn retarget_scripts(venv: &Path, from: &Path, to: &Path) -> std::io::Result<()> 
         }
     }
     Ok(())
-}
-
-/// A URL without its user:password part, for records and messages.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            return format!("{scheme}://{host}/{path}");
-        }
-    }
-    url.to_string()
 }
 
 pub fn now() -> i64 {

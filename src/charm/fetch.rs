@@ -547,7 +547,7 @@ impl ProxyRoute {
         let intercept = self.matcher.intercept(&url.as_str().parse().ok()?)?;
         // The matcher keeps credentials apart from the URI; redact anyway
         // so this never depends on that.
-        Some(redact_proxy_value(&intercept.uri().to_string()))
+        Some(redact_url_text(&intercept.uri().to_string()))
     }
 }
 
@@ -572,8 +572,9 @@ fn parse_proxy_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// A proxy setting as a message may show it, parsed or not.
-pub(crate) fn redact_proxy_value(raw: &str) -> String {
+/// A URL or proxy setting as a message may show it, parsed or not (see
+/// [`redact_url`]).
+pub(crate) fn redact_url_text(raw: &str) -> String {
     match Url::parse(raw) {
         Ok(url) if url.has_host() => redact_url(&url),
         _ => redact_unparsed(raw),

@@ -83,7 +83,7 @@ impl CommandOutput {
         self.code == 0 && !self.timed_out
     }
     /// The last lines of output on one line (` | ` between them), for an
-    /// operator-facing message.
+    /// operator-facing message; credentials in URLs are left out.
     pub fn tail(&self, lines: usize) -> String {
         let text = String::from_utf8_lossy(if self.stderr.is_empty() {
             &self.stdout
@@ -96,7 +96,7 @@ impl CommandOutput {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        all[all.len().saturating_sub(lines)..].join(" | ")
+        super::text::without_url_credentials(&all[all.len().saturating_sub(lines)..].join(" | "))
     }
 }
 
@@ -131,7 +131,7 @@ pub struct ProxySetting {
 impl ProxySetting {
     /// The value as a message may show it: no userinfo, query or fragment.
     pub fn redacted(&self) -> String {
-        crate::charm::fetch::redact_proxy_value(&self.value)
+        crate::charm::fetch::redact_url_text(&self.value)
     }
 }
 

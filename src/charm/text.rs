@@ -57,3 +57,51 @@ mod time_tests {
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }
+
+/// `text` with the `user:password@` of every URL in it left out: output of
+/// programs the charm runs (apt, uv, pip) may quote a proxy or index URL
+/// with its credentials, and such output ends up in statuses and logs.
+pub fn without_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => out.push_str(&authority[userinfo_end + 1..]),
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::without_url_credentials;
+
+    #[test]
+    fn userinfo_goes_and_everything_else_stays() {
+        assert_eq!(
+            without_url_credentials(
+                "Could not connect to http://bob:s3cret@proxy:3128/ (Err) | see https://pypi.org/simple/"
+            ),
+            "Could not connect to http://proxy:3128/ (Err) | see https://pypi.org/simple/"
+        );
+        assert_eq!(
+            without_url_credentials("a://u@h b://x:p@ss@h2/p?q=u@v"),
+            "a://h b://h2/p?q=u@v"
+        );
+        assert_eq!(
+            without_url_credentials("no urls, user@host"),
+            "no urls, user@host"
+        );
+        assert_eq!(without_url_credentials("ends with ://"), "ends with ://");
+        assert_eq!(without_url_credentials("http://ü:ö@höst"), "http://höst");
+    }
+}
