@@ -86,15 +86,31 @@ impl Poller {
         }
     }
 
-    /// Stop; the number of good answers, and every bad one.
-    fn finish(mut self) -> (usize, Vec<String>) {
+    /// Stop; every answer during `what` must have been good, and more than
+    /// `at_least` of them. The number of good answers.
+    fn finish_without_failures(mut self, what: &str, at_least: usize) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failures.lock().unwrap().clone(),
-        )
+        let ok = self.ok.load(Ordering::Relaxed);
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "requests failed during {what}: {failures:?}"
+        );
+        assert!(ok > at_least, "the poller barely ran ({ok} answers)");
+        ok
     }
+}
+
+/// The test charm with builds k1..k<count> in files/; its path.
+fn charm_with_builds(sim: &Sim, count: usize) -> String {
+    let charm = sim.charm_dir();
+    for n in 1..=count {
+        let dir = Path::new(&charm).join(format!("files/k{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("example-wsgi-app.tar.bzip2"), build_archive(n)).unwrap();
+    }
+    charm
 }
 
 fn unit_dir(sim: &Sim) -> PathBuf {
@@ -249,16 +265,10 @@ fn assert_converged(sim: &Sim, n: usize, context: &str) {
 #[test]
 fn a_hook_killed_at_any_point_converges_on_retry_and_the_app_serves_throughout() {
     let sim = Sim::new("127.0.51");
-    let charm = PathBuf::from(sim.charm_dir());
-    let labels = CRASH_POINTS.len() + 2;
-    for n in 1..=labels {
-        let dir = charm.join(format!("files/k{n}"));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("example-wsgi-app.tar.bzip2"), build_archive(n)).unwrap();
-    }
+    let charm = charm_with_builds(&sim, CRASH_POINTS.len() + 2);
     sim.ok(&[
         "deploy",
-        charm.to_str().unwrap(),
+        &charm,
         "--config",
         "build_label=k1",
         "--config",
@@ -328,12 +338,7 @@ fn a_hook_killed_at_any_point_converges_on_retry_and_the_app_serves_throughout()
     );
     assert_converged(&sim, n, "after reruns");
 
-    let (ok, failures) = poller.finish();
-    assert!(
-        failures.is_empty(),
-        "requests failed during kills and retries: {failures:?}"
-    );
-    assert!(ok > 50, "the poller barely ran ({ok} answers)");
+    let ok = poller.finish_without_failures("kills and retries", 50);
     record(
         "crash safety: SIGKILL at each kill point (real binary)",
         CRASH_POINTS.len(),
@@ -382,15 +387,10 @@ fn an_action_killed_mid_switch_fails_and_the_next_hook_puts_the_unit_back_in_ord
     // next hook (here update-status) makes whole, and the operator's rerun
     // of the action must then work.
     let sim = Sim::new("127.0.53");
-    let charm = PathBuf::from(sim.charm_dir());
-    for n in 1..=2 {
-        let dir = charm.join(format!("files/k{n}"));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("example-wsgi-app.tar.bzip2"), build_archive(n)).unwrap();
-    }
+    let charm = charm_with_builds(&sim, 2);
     sim.ok(&[
         "deploy",
-        charm.to_str().unwrap(),
+        &charm,
         "--config",
         "build_label=k1",
         "--config",
@@ -430,12 +430,7 @@ fn an_action_killed_mid_switch_fails_and_the_next_hook_puts_the_unit_back_in_ord
         );
     }
 
-    let (ok, failures) = poller.finish();
-    assert!(
-        failures.is_empty(),
-        "requests failed during killed actions: {failures:?}"
-    );
-    assert!(ok > 20, "the poller barely ran ({ok} answers)");
+    let ok = poller.finish_without_failures("killed actions", 20);
     record(
         "crash safety: SIGKILL in an action's switch (real binary)",
         SWITCH_POINTS.len(),
