@@ -148,24 +148,27 @@ fn mongodb_two_units_with_a_replica_set() {
 #[test]
 fn a_broken_relation_removes_only_its_own_url() {
     let ctx = context();
-    let state = serving_r1(&ctx)
-        .with_relation(pgsql("wsgi-app/0"))
-        .with_relation(
-            Relation::new(5, "mongodb", "mongodb")
-                .with_remote_unit_data(0, bag([("hostname", "10.0.0.21"), ("port", "27017")])),
-        )
-        .with_relation(
-            Relation::new(7, "manager-service", "manager").with_remote_unit_data(
-                0,
-                bag([("hostname", "manager.example.com"), ("port", "8000")]),
-            ),
-        );
+    // Related one after the other, each told to the unit as Juju does.
     let both = ctx
-        .chain(state)
+        .chain(serving_r1(&ctx).with_relation(pgsql("wsgi-app/0")))
         .relate(3)
         .unwrap()
+        .update_state(|s| {
+            s.with_relation(
+                Relation::new(5, "mongodb", "mongodb")
+                    .with_remote_unit_data(0, bag([("hostname", "10.0.0.21"), ("port", "27017")])),
+            )
+        })
         .relate(5)
         .unwrap()
+        .update_state(|s| {
+            s.with_relation(
+                Relation::new(7, "manager-service", "manager").with_remote_unit_data(
+                    0,
+                    bag([("hostname", "manager.example.com"), ("port", "8000")]),
+                ),
+            )
+        })
         .relate(7)
         .unwrap()
         .into_state();

@@ -449,3 +449,50 @@ fn the_interface_comes_from_metadata() {
         .unwrap();
     assert_eq!(out.state.relation(1).unwrap().interface, "pgsql");
 }
+
+/// The framework trusts Juju to tell the unit of every relation
+/// (`-created`) and of its end (`-broken`); the harness refuses a State
+/// that skips either, and accepts the orders Juju really uses.
+#[test]
+fn relations_the_unit_was_never_told_of_are_refused() {
+    let ctx = probe(|ctx, _, _| {
+        ctx.model.relations(Endpoint::Website)?;
+        Ok(())
+    });
+    let one = ctx
+        .run(
+            on::install(),
+            State::new().with_relation(Relation::new(1, "website", "haproxy")),
+        )
+        .unwrap()
+        .state;
+    let untold = one
+        .clone()
+        .with_relation(Relation::new(2, "website", "apache"))
+        .with_relation(Relation::new(3, "website", "nginx"));
+    match ctx.run(on::config_changed(), untold.clone()) {
+        Err(HarnessError::Inconsistent(why)) => {
+            assert!(why.contains("on::relation_created(2)"), "{why}")
+        }
+        other => panic!("expected an inconsistent setup, got {other:?}"),
+    }
+    // Juju runs every pending -created first: 2's while 3 is still untold.
+    let told = ctx
+        .chain(untold)
+        .run(on::relation_created(2))
+        .unwrap()
+        .run(on::relation_created(3))
+        .unwrap()
+        .run(on::config_changed())
+        .unwrap();
+    assert!(told.last().succeeded());
+
+    let mut vanished = told.into_state();
+    vanished.relations.retain(|r| r.id != 1);
+    match ctx.run(on::update_status(), vanished) {
+        Err(HarnessError::Inconsistent(why)) => {
+            assert!(why.contains("on::relation_broken(1)"), "{why}")
+        }
+        other => panic!("expected an inconsistent setup, got {other:?}"),
+    }
+}

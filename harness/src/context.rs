@@ -17,8 +17,8 @@ use wsgi_app::charm::machine::{
 };
 use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::ops::{
-    Charm, Dispatch, EventVars, LogLevel, Outcome, RelationHook, SecretHook, Status, Store,
-    UnitHook,
+    Charm, Dispatch, EventVars, LogLevel, Outcome, RelationHook, Remembered, SecretHook, Status,
+    Store, StoreError, UnitHook,
 };
 
 use crate::backend::{HookScope, MemoryBackend};
@@ -606,6 +606,15 @@ impl<C: Charm> Context<C> {
             crash_at: None,
         };
 
+        let mut charm = (self.factory)(machine);
+        if let Some(image) = &state.stored_state {
+            let told = read_store(&store_dir, image.bytes(), &charm, |store| {
+                store.remembered()
+            })
+            .unwrap_or_default();
+            check_relations_told(&told, &event, &state)?;
+        }
+
         let hook = match &event {
             EventSpec::Unit(h) => Some(*h),
             _ => None,
@@ -624,7 +633,6 @@ impl<C: Charm> Context<C> {
             _ => {}
         }
 
-        let mut charm = (self.factory)(machine);
         let dispatch = Dispatch::from_env(env, None).map_err(|e| {
             HarnessError::Inconsistent(format!("the harness built a bad environment: {e}"))
         })?;
@@ -645,7 +653,14 @@ impl<C: Charm> Context<C> {
         }
 
         let stored = std::fs::read(&store_path).unwrap_or_default();
-        let deferred = read_deferred(&store_dir, &stored, &charm);
+        let deferred = read_store(&store_dir, &stored, &charm, |store| {
+            Ok(store
+                .notices()?
+                .into_iter()
+                .map(|notice| notice.event)
+                .collect())
+        })
+        .unwrap_or_default();
         drop(charm);
 
         let (mut state, record) = backend.finish(succeeded);
@@ -707,24 +722,71 @@ fn refused(state: State, why: String) -> Output {
     }
 }
 
-/// The deferred notices in the store, read through the framework's own
-/// `Store` on a throw-away copy (opening migrates; the copy absorbs that).
-fn read_deferred<C: Charm>(dir: &tempfile::TempDir, stored: &[u8], charm: &C) -> Vec<EventVars> {
+/// Read the store through the framework's own `Store`, on a throw-away
+/// copy (opening migrates; the copy absorbs that). `None` when there is no
+/// store yet, or the charm refuses it (newer than the charm).
+fn read_store<C: Charm, T>(
+    dir: &tempfile::TempDir,
+    stored: &[u8],
+    charm: &C,
+    read: impl FnOnce(&Store) -> Result<T, StoreError>,
+) -> Option<T> {
     if stored.is_empty() {
-        return Vec::new();
+        return None;
     }
-    let copy = dir.path().join("read-deferred.db");
-    if std::fs::write(&copy, stored).is_err() {
-        return Vec::new();
+    let copy = dir.path().join("read-only-copy.db");
+    std::fs::write(&copy, stored).ok()?;
+    let (store, _) = Store::open(&copy, charm.migrations()).ok()?;
+    read(&store).ok()
+}
+
+/// Juju tells a unit of each relation before anything else happens on it
+/// (`-created`) and of its end (`-broken`), and the framework trusts that
+/// (`ops::Remembered`). A State whose relations differ from what the unit
+/// was told is a history Juju cannot produce: refuse it, rather than let
+/// the charm act on relations it could never have seen.
+fn check_relations_told(
+    told: &Remembered,
+    event: &EventSpec,
+    state: &State,
+) -> Result<(), HarnessError> {
+    if matches!(
+        event,
+        EventSpec::Unit(UnitHook::Install | UnitHook::Start | UnitHook::UpgradeCharm)
+    ) {
+        return Ok(());
     }
-    match Store::open(&copy, charm.migrations()) {
-        Ok((store, _)) => store
-            .notices()
-            .map(|notices| notices.into_iter().map(|n| n.event).collect())
-            .unwrap_or_default(),
-        // A store newer than the charm: the charm refused it too.
-        Err(_) => Vec::new(),
+    let named = match event {
+        EventSpec::Relation { hook, id, .. } if *hook != RelationHook::Broken => Some(*id),
+        _ => None,
+    };
+    // Juju runs every pending -created before any other hook, so other
+    // relations may still be untold while one of those runs.
+    let telling = matches!(
+        event,
+        EventSpec::Relation {
+            hook: RelationHook::Created,
+            ..
+        }
+    );
+    for (endpoint, ids) in &told.relations {
+        for rel in state.relations.iter().filter(|r| &r.endpoint == endpoint) {
+            if !ids.contains(&rel.id) && named != Some(rel.id) && !telling {
+                return Err(HarnessError::Inconsistent(format!(
+                    "relation {endpoint}:{id} is in the State but the unit was never told of it: run on::relation_created({id}) first, as Juju does",
+                    id = rel.id
+                )));
+            }
+        }
+        for id in ids {
+            if !state.relations.iter().any(|r| r.id == *id) {
+                return Err(HarnessError::Inconsistent(format!(
+                    "relation {endpoint}:{id} is gone from the State but the unit never ran its -broken hook: run on::relation_broken({id}) on the State that still has it"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 /// Membership changes Juju makes once a departed or broken hook is done:

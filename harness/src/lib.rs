@@ -40,7 +40,10 @@
 //! - [`Context`] (`context`): loads metadata.yaml, config.yaml and
 //!   actions.yaml, validates the State and action params as Juju does, and
 //!   runs the real `wsgi_app::ops::run`. [`Output`] says what happened;
-//!   [`Chain`] runs events in a row.
+//!   [`Chain`] runs events in a row. A State with a relation the unit was
+//!   never told of (no `-created` run) or one that vanished without its
+//!   `-broken` is refused: Juju never does that, and the framework relies
+//!   on it (`ops::Remembered`).
 //! - [`MemoryBackend`] (`backend`): the `ops::Backend` with Juju's rules
 //!   (buffered relation data and ports, leader-only app bags, ...).
 //! - [`CommandRecorder`] and [`FakeServices`] (`recorder`): the machine's
