@@ -238,7 +238,7 @@ impl CharmMeta {
         let mut values = Map::new();
         for (option, spec) in &self.options {
             if let Some(d) = &spec.default {
-                values.insert(option.clone(), juju_number(d));
+                values.insert(option.clone(), juju_numbers(d));
             }
         }
         for (option, value) in overrides {
@@ -256,7 +256,7 @@ impl CharmMeta {
                 option: option.clone(),
                 message,
             })?;
-            values.insert(option.clone(), juju_number(value));
+            values.insert(option.clone(), juju_numbers(value));
         }
         Ok(values)
     }
@@ -300,12 +300,22 @@ impl CharmMeta {
     }
 }
 
-/// Juju hands config through its JSON API as float64, so a whole-number
-/// float prints as `2`, not `2.0` (shared/reference §3.1).
-fn juju_number(value: &Value) -> Value {
-    match value.as_f64() {
-        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
-        _ => value.clone(),
+/// Values reach the charm through Juju's JSON API as float64 and are
+/// printed as Go prints them, so a whole-number float is `2`, not `2.0`
+/// (shared/reference/juju-hook-tools.md §3.1, §3.6).
+pub fn juju_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(juju_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), juju_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
