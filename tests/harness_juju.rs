@@ -14,6 +14,8 @@ use wsgi_app::ops::{
 
 const METADATA: &str = "
 name: demo
+summary: A charm for testing the in-memory Juju
+description: Endpoints of each kind, and an extra binding.
 peers:
   cluster: {interface: demo-peers}
 requires:

@@ -86,6 +86,8 @@ pub use state::{bag, MachineDir, Relation, ServiceRecord, State, StoreImage};
 pub enum HarnessError {
     #[error("{file}: {message}")]
     Metadata { file: String, message: String },
+    #[error(transparent)]
+    CharmRefused(#[from] schema::CharmRefused),
     #[error("State.config[{option:?}] {message}")]
     Config { option: String, message: String },
     #[error("the charm declares no action {0:?} in actions.yaml")]

@@ -2,9 +2,11 @@
 //! (name, endpoints, bindings), `config.yaml` (typed options with defaults)
 //! and `actions.yaml` (a JSON schema per action).
 //!
-//! Juju checks config values and action params against these before the
-//! charm ever runs; the in-memory Juju and charm-sim both do it here, so
-//! neither can feed the charm something a real model never would.
+//! Juju refuses a charm whose YAML breaks its rules, and checks config
+//! values and action params against the YAML before the charm ever runs.
+//! The in-memory Juju, charm-sim and `cargo xtask pack` all do it here, so
+//! none of them can feed the charm, or ship, something a real model never
+//! would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,7 +17,8 @@ use serde_json::{Map, Value};
 use crate::HarnessError;
 
 /// Which side of a relation an endpoint is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::AsRefStr, Serialize, Deserialize)]
+#[strum(serialize_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Provides,
@@ -62,7 +65,7 @@ pub struct ConfigOption {
 
 /// metadata.yaml, config.yaml and actions.yaml, parsed. charm-sim keeps
 /// it in its model as JSON, so hook tools never read the YAML again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CharmMeta {
     /// The application name Juju gives the charm by default.
     pub name: String,
@@ -76,6 +79,37 @@ pub struct CharmMeta {
     pub actions: BTreeMap<String, Value>,
 }
 
+/// One thing in the charm's YAML that Juju would refuse, worded for the
+/// person who edits the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaProblem {
+    pub file: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for MetaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+/// Why Juju would refuse the charm: every problem found, not just the
+/// first, so one edit of the YAML can fix them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharmRefused(pub Vec<MetaProblem>);
+
+impl std::fmt::Display for CharmRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Juju would refuse this charm:")?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CharmRefused {}
+
 fn meta_error(file: &str, message: impl Into<String>) -> HarnessError {
     HarnessError::Metadata {
         file: file.to_string(),
@@ -83,14 +117,17 @@ fn meta_error(file: &str, message: impl Into<String>) -> HarnessError {
     }
 }
 
-fn parse_yaml(file: &str, text: &str) -> Result<Value, HarnessError> {
-    let value: Value =
-        serde_yaml_ng::from_str(text).map_err(|e| meta_error(file, e.to_string()))?;
-    Ok(if value.is_null() {
-        Value::Object(Map::new())
-    } else {
-        value
-    })
+/// The YAML document, or `None` (and the problem) when it does not parse.
+/// An empty file is an empty mapping.
+fn parse_yaml(text: &str, problems: &mut Vec<String>) -> Option<Value> {
+    match serde_yaml_ng::from_str::<Value>(text) {
+        Ok(Value::Null) => Some(Value::Object(Map::new())),
+        Ok(value) => Some(value),
+        Err(e) => {
+            problems.push(format!("is not valid YAML: {e}"));
+            None
+        }
+    }
 }
 
 impl CharmMeta {
@@ -117,114 +154,43 @@ impl CharmMeta {
         )
     }
 
-    /// Parse the files' contents, e.g. for a test charm declared inline.
+    /// Parse the files' contents, e.g. for a test charm declared inline,
+    /// and check them as Juju checks a charm; a refusal lists every problem
+    /// ([`CharmRefused`]).
     pub fn from_yaml(
         metadata: &str,
         config: Option<&str>,
         actions: Option<&str>,
     ) -> Result<CharmMeta, HarnessError> {
-        let metadata = parse_yaml("metadata.yaml", metadata)?;
-        let name = metadata
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| meta_error("metadata.yaml", "`name` is required"))?
-            .to_string();
-        let mut endpoints = BTreeMap::new();
-        for (section, role) in [
-            ("provides", Role::Provides),
-            ("requires", Role::Requires),
-            ("peers", Role::Peers),
-        ] {
-            let Some(map) = metadata.get(section).and_then(Value::as_object) else {
-                continue;
-            };
-            for (endpoint, spec) in map {
-                let interface = spec
-                    .get("interface")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        meta_error(
-                            "metadata.yaml",
-                            format!("{section}.{endpoint} has no interface"),
-                        )
-                    })?;
-                let limit = spec.get("limit").and_then(Value::as_u64).map(|l| l as u32);
-                let scope = spec
-                    .get("scope")
-                    .and_then(Value::as_str)
-                    .unwrap_or("global");
-                endpoints.insert(
-                    endpoint.clone(),
-                    EndpointMeta {
-                        role,
-                        interface: interface.to_string(),
-                        limit,
-                        scope: scope.to_string(),
-                    },
-                );
-            }
-        }
-        let extra_bindings = metadata
-            .get("extra-bindings")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-
-        let mut options = BTreeMap::new();
-        if let Some(config) = config {
-            let config = parse_yaml("config.yaml", config)?;
-            if let Some(map) = config.get("options").and_then(Value::as_object) {
-                for (option, spec) in map {
-                    let kind = spec.get("type").and_then(Value::as_str).ok_or_else(|| {
-                        meta_error("config.yaml", format!("{option} has no type"))
-                    })?;
-                    let kind: OptionType = kind.parse().map_err(|_| {
-                        meta_error(
-                            "config.yaml",
-                            format!("{option}: unknown type {kind:?}, expected string, int, float, boolean or secret"),
-                        )
-                    })?;
-                    let default = spec.get("default").filter(|d| !d.is_null()).cloned();
-                    if let Some(d) = &default {
-                        check_option_value(kind, d).map_err(|m| {
-                            meta_error("config.yaml", format!("{option}: default {m}"))
-                        })?;
-                    }
-                    let description = spec
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    options.insert(
-                        option.clone(),
-                        ConfigOption {
-                            kind,
-                            default,
-                            description,
-                        },
-                    );
-                }
-            }
-        }
-
-        let mut actions_map = BTreeMap::new();
-        if let Some(actions) = actions {
-            let actions = parse_yaml("actions.yaml", actions)?;
-            let Value::Object(map) = actions else {
-                return Err(meta_error("actions.yaml", "must be a map of action names"));
-            };
-            for (action, spec) in map {
-                actions_map.insert(action.clone(), action_schema(&action, &spec)?);
-            }
-        }
-        Ok(CharmMeta {
-            name,
-            endpoints,
-            extra_bindings,
-            options,
-            actions: actions_map,
+        let mut metadata_problems = Vec::new();
+        let mut config_problems = Vec::new();
+        let mut actions_problems = Vec::new();
+        let meta = CharmMeta {
+            options: config
+                .map(|text| read_options(text, &mut config_problems))
+                .unwrap_or_default(),
+            actions: actions
+                .map(|text| read_actions(text, &mut actions_problems))
+                .unwrap_or_default(),
+            ..read_metadata(metadata, &mut metadata_problems)
+        };
+        let problems: Vec<MetaProblem> = [
+            ("metadata.yaml", metadata_problems),
+            ("config.yaml", config_problems),
+            ("actions.yaml", actions_problems),
+        ]
+        .into_iter()
+        .flat_map(|(file, messages)| {
+            messages
+                .into_iter()
+                .map(move |message| MetaProblem { file, message })
         })
+        .collect();
+        if problems.is_empty() {
+            Ok(meta)
+        } else {
+            Err(CharmRefused(problems).into())
+        }
     }
 
     /// What `config-get --format=json` prints for `overrides` (the operator's
@@ -238,7 +204,7 @@ impl CharmMeta {
         let mut values = Map::new();
         for (option, spec) in &self.options {
             if let Some(d) = &spec.default {
-                values.insert(option.clone(), juju_number(d));
+                values.insert(option.clone(), juju_numbers(d));
             }
         }
         for (option, value) in overrides {
@@ -256,7 +222,7 @@ impl CharmMeta {
                 option: option.clone(),
                 message,
             })?;
-            values.insert(option.clone(), juju_number(value));
+            values.insert(option.clone(), juju_numbers(value));
         }
         Ok(values)
     }
@@ -300,12 +266,253 @@ impl CharmMeta {
     }
 }
 
-/// Juju hands config through its JSON API as float64, so a whole-number
-/// float prints as `2`, not `2.0` (shared/reference §3.1).
-fn juju_number(value: &Value) -> Value {
-    match value.as_f64() {
-        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
-        _ => value.clone(),
+/// Keys Juju refuses in a "v2" charm, one whose bases come from
+/// manifest.yaml (shared/reference/ops-and-interfaces.md §2.2). Every charm
+/// `cargo xtask pack` writes is one, and that is the charm the harness
+/// stands for.
+const V2_FORBIDDEN_KEYS: [&str; 3] = ["series", "min-juju-version", "deployment"];
+
+/// metadata.yaml as Juju reads it (shared/reference/ops-and-interfaces.md
+/// §2.2): the fields its schema requires, the v2 format, and what
+/// `Meta.Check` rejects in the relations. Options and actions are left
+/// empty.
+fn read_metadata(text: &str, problems: &mut Vec<String>) -> CharmMeta {
+    let mut meta = CharmMeta::default();
+    let Some(metadata) = parse_yaml(text, problems) else {
+        return meta;
+    };
+    let Some(map) = metadata.as_object() else {
+        problems.push("must be a mapping".into());
+        return meta;
+    };
+    for key in ["name", "summary", "description"] {
+        match map.get(key) {
+            Some(Value::String(text)) if !text.trim().is_empty() => {}
+            Some(_) => problems.push(format!("`{key}` must be a non-empty string")),
+            None => problems.push(format!("`{key}` is required")),
+        }
+    }
+    meta.name = map
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    for key in V2_FORBIDDEN_KEYS {
+        if map.contains_key(key) {
+            problems.push(format!(
+                "`{key}` is not allowed: bases come from manifest.yaml (Juju's v2 charm format)"
+            ));
+        }
+    }
+    let subordinate = map.get("subordinate").and_then(Value::as_bool) == Some(true);
+    let mut container_requires = false;
+    for role in [Role::Provides, Role::Requires, Role::Peers] {
+        let Some(relations) = map.get(role.as_ref()) else {
+            continue;
+        };
+        let Some(relations) = relations.as_object() else {
+            problems.push(format!(
+                "`{}` must be a mapping of relation names",
+                role.as_ref()
+            ));
+            continue;
+        };
+        for (name, spec) in relations {
+            let endpoint = read_endpoint(role, name, spec, subordinate, problems);
+            container_requires |= role == Role::Requires && endpoint.scope == "container";
+            match meta.endpoints.get(name) {
+                Some(first) => problems.push(format!(
+                    "relation {name:?} is declared in both {} and {}",
+                    first.role.as_ref(),
+                    role.as_ref()
+                )),
+                None => {
+                    meta.endpoints.insert(name.clone(), endpoint);
+                }
+            }
+        }
+    }
+    if subordinate && !container_requires {
+        problems.push("a subordinate charm needs a container-scoped `requires` relation".into());
+    }
+    meta.extra_bindings = map
+        .get("extra-bindings")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    meta
+}
+
+/// One relation entry: an interface name, or a mapping with `interface`,
+/// `limit` and `scope`.
+fn read_endpoint(
+    role: Role,
+    name: &str,
+    spec: &Value,
+    subordinate: bool,
+    problems: &mut Vec<String>,
+) -> EndpointMeta {
+    let (interface, limit, scope) = match spec {
+        Value::String(interface) => (interface.as_str(), None, "global"),
+        Value::Object(m) => (
+            m.get("interface")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            m.get("limit").and_then(Value::as_u64),
+            m.get("scope").and_then(Value::as_str).unwrap_or("global"),
+        ),
+        _ => ("", None, "global"),
+    };
+    let role_name = role.as_ref();
+    if !is_valid_relation_name(name) {
+        problems.push(format!(
+            "{role_name}.{name}: relation names are lowercase letters and digits, \
+             separated by `-` or `_`, starting with a letter"
+        ));
+    }
+    // Juju allows a reserved name only for a subordinate's
+    // container-scoped requires (juju-info, mostly).
+    let reserved_allowed = subordinate && role == Role::Requires && scope == "container";
+    if is_reserved(name) && !reserved_allowed {
+        problems.push(format!(
+            "{role_name}.{name}: `juju` and `juju-*` are reserved"
+        ));
+    }
+    if interface.is_empty() {
+        problems.push(format!("{role_name}.{name}: no interface"));
+    } else if role != Role::Requires && is_reserved(interface) {
+        problems.push(format!(
+            "{role_name}.{name}: interface {interface:?} is reserved (`juju-*`)"
+        ));
+    }
+    if !["global", "container"].contains(&scope) {
+        problems.push(format!(
+            "{role_name}.{name}: scope must be global or container"
+        ));
+    }
+    EndpointMeta {
+        role,
+        interface: interface.to_string(),
+        limit: limit.map(|l| l as u32),
+        scope: scope.to_string(),
+    }
+}
+
+/// config.yaml's options (shared/reference/ops-and-interfaces.md §2.4):
+/// each has a known `type`, and a `default` of that type if any.
+fn read_options(text: &str, problems: &mut Vec<String>) -> BTreeMap<String, ConfigOption> {
+    let mut options = BTreeMap::new();
+    let Some(config) = parse_yaml(text, problems) else {
+        return options;
+    };
+    let Some(map) = config.get("options").and_then(Value::as_object) else {
+        return options;
+    };
+    for (option, spec) in map {
+        let Some(spelled) = spec.get("type").and_then(Value::as_str) else {
+            problems.push(format!("{option} has no type"));
+            continue;
+        };
+        let Ok(kind) = spelled.parse::<OptionType>() else {
+            problems.push(format!(
+                "{option}: unknown type {spelled:?}, expected string, int, float, boolean or secret"
+            ));
+            continue;
+        };
+        let default = spec.get("default").filter(|d| !d.is_null()).cloned();
+        if let Some(Err(message)) = default.as_ref().map(|d| check_option_value(kind, d)) {
+            problems.push(format!("{option}: default {message}"));
+        }
+        let description = spec
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        options.insert(
+            option.clone(),
+            ConfigOption {
+                kind,
+                default,
+                description,
+            },
+        );
+    }
+    options
+}
+
+/// actions.yaml (shared/reference/ops-and-interfaces.md §2.2, §2.5): names
+/// as Juju's `actions.go` accepts them, and each action's params schema.
+fn read_actions(text: &str, problems: &mut Vec<String>) -> BTreeMap<String, Value> {
+    let mut actions = BTreeMap::new();
+    let Some(document) = parse_yaml(text, problems) else {
+        return actions;
+    };
+    let Value::Object(map) = document else {
+        problems.push("must be a mapping of action names".into());
+        return actions;
+    };
+    for (name, spec) in map {
+        if !is_valid_action_name(&name) {
+            problems.push(format!(
+                "action {name:?}: names are lowercase letters, digits and `-`, \
+                 starting and ending with a letter or digit"
+            ));
+        }
+        if is_reserved(&name) {
+            problems.push(format!("action {name:?}: `juju` and `juju-*` are reserved"));
+        }
+        match action_schema(&spec) {
+            Ok(schema) => {
+                actions.insert(name, schema);
+            }
+            Err(problem) => problems.push(format!("action {name:?}: {problem}")),
+        }
+    }
+    actions
+}
+
+fn is_reserved(name: &str) -> bool {
+    name == "juju" || name.starts_with("juju-")
+}
+
+/// `^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$`
+fn is_valid_action_name(name: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.chars().all(|c| ok_char(c) || c == '-')
+        && name.starts_with(ok_char)
+        && name.ends_with(ok_char)
+}
+
+/// `^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$`: our reading of Juju's endpoint
+/// names (a letter first; separators never doubled or at the end).
+fn is_valid_relation_name(name: &str) -> bool {
+    let mut parts = name.split(['-', '_']);
+    let first = parts.next().unwrap_or_default();
+    let alnum = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    alnum(first) && first.starts_with(|c: char| c.is_ascii_lowercase()) && parts.all(alnum)
+}
+
+/// Values reach the charm through Juju's JSON API as float64 and are
+/// printed as Go prints them, so a whole-number float is `2`, not `2.0`
+/// (shared/reference/juju-hook-tools.md §3.1, §3.6).
+pub fn juju_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(juju_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), juju_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -378,17 +585,18 @@ pub fn check_option_value(kind: OptionType, value: &Value) -> Result<(), String>
     }
 }
 
-/// Build the JSON schema Juju validates an action's params against.
-fn action_schema(action: &str, spec: &Value) -> Result<Value, HarnessError> {
-    let Value::Object(spec) = spec else {
-        return Err(meta_error(
-            "actions.yaml",
-            format!("{action} must be a map"),
-        ));
+/// The JSON schema Juju validates an action's params against, built from
+/// the action's entry in actions.yaml.
+fn action_schema(spec: &Value) -> Result<Value, String> {
+    let Value::Object(fields) = spec else {
+        return Err("must be a mapping".into());
     };
+    if let Some(key) = forbidden_schema_key(spec) {
+        return Err(format!("`{key}` is not allowed in schemas"));
+    }
     let mut schema = Map::new();
     schema.insert("type".into(), "object".into());
-    for (key, value) in spec {
+    for (key, value) in fields {
         match key.as_str() {
             "params" => {
                 schema.insert("properties".into(), value.clone());
@@ -400,22 +608,21 @@ fn action_schema(action: &str, spec: &Value) -> Result<Value, HarnessError> {
             }
         }
     }
-    if contains_key(&Value::Object(schema.clone()), &["$ref", "$schema"]) {
-        return Err(meta_error(
-            "actions.yaml",
-            format!("{action}: $ref and $schema are not allowed"),
-        ));
-    }
     Ok(Value::Object(schema))
 }
 
-fn contains_key(value: &Value, keys: &[&str]) -> bool {
+/// The first `$ref` or `$schema` key in `value`, at any depth: Juju
+/// prohibits both anywhere in an action
+/// (shared/reference/ops-and-interfaces.md §2.5).
+fn forbidden_schema_key(value: &Value) -> Option<&'static str> {
     match value {
-        Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| keys.contains(&k.as_str()) || contains_key(v, keys)),
-        Value::Array(items) => items.iter().any(|v| contains_key(v, keys)),
-        _ => false,
+        Value::Object(map) => map.iter().find_map(|(k, v)| match k.as_str() {
+            "$ref" => Some("$ref"),
+            "$schema" => Some("$schema"),
+            _ => forbidden_schema_key(v),
+        }),
+        Value::Array(items) => items.iter().find_map(forbidden_schema_key),
+        _ => None,
     }
 }
 
@@ -600,7 +807,7 @@ open:
 
     fn meta() -> CharmMeta {
         CharmMeta::from_yaml(
-            "name: demo\npeers:\n  cluster:\n    interface: demo-peer\n",
+            "name: demo\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: demo-peer\n",
             Some("options:\n  port: {type: int, default: 80}\n  ratio: {type: float, default: 2.0}\n  token: {type: string}\n"),
             Some(ACTIONS),
         )
@@ -670,6 +877,128 @@ open:
         let unknown = [("prot".to_string(), json!(80))].into();
         assert!(m.config_values(&unknown).is_err());
         assert!(m.is_peer("cluster"));
+    }
+
+    /// What Juju would refuse in these files, one problem a line.
+    fn refusal(metadata: &str, config: Option<&str>, actions: Option<&str>) -> String {
+        match CharmMeta::from_yaml(metadata, config, actions) {
+            Err(HarnessError::CharmRefused(refused)) => refused.to_string(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_v2_charm_passes() {
+        let meta = CharmMeta::from_yaml(
+            "name: x\nsummary: s\ndescription: d\nprovides: {website: {interface: http}}\n",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(meta.endpoints["website"].interface, "http");
+    }
+
+    #[test]
+    fn a_relation_may_be_just_its_interface() {
+        let meta = CharmMeta::from_yaml(
+            "name: x\nsummary: s\ndescription: d\nprovides: {website: http}\n",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(meta.endpoints["website"].interface, "http");
+        assert_eq!(meta.endpoints["website"].scope, "global");
+    }
+
+    #[test]
+    fn each_rule_is_reported() {
+        let problems = refusal(
+            "name: x\nsummary: ''\nseries: [jammy]\n\
+             provides: {juju-info: {interface: juju-info}, db: {interface: pgsql}}\n\
+             requires: {db: {interface: pgsql}, Bad_Name: {interface: http}, nointerface: {}}\n",
+            None,
+            None,
+        );
+        for expected in [
+            "metadata.yaml: `summary` must be a non-empty string",
+            "metadata.yaml: `description` is required",
+            "metadata.yaml: `series` is not allowed",
+            "provides.juju-info: `juju` and `juju-*` are reserved",
+            "interface \"juju-info\" is reserved",
+            "relation \"db\" is declared in both provides and requires",
+            "requires.Bad_Name: relation names",
+            "requires.nointerface: no interface",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_file_is_checked_before_refusing() {
+        let problems = refusal(
+            "name: x\nsummary: s\n",
+            Some("options:\n  port: {type: int, default: eighty}\n  label: {}\n"),
+            Some("juju-run: {}\nok: {params: {a: {$ref: '#/x'}}}\n"),
+        );
+        for expected in [
+            "metadata.yaml: `description` is required",
+            "config.yaml: port: default must be a whole number",
+            "config.yaml: label has no type",
+            "actions.yaml: action \"juju-run\": `juju` and `juju-*` are reserved",
+            "actions.yaml: action \"ok\": `$ref` is not allowed",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_subordinate_may_require_juju_info_in_container_scope() {
+        CharmMeta::from_yaml(
+            "name: x\nsummary: s\ndescription: d\nsubordinate: true\n\
+             requires: {juju-info: {interface: juju-info, scope: container}}\n",
+            None,
+            None,
+        )
+        .unwrap();
+        let no_container = refusal(
+            "name: x\nsummary: s\ndescription: d\nsubordinate: true\n",
+            None,
+            None,
+        );
+        assert!(no_container.contains("subordinate"), "{no_container}");
+    }
+
+    #[test]
+    fn action_names_follow_juju() {
+        for good in ["rollback", "set-current-symlink", "a", "list-builds2"] {
+            assert!(is_valid_action_name(good), "{good}");
+        }
+        for bad in ["", "-x", "x-", "Set", "set_current", "a b"] {
+            assert!(!is_valid_action_name(bad), "{bad}");
+        }
+        let problems = refusal(
+            "name: x\nsummary: s\ndescription: d\n",
+            None,
+            Some("juju-run: {}\nok: {params: {a: {$ref: '#/x'}}}\n"),
+        );
+        assert!(problems.contains("reserved"), "{problems}");
+        assert!(problems.contains("`$ref`"), "{problems}");
+    }
+
+    #[test]
+    fn relation_names() {
+        for good in ["website", "nrpe-external-master", "db2", "a_b"] {
+            assert!(is_valid_relation_name(good), "{good}");
+        }
+        for bad in ["", "2db", "a--b", "a-", "Web", "a.b"] {
+            assert!(!is_valid_relation_name(bad), "{bad}");
+        }
     }
 
     #[test]

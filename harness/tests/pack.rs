@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::charm_contents::{ASSET_DIRS, DISPATCH, DOCUMENT_FILES, LEGACY_HOOKS};
-use harness::xtask::metadata::{actions_problems, metadata_problems};
 use harness::xtask::pack::{pack, Manifest, Packed, ARCHITECTURES, BASE_CHANNELS};
+use harness::CharmMeta;
 use serde_yaml_ng::Value;
 
 const CHARM_SIM: &str = env!("CARGO_BIN_EXE_charm-sim");
@@ -85,13 +85,16 @@ fn entries(charm: &Path) -> Vec<(String, u32, Vec<u8>, zip::DateTime)> {
         .collect()
 }
 
-fn yaml_entry(charm: &Path, name: &str) -> Value {
-    let all = entries(charm);
-    let (_, _, content, _) = all
-        .iter()
+fn text_entry(charm: &Path, name: &str) -> String {
+    let (_, _, content, _) = entries(charm)
+        .into_iter()
         .find(|e| e.0 == name)
         .unwrap_or_else(|| panic!("{name} missing"));
-    serde_yaml_ng::from_slice(content).unwrap()
+    String::from_utf8(content).unwrap()
+}
+
+fn yaml_entry(charm: &Path, name: &str) -> Value {
+    serde_yaml_ng::from_str(&text_entry(charm, name)).unwrap()
 }
 
 fn host_arch() -> &'static str {
@@ -221,13 +224,13 @@ fn the_manifest_has_both_bases_and_nothing_says_series() {
 #[test]
 fn the_packed_metadata_passes_juju_checks() {
     let charm = &packed().path;
-    let meta = yaml_entry(charm, "metadata.yaml");
-    assert_eq!(metadata_problems(&meta), Vec::<String>::new());
-    assert_eq!(meta["name"], "wsgi-app");
-    assert_eq!(
-        actions_problems(&yaml_entry(charm, "actions.yaml")),
-        Vec::<String>::new()
-    );
+    let meta = CharmMeta::from_yaml(
+        &text_entry(charm, "metadata.yaml"),
+        Some(&text_entry(charm, "config.yaml")),
+        Some(&text_entry(charm, "actions.yaml")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(meta.name, "wsgi-app");
     let config = yaml_entry(charm, "config.yaml");
     assert!(config["options"]["build_label"]["type"] == "string");
 

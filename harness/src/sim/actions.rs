@@ -64,7 +64,12 @@ x:
   required: [symlink]
   additionalProperties: false
 "#;
-        CharmMeta::from_yaml("name: demo\n", None, Some(actions)).unwrap()
+        CharmMeta::from_yaml(
+            "name: demo\nsummary: s\ndescription: d\n",
+            None,
+            Some(actions),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn settings_are_checked_as_juju_checks_config() {
         let meta = CharmMeta::from_yaml(
-            "name: demo\n",
+            "name: demo\nsummary: s\ndescription: d\n",
             Some("options:\n  token: {type: secret}\n  port: {type: int}\n"),
             None,
         )

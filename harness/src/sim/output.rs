@@ -8,6 +8,8 @@
 
 use serde_json::Value;
 
+use crate::schema::juju_numbers;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Smart,
@@ -28,7 +30,7 @@ impl Format {
 
 /// Render `value` the way juju/cmd's formatter would.
 pub fn render(format: Format, value: &Value) -> String {
-    let value = go_numbers(value);
+    let value = juju_numbers(value);
     match format {
         Format::Json => go_json(&value) + "\n",
         Format::Yaml => match value {
@@ -52,28 +54,6 @@ pub fn render(format: Format, value: &Value) -> String {
 
 fn yaml(value: &Value) -> String {
     serde_yaml_ng::to_string(value).unwrap_or_default()
-}
-
-/// Values reach Juju's tools through its JSON API as float64, so a whole
-/// number prints without a fraction (`2`, not `2.0`).
-fn go_numbers(value: &Value) -> Value {
-    match value {
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or_default();
-            if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                Value::from(f as i64)
-            } else {
-                value.clone()
-            }
-        }
-        Value::Array(items) => Value::Array(items.iter().map(go_numbers).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), go_numbers(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 /// JSON as Go's encoding/json writes it: HTML-sensitive characters and the

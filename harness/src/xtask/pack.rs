@@ -26,8 +26,8 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use super::elf::{self, GlibcVersion};
-use super::metadata;
 use crate::charm_contents::{self, Content, Entry};
+use crate::schema::CharmMeta;
 
 /// The Ubuntu releases the charm runs on: each packed charm lists both.
 pub const BASE_CHANNELS: [&str; 2] = ["22.04", "24.04"];
@@ -182,37 +182,12 @@ fn glibc_verdict(binary: &str, versions: &[GlibcVersion]) -> Result<Option<Glibc
     Ok(newest)
 }
 
-/// Run Juju's metadata and action checks on the workspace's YAML; return
-/// the charm's name.
+/// The charm's name, once its YAML passes the checks Juju makes; otherwise
+/// every problem they find.
 fn check_metadata(workspace_root: &Path) -> Result<String, String> {
-    let read = |file: &str| -> Result<serde_yaml_ng::Value, String> {
-        let path = workspace_root.join(file);
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_yaml_ng::from_str(&text)
-                .map_err(|e| format!("{} is not valid YAML: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != "metadata.yaml" => {
-                Ok(serde_yaml_ng::Value::Null)
-            }
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
-    };
-    let meta = read("metadata.yaml")?;
-    let mut problems: Vec<String> = metadata::metadata_problems(&meta)
-        .into_iter()
-        .map(|p| format!("metadata.yaml: {p}"))
-        .collect();
-    problems.extend(
-        metadata::actions_problems(&read("actions.yaml")?)
-            .into_iter()
-            .map(|p| format!("actions.yaml: {p}")),
-    );
-    if !problems.is_empty() {
-        return Err(format!(
-            "Juju would refuse this charm:\n  {}",
-            problems.join("\n  ")
-        ));
-    }
-    Ok(meta["name"].as_str().unwrap_or_default().to_string())
+    CharmMeta::load(workspace_root)
+        .map(|meta| meta.name)
+        .map_err(|e| e.to_string())
 }
 
 fn write_zip(entries: &[Entry], path: &Path) -> Result<(), String> {
