@@ -258,13 +258,50 @@ mod tests {
         assert_eq!(err.to_string(), r#"string "It works" not found"#);
     }
 
+    /// A loopback port that refuses connections for as long as the value
+    /// lives: bound, never listening. (A port bound with `:0` and released
+    /// may be taken by a parallel test's server before it is probed.)
+    struct RefusingPort {
+        fd: libc::c_int,
+        port: u16,
+    }
+
+    impl RefusingPort {
+        fn new() -> Self {
+            // SAFETY: plain socket calls on a descriptor this value owns.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+                let mut addr: libc::sockaddr_in = std::mem::zeroed();
+                addr.sin_family = libc::AF_INET as libc::sa_family_t;
+                addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+                let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                let ptr = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+                assert_eq!(libc::bind(fd, ptr, len), 0, "bind");
+                let mut bound_len = len;
+                assert_eq!(libc::getsockname(fd, ptr, &mut bound_len), 0, "getsockname");
+                RefusingPort {
+                    fd,
+                    port: u16::from_be(addr.sin_port),
+                }
+            }
+        }
+    }
+
+    impl Drop for RefusingPort {
+        fn drop(&mut self) {
+            // SAFETY: closing the descriptor this value owns.
+            unsafe {
+                libc::close(self.fd);
+            }
+        }
+    }
+
     #[test]
     fn closed_port_is_connection_refused() {
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let err = http_check(&format!("127.0.0.1:{port}"), "/", 200, "", SECOND).unwrap_err();
+        let closed = RefusingPort::new();
+        let err =
+            http_check(&format!("127.0.0.1:{}", closed.port), "/", 200, "", SECOND).unwrap_err();
         assert_eq!(err, HealthError::Refused);
         assert_eq!(err.to_string(), "connection refused");
     }
