@@ -222,6 +222,12 @@ impl ServiceManager for DirectSupervisor {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Its lock is released as its files close, a moment before the
+            // process is gone; "stopped" means gone.
+            let gone_by = Instant::now() + Duration::from_secs(5);
+            while pid_alive(pid) && Instant::now() < gone_by {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         // A master without a supervisor (killed one, or the SIGKILL above).
         if let Some(pid) = master.filter(|pid| is_our_master(&dirs, *pid)) {
