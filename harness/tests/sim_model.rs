@@ -119,6 +119,32 @@ fn relate_refuses_unknown_endpoints_and_interface_mismatch() {
 }
 
 #[test]
+fn relate_refuses_more_relations_than_the_endpoint_limit() {
+    let sim = Sim::new("exit 0");
+    sim.deploy(1);
+    sim.ok(&["add-remote", "redis1", "--interface", "redis"]);
+    sim.ok(&["add-remote", "redis2", "--interface", "redis"]);
+    sim.ok(&["relate", "fake:cache", "redis1"]);
+    let out = sim.cli(&["relate", "fake:cache", "redis2"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "establishing a new relation for fake:cache would exceed its maximum relation limit of 1"
+        ),
+        "{stderr}"
+    );
+    // No limit declared: any number.
+    sim.ok(&["add-remote", "pg1", "--interface", "pgsql"]);
+    sim.ok(&["add-remote", "pg2", "--interface", "pgsql"]);
+    sim.ok(&["relate", "fake:db", "pg1"]);
+    sim.ok(&["relate", "fake:db", "pg2"]);
+    // Once the first is gone, there is room again.
+    sim.ok(&["unrelate", "fake:cache", "redis1"]);
+    sim.ok(&["relate", "fake:cache", "redis2"]);
+}
+
+#[test]
 fn add_unit_meets_existing_relations() {
     let sim = Sim::new("exit 0");
     sim.deploy(1);

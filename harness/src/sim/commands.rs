@@ -540,6 +540,21 @@ pub fn relate(g: &Global, first: &str, second: &str) -> Result<()> {
             theirs.name
         ));
     }
+    // Juju enforces `limit` (0 or absent: none) when relations are added.
+    let limit = ours.meta()?.endpoints.get(&endpoint).and_then(|e| e.limit);
+    if let Some(limit) = limit.filter(|&l| l > 0) {
+        let current = model
+            .relations()?
+            .iter()
+            .filter(|r| r.app == ours.name && r.endpoint == endpoint)
+            .count();
+        if current >= limit as usize {
+            return Err(sim_err!(
+                "establishing a new relation for {}:{endpoint} would exceed its maximum relation limit of {limit}",
+                ours.name
+            ));
+        }
+    }
     let interface = theirs.interface.clone().unwrap_or_default();
     let rel = model.add_relation(
         &ours.name,

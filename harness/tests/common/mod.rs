@@ -25,6 +25,9 @@ description: Records every event it gets.
 requires:
   db:
     interface: pgsql
+  cache:
+    interface: redis
+    limit: 1
 provides:
   website:
     interface: http
