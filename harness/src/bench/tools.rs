@@ -103,6 +103,33 @@ impl Recorder {
         }
         Ok(calls)
     }
+
+    /// The recorded calls, refused if any failed: a nothing-to-do hook
+    /// should make none, and replaying a failure would time an error path.
+    pub fn successful_calls(&self) -> Result<Vec<RecordedCall>, String> {
+        let calls = self.calls().map_err(|e| e.to_string())?;
+        let failed: Vec<String> = calls
+            .iter()
+            .filter(|c| c.code != 0)
+            .map(|c| {
+                format!(
+                    "{} {} exited {}: {}",
+                    c.tool,
+                    c.args.join(" "),
+                    c.code,
+                    c.stderr.trim()
+                )
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(calls)
+        } else {
+            Err(format!(
+                "hook-tool calls failed while recording:\n{}",
+                failed.join("\n")
+            ))
+        }
+    }
 }
 
 /// One hook-tool call as charm-sim answered it.
@@ -114,24 +141,6 @@ pub struct RecordedCall {
     pub code: i32,
     /// What the tool said on stderr (replayed only as a diagnosis).
     pub stderr: String,
-}
-
-/// Recorded calls that failed: a nothing-to-do hook should make none, and
-/// replaying a failure would time an error path.
-pub fn failed_calls(calls: &[RecordedCall]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| c.code != 0)
-        .map(|c| {
-            format!(
-                "{} {} exited {}: {}",
-                c.tool,
-                c.args.join(" "),
-                c.code,
-                c.stderr.trim()
-            )
-        })
-        .collect()
 }
 
 /// A directory of replaying tool scripts.
