@@ -12,18 +12,20 @@
 //! - Injection: `$()` and backticks in config reach the env file and the
 //!   NRPE command (run through `sh -c` as NRPE runs it) as plain text.
 
+#[path = "common/archives.rs"]
+mod archives;
 mod e2e_support;
 mod hardening_support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use archives::archive_bytes;
 use e2e_support::{get, Sim};
 use hardening_support::*;
 use wsgi_app::charm::machine::CRASH_POINTS;
@@ -34,22 +36,13 @@ fn build_archive(revision: usize) -> Vec<u8> {
     let app = format!(
         "REVISION = {revision}\n\n\ndef application(environ, start_response):\n    body = f\"It works! Revision {{REVISION}}\".encode()\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\"), (\"Content-Length\", str(len(body)))])\n    return [body]\n"
     );
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("example_wsgi.py", app.as_bytes()),
-        ("Makefile", b"noop:\n\ttrue\n".as_slice()),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_path(name).unwrap();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append(&header, data).unwrap();
-    }
-    let tar = tar.into_inner().unwrap();
-    let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
-    enc.write_all(&tar).unwrap();
-    enc.finish().unwrap()
+    archive_bytes(
+        "example-wsgi-app.tar.bzip2",
+        &[
+            ("example_wsgi.py", app.as_bytes()),
+            ("Makefile", b"noop:\n\ttrue\n"),
+        ],
+    )
 }
 
 /// Polls the app every few milliseconds until stopped, counting answers

@@ -4,11 +4,14 @@
 //! NRPE command run as NRPE would run it, against the unit; MONGO_URL read
 //! by pymongo's own URI parser.
 
+#[path = "common/archives.rs"]
+mod archives;
 mod e2e_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use archives::archive_bytes;
 use e2e_support::ports::free_port;
 use e2e_support::{get, Sim};
 
@@ -158,27 +161,16 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 "#;
-    let mut tar_bytes = Vec::new();
-    {
-        let mut tar = tar::Builder::new(&mut tar_bytes);
-        for (name, data) in [
+    let archive = archive_bytes(
+        "app.tar.gz",
+        &[
             ("db_app.py", &app[..]),
             ("requirements.txt", b"psycopg[binary]\n"),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_path(name).unwrap();
-            header.set_cksum();
-            tar.append(&header, data).unwrap();
-        }
-        tar.finish().unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
+        ],
+    );
     let to = Path::new(&dir).join("files/pgapp");
     std::fs::create_dir_all(&to).unwrap();
-    std::fs::write(to.join("app.tar.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(to.join("app.tar.gz"), archive).unwrap();
     dir
 }
 

@@ -12,11 +12,13 @@
 //! Bounded (256 cases each) so CI stays fast; a failure is saved by proptest
 //! under `proptest-regressions/` next to this file and replayed first.
 
+#[path = "common/archives.rs"]
+mod archives;
 mod hardening_support;
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 
+use archives::archive_bytes;
 use proptest::prelude::*;
 use wsgi_app::charm::archive::{extract, ArchiveFormat, ExtractLimits};
 use wsgi_app::charm::relations::cidr::Cidr;
@@ -55,29 +57,14 @@ fn port_text() -> impl Strategy<Value = String> {
 
 /// The bytes of a small valid archive of each format.
 fn valid_archives() -> Vec<(ArchiveFormat, Vec<u8>)> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("app/a.py", &b"print(1)\n"[..]),
-        ("app/b/c.txt", &b"hello"[..]),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append(&h, data).unwrap();
-    }
-    let tar = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    zip.start_file("app/a.py", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    zip.write_all(b"print(1)\n").unwrap();
+    let tree: &[(&str, &[u8])] = &[("app/a.py", b"print(1)\n"), ("app/b/c.txt", b"hello")];
+    let tar = archive_bytes("x.tar", tree);
+    let gz = archive_bytes("x.tar.gz", tree);
+    let zip = archive_bytes("x.zip", &tree[..1]);
     vec![
         (ArchiveFormat::Tar, tar),
-        (ArchiveFormat::TarGz, gz.finish().unwrap()),
-        (ArchiveFormat::Zip, zip.finish().unwrap().into_inner()),
+        (ArchiveFormat::TarGz, gz),
+        (ArchiveFormat::Zip, zip),
     ]
 }
 

@@ -12,6 +12,10 @@ use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::StatusName;
 
+#[path = "../common/archives.rs"]
+pub mod archives;
+use archives::archive_bytes;
+
 /// sha256sum files/r1/example-wsgi-app.tar.bzip2
 pub const R1_SHA256: &str = "f34e85df572f8322c6276b3eb6b150047c64d0bdd171efce64e565c35793036e";
 
@@ -164,51 +168,6 @@ impl CharmDir {
     /// are written as given, even hostile ones.
     pub fn add_archive(&self, label: &str, name: &str, entries: &[(&str, &[u8])]) {
         self.add_file(label, name, &archive_bytes(name, entries));
-    }
-}
-
-pub fn archive_bytes(name: &str, entries: &[(&str, &[u8])]) -> Vec<u8> {
-    if name.ends_with(".zip") {
-        let mut out = std::io::Cursor::new(Vec::new());
-        let mut zip = zip::ZipWriter::new(&mut out);
-        for (path, data) in entries {
-            zip.start_file(*path, zip::write::SimpleFileOptions::default())
-                .unwrap();
-            zip.write_all(data).unwrap();
-        }
-        zip.finish().unwrap();
-        return out.into_inner();
-    }
-    let mut tar_bytes = Vec::new();
-    {
-        let mut tar = tar::Builder::new(&mut tar_bytes);
-        for (path, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_entry_type(tar::EntryType::Regular);
-            // Write the name bytes directly: set_path refuses `..`.
-            let bytes = path.as_bytes();
-            header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-            header.set_cksum();
-            tar.append(&header, *data).unwrap();
-        }
-        tar.finish().unwrap();
-    }
-    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&tar_bytes).unwrap();
-        enc.finish().unwrap()
-    } else if name.ends_with(".tar.bz2") || name.ends_with(".tar.bzip2") {
-        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
-        enc.write_all(&tar_bytes).unwrap();
-        enc.finish().unwrap()
-    } else if name.ends_with(".tar.xz") {
-        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
-        enc.write_all(&tar_bytes).unwrap();
-        enc.finish().unwrap()
-    } else {
-        tar_bytes
     }
 }
 
