@@ -9,7 +9,7 @@ mod hardening_support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use wsgi_app::charm::service::{gunicorn_args, venv_python, ServiceSpec};
+use wsgi_app::charm::service::{gunicorn_args, venv_python, Listen, ServiceSpec};
 use wsgi_app::charm::systemd::{service_unit, socket_unit};
 
 /// Split an ExecStart= value as systemd does (`extract_first_word` with
@@ -115,7 +115,13 @@ fn units_with_hostile_paths_verify_and_read_back() {
             .find_map(|l| l.strip_prefix("ExecStart="))
             .unwrap();
         let mut expected = vec![venv_python(&current).display().to_string()];
-        expected.extend(gunicorn_args(&spec, &current, "fd://3", 3, None));
+        expected.extend(gunicorn_args(
+            &spec,
+            &current,
+            Listen::SocketActivation,
+            3,
+            None,
+        ));
         assert_eq!(systemd_words(exec), expected, "{name}");
         let env_line = service
             .lines()

@@ -77,9 +77,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
     let current = spec.current_dir.display().to_string();
     for expected in [
         "Type=notify\n".to_string(),
-        format!(
-            "ExecStart={current}/venv/bin/python -m gunicorn --bind fd://3 --chdir {current}/code "
-        ),
+        format!("ExecStart={current}/venv/bin/python -m gunicorn --chdir {current}/code "),
         format!("EnvironmentFile={}\n", spec.env_file.display()),
         "ExecReload=/bin/kill -HUP $MAINPID\n".into(),
         "Restart=on-failure\n".into(),

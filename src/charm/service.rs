@@ -198,6 +198,19 @@ pub fn venv_python(build_dir: &Path) -> PathBuf {
     build_dir.join("venv/bin/python")
 }
 
+/// Where a gunicorn master takes its listening socket from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen<'a> {
+    /// systemd socket activation: the socket arrives in `LISTEN_FDS` and
+    /// gunicorn picks it up itself. Adding `--bind fd://3` as well makes
+    /// gunicorn 27 exit with EBADF at start-up (measured under a booted
+    /// systemd), so no `--bind` is given.
+    SocketActivation,
+    /// A `--bind` address: `fd://3` for a descriptor lent without
+    /// `LISTEN_FDS`, `unix:<path>`, `host:port`.
+    Bind(&'a str),
+}
+
 /// The gunicorn command line (after the Python interpreter) for `spec`,
 /// serving from `build_dir` (the `current` path, or a build it resolves to).
 /// `config` is the generated Python config file, if any. Never contains
@@ -205,7 +218,7 @@ pub fn venv_python(build_dir: &Path) -> PathBuf {
 pub fn gunicorn_args(
     spec: &ServiceSpec,
     build_dir: &Path,
-    bind: &str,
+    listen: Listen<'_>,
     workers: u32,
     config: Option<&Path>,
 ) -> Vec<String> {
@@ -214,9 +227,11 @@ pub fn gunicorn_args(
         args.push("--config".into());
         args.push(config.display().to_string());
     }
+    if let Listen::Bind(address) = listen {
+        args.push("--bind".into());
+        args.push(address.to_string());
+    }
     args.extend([
-        "--bind".to_string(),
-        bind.to_string(),
         "--chdir".to_string(),
         build_dir.join("code").display().to_string(),
         "--workers".to_string(),
@@ -398,11 +413,25 @@ mod tests {
     #[test]
     fn gunicorn_args_follow_the_build_and_log_to_the_log_dir() {
         let spec = sample();
-        let args = gunicorn_args(&spec, Path::new("/srv/wsgi-app/current"), "fd://3", 2, None);
+        let args = gunicorn_args(
+            &spec,
+            Path::new("/srv/wsgi-app/current"),
+            Listen::Bind("fd://3"),
+            2,
+            None,
+        );
         let line = args.join(" ");
         assert!(line.starts_with("-m gunicorn --bind fd://3 --chdir /srv/wsgi-app/current/code"));
         assert!(line.contains("--error-logfile /var/log/wsgi-app/error.log"));
         assert!(line.ends_with("example_wsgi:application"));
+        let activated = gunicorn_args(
+            &spec,
+            Path::new("/srv/wsgi-app/current"),
+            Listen::SocketActivation,
+            2,
+            None,
+        );
+        assert!(!activated.iter().any(|a| a == "--bind"), "{activated:?}");
     }
 
     #[test]

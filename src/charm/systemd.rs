@@ -22,7 +22,7 @@ use askama::Template;
 use crate::charm::machine::{CommandOutput, CommandSpec, Runner};
 use crate::charm::service::{
     gunicorn_args, gunicorn_state_dir, last_lines, logrotate_config, prepare_dirs, python_str,
-    read_app_env, venv_python, write_atomic, ServiceChange, ServiceError, ServiceManager,
+    read_app_env, venv_python, write_atomic, Listen, ServiceChange, ServiceError, ServiceManager,
     ServiceSpec, ServiceState, GRACEFUL_TIMEOUT_SECS,
 };
 
@@ -73,7 +73,7 @@ pub fn service_unit(spec: &ServiceSpec) -> Result<String, ServiceError> {
     argv.extend(gunicorn_args(
         spec,
         &spec.current_dir,
-        "fd://3",
+        Listen::SocketActivation,
         spec.workers,
         None,
     ));

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::charm::service::{
     app_ids, gunicorn_args, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env,
-    readiness_marker, venv_python, write_atomic, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
+    readiness_marker, venv_python, write_atomic, Listen, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
 };
 use crate::charm::supervisor::protocol::{
     is_our_master, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
@@ -526,7 +526,7 @@ impl Supervisor {
             .args(gunicorn_args(
                 spec,
                 build_dir,
-                "fd://3",
+                Listen::Bind("fd://3"),
                 spec.workers,
                 Some(&self.dirs.gunicorn_config()),
             ))
