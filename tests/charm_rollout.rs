@@ -7,6 +7,7 @@ use charm_support::*;
 use harness::{on, Context, Output, State};
 use serde_json::json;
 use wsgi_app::charm::machine::HttpAnswer;
+use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::StatusName;
 
@@ -129,34 +130,45 @@ fn a_label_that_is_a_path_is_refused() {
     }
 }
 
+/// The build `spec.current_dir` leads to, and whether it is the pre-flight's
+/// private candidate or the served `current`.
+fn build_of(running: Option<&ServiceSpec>) -> (String, bool) {
+    let spec = running.expect("a build is asked");
+    let link = std::fs::read_link(&spec.current_dir).unwrap();
+    let label = link.file_name().unwrap().to_string_lossy().into_owned();
+    (label, spec.current_dir.ends_with("candidate"))
+}
+
+fn answer(status: u16, body: &str) -> Result<HttpAnswer, String> {
+    Ok(HttpAnswer {
+        status,
+        reason: if status == 200 {
+            "OK"
+        } else {
+            "Internal Server Error"
+        }
+        .into(),
+        body: body.into(),
+    })
+}
+
 #[test]
-fn an_unhealthy_build_is_switched_back_and_the_action_fails_with_the_check_output() {
+fn an_unhealthy_build_fails_its_preflight_and_never_takes_traffic() {
     let mut ctx = context();
     let state = r1_serving_r2_installed(&ctx);
-    ctx.on_http_get(|_, running| {
-        let link = std::fs::read_link(&running.expect("running").current_dir).unwrap();
-        if link.ends_with("r2") {
-            Ok(HttpAnswer {
-                status: 500,
-                reason: "Internal Server Error".into(),
-                body: "Traceback".into(),
-            })
-        } else {
-            Ok(HttpAnswer {
-                status: 200,
-                reason: "OK".into(),
-                body: "It works!".into(),
-            })
-        }
+    ctx.on_http_get(|_, running| match build_of(running).0.as_str() {
+        "r2" => answer(500, "Traceback (most recent call last)"),
+        _ => answer(200, "It works!"),
     });
     let out = switch(&ctx, state, "r2");
     let why = failure(&out).expect("the action fails");
-    assert!(why.contains("build r2 is unhealthy"), "{why}");
+    assert!(why.contains("build r2 failed its pre-flight"), "{why}");
     assert!(
         why.contains("HTTP 500 Internal Server Error, expected 200"),
         "{why}"
     );
-    assert!(why.contains("kept r1 serving"), "{why}");
+    assert!(why.ends_with("; r1 still serving"), "{why}");
+    assert_eq!(ensures(&out), 0, "r2 was never started for real");
     assert_untouched_r1(&out.state);
     assert_eq!(
         rollout(&out.state, "pinned"),
@@ -164,6 +176,38 @@ fn an_unhealthy_build_is_switched_back_and_the_action_fails_with_the_check_outpu
         "the pin goes with the failed switch"
     );
     assert_status(&out.state, StatusName::Active, "serving r1 on :8080");
+}
+
+#[test]
+fn a_build_that_passes_its_preflight_but_fails_after_the_switch_is_switched_back() {
+    let mut ctx = context();
+    let state = r1_serving_r2_installed(&ctx);
+    // Good in private, broken under the real socket: what only real
+    // traffic shows.
+    ctx.on_http_get(|_, running| match build_of(running) {
+        (label, false) if label == "r2" => answer(500, "broken under load"),
+        _ => answer(200, "It works!"),
+    });
+    let out = switch(&ctx, state, "r2");
+    let why = failure(&out).expect("the action fails");
+    assert!(why.contains("build r2 is unhealthy"), "{why}");
+    assert!(why.ends_with("; r1 still serving"), "{why}");
+    assert_untouched_r1(&out.state);
+    assert_status(&out.state, StatusName::Active, "serving r1 on :8080");
+}
+
+#[test]
+fn a_first_build_failing_its_preflight_still_starts_as_nothing_else_can_serve() {
+    let mut ctx = context();
+    ctx.on_http_get(|_, _| answer(500, "no database yet"));
+    let state = State::default()
+        .with_leader(true)
+        .with_config("build_label", "r1");
+    let state = ctx.run_initial_hooks(state).unwrap().into_state();
+    assert_eq!(current_build(&state), "r1");
+    assert!(state.service_fingerprint("wsgi-app").is_some(), "r1 runs");
+    assert_status(&state, StatusName::Blocked, "build r1 is unhealthy");
+    assert_status(&state, StatusName::Blocked, "; serving r1 on :8080");
 }
 
 #[test]
@@ -181,30 +225,30 @@ fn a_build_that_does_not_start_leaves_the_old_one_serving() {
 fn a_config_driven_switch_with_a_failed_gate_is_blocked_and_keeps_the_old_build() {
     let mut ctx = context();
     let state = r1_serving_r2_installed(&ctx);
-    ctx.on_http_get(|_, running| {
-        let link = std::fs::read_link(&running.expect("running").current_dir).unwrap();
-        let body = if link.ends_with("r2") {
-            "broken"
-        } else {
-            "It works!"
-        };
-        Ok(HttpAnswer {
-            status: 200,
-            reason: "OK".into(),
-            body: body.into(),
-        })
+    ctx.on_http_get(|_, running| match build_of(running).0.as_str() {
+        "r2" => answer(200, "broken"),
+        _ => answer(200, "It works!"),
     });
     let state = state
         .with_config("nagios_index_content", "It works!")
         .with_config("current_symlink", "r2");
     let out = ctx.run(on::config_changed(), state).unwrap();
     assert!(out.succeeded());
-    assert_status(&out.state, StatusName::Blocked, "build r2 is unhealthy");
+    assert_eq!(ensures(&out), 0, "r2 was never started for real");
+    assert_status(
+        &out.state,
+        StatusName::Blocked,
+        "build r2 failed its pre-flight",
+    );
     assert_status(
         &out.state,
         StatusName::Blocked,
         "string \"It works!\" not found",
     );
+    // Each thing once: the serving build is named by the status alone.
+    let message = &out.state.unit_status.message;
+    assert_eq!(message.matches("r1").count(), 1, "{message}");
+    assert!(message.ends_with("; serving r1 on :8080"), "{message}");
     assert_untouched_r1(&out.state);
 }
 

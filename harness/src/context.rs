@@ -576,7 +576,7 @@ impl<C: Charm> Context<C> {
             root: state.machine.root().to_path_buf(),
             bind_address: self.bind_address.clone(),
             service_manager: self.service_manager,
-            services: Box::new(FakeServices::new(book.clone())),
+            services: Box::new(FakeServices::new(book.clone(), self.http.clone())),
             runner: std::rc::Rc::new(CommandRecorder::new(
                 self.rules.clone(),
                 self.programs.clone(),

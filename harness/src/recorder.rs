@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use wsgi_app::charm::health::judge;
 use wsgi_app::charm::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
+use wsgi_app::charm::preflight::HealthCriteria;
 use wsgi_app::charm::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
 };
@@ -164,6 +166,8 @@ impl Runner for CommandRecorder {
 // A test record: matching on the spec matters more than its size.
 #[allow(clippy::large_enum_variant)]
 pub enum ServiceCall {
+    /// A build judged privately before it takes traffic.
+    Preflight(ServiceSpec),
     Ensure(ServiceSpec),
     Stop(String),
 }
@@ -178,17 +182,50 @@ pub(crate) struct ServiceBook {
 /// The charm's [`ServiceManager`] in tests: no process, just a record of
 /// which spec would run. A failed start leaves an older master running,
 /// as the real managers do.
+/// Its pre-flight asks the test's answerer about the candidate build, as
+/// if it ran privately.
 pub struct FakeServices {
     book: Arc<Mutex<ServiceBook>>,
+    answer: HttpAnswerer,
 }
 
 impl FakeServices {
-    pub(crate) fn new(book: Arc<Mutex<ServiceBook>>) -> Self {
-        FakeServices { book }
+    pub(crate) fn new(book: Arc<Mutex<ServiceBook>>, answer: HttpAnswerer) -> Self {
+        FakeServices { book, answer }
     }
 }
 
 impl ServiceManager for FakeServices {
+    fn preflight(
+        &self,
+        spec: &ServiceSpec,
+        criteria: &HealthCriteria,
+    ) -> Result<String, ServiceError> {
+        {
+            let mut book = self.book.lock().expect("service lock");
+            book.calls.push(ServiceCall::Preflight(spec.clone()));
+            if book.fail_next_start {
+                // A build that cannot start fails its pre-flight the same way.
+                let why = format!("{} failed to start (scripted by the test)", spec.name);
+                return Err(ServiceError::StartFailed(why));
+            }
+        }
+        let path = &criteria.path;
+        let answer = (self.answer)(path, Some(spec))
+            .map_err(|e| ServiceError::Unhealthy(format!("GET {path}: {e}")))?;
+        let report = judge(
+            &answer,
+            criteria.expected_status,
+            &criteria.expected_content,
+            Duration::ZERO,
+        )
+        .map_err(|e| ServiceError::Unhealthy(format!("GET {path}: {e}")))?;
+        Ok(format!(
+            "GET {path}: HTTP {} before taking traffic",
+            report.status
+        ))
+    }
+
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError> {
         let mut book = self.book.lock().expect("service lock");
         book.calls.push(ServiceCall::Ensure(spec.clone()));

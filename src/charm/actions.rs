@@ -146,17 +146,31 @@ fn pin_and_switch(
                 ("health", health),
             ])?;
         }
-        SwitchOutcome::Refused(message) | SwitchOutcome::ServingUnhealthy(message) => {
-            // The pin goes with the failed switch: this unit stays where it was.
-            let mut restored = state::rollout(ctx.store.conn())?;
-            restored.pinned = before.pinned.clone();
-            restored.pinned_under = before.pinned_under.clone();
-            state::save_rollout(ctx.store.conn(), &restored)?;
-            ctx.fail_action(message)?;
+        SwitchOutcome::Refused { failure, kept } => {
+            let message = match kept {
+                Some(kept) => format!("{failure}; {kept} still serving"),
+                None => failure,
+            };
+            fail_switch(ctx, &before, message)?;
         }
+        SwitchOutcome::ServingUnhealthy(message) => fail_switch(ctx, &before, message)?,
     }
     // Recompute the status from the new facts.
     app.reconcile(ctx, layout, super::reconcile::Depth::Check)
+}
+
+/// Fail the action; the pin goes with the failed switch, so this unit
+/// stays where it was.
+fn fail_switch(
+    ctx: &mut Ctx<'_, '_>,
+    before: &Rollout,
+    message: String,
+) -> Result<(), HandlerError> {
+    let mut restored = state::rollout(ctx.store.conn())?;
+    restored.pinned = before.pinned.clone();
+    restored.pinned_under = before.pinned_under.clone();
+    state::save_rollout(ctx.store.conn(), &restored)?;
+    Ok(ctx.fail_action(message)?)
 }
 
 fn list_builds(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {

@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 health check, the charm's own `check_http`: one GET
-//! over a plain TCP connection (`Connection: close`), the status line and
+//! A minimal HTTP/1.0 health check, the charm's own `check_http`: one GET
+//! over a plain TCP or unix-socket connection, the status line and
 //! up to [`BODY_CAP`] bytes of body read, the status and a substring
 //! checked. Used by the rollout health gate.
 //!
@@ -67,12 +67,21 @@ pub fn http_check(
 
 /// GET `path` from `addr`: the status and the start of the body.
 pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, HealthError> {
-    let response = get(addr, path, timeout, Instant::now())?;
+    http_get_from(&HttpTarget::Tcp(addr.to_string()), path, timeout)
+}
+
+/// GET `path` from `target`: the status and the start of the body.
+pub fn http_get_from(
+    target: &HttpTarget,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpAnswer, HealthError> {
+    let response = get(target, path, timeout, Instant::now())?;
     let (status, reason, body) = parse_response(&response)?;
     Ok(HttpAnswer {
         status,
         reason,
-        body: String::from_utf8_lossy(body).into_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
@@ -119,31 +128,80 @@ fn io_error(e: std::io::Error, timeout: Duration) -> HealthError {
     }
 }
 
+/// Where an HTTP GET connects: the served port, or the private unix socket
+/// a build is judged on before it takes traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpTarget {
+    /// `host:port`.
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpTarget::Tcp(addr) => f.write_str(addr),
+            HttpTarget::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connection to an [`HttpTarget`].
+trait Connection: Read + Write {}
+impl<T: Read + Write> Connection for T {}
+
+fn connect(target: &HttpTarget, timeout: Duration) -> Result<Box<dyn Connection>, HealthError> {
+    match target {
+        HttpTarget::Tcp(addr) => {
+            let socket_addr = addr
+                .to_socket_addrs()
+                .map_err(|e| HealthError::Io(format!("{addr}: {e}")))?
+                .next()
+                .ok_or_else(|| HealthError::Io(format!("{addr}: no address")))?;
+            let stream = TcpStream::connect_timeout(&socket_addr, timeout)
+                .map_err(|e| io_error(e, timeout))?;
+            stream
+                .set_read_timeout(Some(timeout))
+                .and_then(|_| stream.set_write_timeout(Some(timeout)))
+                .map_err(|e| io_error(e, timeout))?;
+            Ok(Box::new(stream))
+        }
+        HttpTarget::Unix(path) => {
+            let stream =
+                std::os::unix::net::UnixStream::connect(path).map_err(|e| io_error(e, timeout))?;
+            stream
+                .set_read_timeout(Some(timeout))
+                .and_then(|_| stream.set_write_timeout(Some(timeout)))
+                .map_err(|e| io_error(e, timeout))?;
+            Ok(Box::new(stream))
+        }
+    }
+}
+
 /// Send the request and read the response (headers and the capped body).
+///
+/// The request is HTTP/1.0, so a server may not answer with a chunked
+/// body: an app that streams its answer (no Content-Length) is read to the
+/// end of the connection like any other. A server that chunks anyway is
+/// decoded in [`parse_response`].
 fn get(
-    addr: &str,
+    target: &HttpTarget,
     path: &str,
     timeout: Duration,
     started: Instant,
 ) -> Result<Vec<u8>, HealthError> {
-    let target = addr
-        .to_socket_addrs()
-        .map_err(|e| HealthError::Io(format!("{addr}: {e}")))?
-        .next()
-        .ok_or_else(|| HealthError::Io(format!("{addr}: no address")))?;
-    let mut stream =
-        TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error(e, timeout))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|_| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| io_error(e, timeout))?;
+    let mut stream = connect(target, timeout)?;
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
+    let host = match target {
+        HttpTarget::Tcp(addr) => addr.as_str(),
+        HttpTarget::Unix(_) => "localhost",
+    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wsgi-app-health\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: wsgi-app-health\r\nAccept: */*\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -172,8 +230,33 @@ fn get(
     Ok(response)
 }
 
-/// Status code, reason phrase and body (capped) of a raw response.
-fn parse_response(response: &[u8]) -> Result<(u16, String, &[u8]), HealthError> {
+/// The payload of a chunked body, as far as it goes (a cut-off body
+/// yields what arrived).
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let data = &body[line_end + 2..];
+        let taken = size.min(data.len());
+        payload.extend_from_slice(&data[..taken]);
+        if taken < size || data.len() < size + 2 {
+            break;
+        }
+        body = &data[size + 2..];
+    }
+    payload
+}
+
+/// Status code, reason phrase and body (capped, de-chunked) of a raw
+/// response.
+fn parse_response(response: &[u8]) -> Result<(u16, String, Vec<u8>), HealthError> {
     if response.is_empty() {
         return Err(HealthError::BadResponse("empty response".into()));
     }
@@ -195,8 +278,16 @@ fn parse_response(response: &[u8]) -> Result<(u16, String, &[u8]), HealthError> 
         .and_then(|code| code.parse::<u16>().ok())
         .ok_or_else(|| HealthError::BadResponse(format!("status line {status_line:?}")))?;
     let reason = parts.next().unwrap_or_default().trim().to_string();
-    let body = &response[header_end + 4..];
-    Ok((status, reason, &body[..body.len().min(BODY_CAP)]))
+    let chunked = head.lines().skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    let raw = &response[header_end + 4..];
+    let mut body = if chunked { dechunk(raw) } else { raw.to_vec() };
+    body.truncate(BODY_CAP);
+    Ok((status, reason, body))
 }
 
 #[cfg(test)]
@@ -236,9 +327,21 @@ mod tests {
         assert_eq!(report.status, 200);
         assert_eq!(report.excerpt, "It works! Revision 1");
         let request = server.join().unwrap();
-        assert!(request.starts_with("GET / HTTP/1.1\r\n"), "{request}");
+        assert!(request.starts_with("GET / HTTP/1.0\r\n"), "{request}");
         assert!(request.contains(&format!("Host: {addr}\r\n")), "{request}");
-        assert!(request.contains("Connection: close\r\n"), "{request}");
+        // HTTP/1.0 closes by default; no keep-alive is asked for.
+        assert!(!request.contains("keep-alive"), "{request}");
+    }
+
+    #[test]
+    fn a_chunked_body_is_decoded_before_the_content_check() {
+        // A server that chunks even for HTTP/1.0, with the expected text
+        // split across chunks: read raw, "It works!" would not be found.
+        let (addr, _server) = serve_once(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nIt \r\n6;x=y\r\nworks!\r\n0\r\n\r\n",
+        );
+        let report = http_check(&addr, "/", 200, "It works!", Duration::from_secs(5)).unwrap();
+        assert_eq!(report.excerpt, "It works!");
     }
 
     #[test]

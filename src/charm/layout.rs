@@ -54,6 +54,10 @@ impl Layout {
     pub fn current_link(&self) -> PathBuf {
         self.base.join("current")
     }
+    /// The build being judged by a pre-flight, before `current` may move.
+    pub fn candidate_link(&self) -> PathBuf {
+        self.base.join("candidate")
+    }
     pub fn latest_link(&self) -> PathBuf {
         self.base.join("latest")
     }

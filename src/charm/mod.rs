@@ -16,6 +16,7 @@ pub mod integrations;
 pub mod layout;
 pub mod machine;
 pub mod nrpe;
+pub mod preflight;
 pub mod reconcile;
 pub mod relations;
 pub mod service;

@@ -17,6 +17,7 @@ use super::builds::{self, BuildError};
 use super::config::{Config, LATEST};
 use super::layout::Layout;
 use super::machine::CommandSpec;
+use super::preflight::HealthCriteria;
 use super::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
 use super::state::{self, BuildRecord, Rollout};
 use super::{envvars, health, integrations, nrpe, users, Ctx, Endpoint, WsgiApp};
@@ -238,7 +239,7 @@ impl WsgiApp {
             self.rerun_make(ctx, layout, &config, &target, &app_env)?;
         }
         match switch_to(self, ctx, layout, &config, &target, &env_hash, "config")? {
-            SwitchOutcome::Refused(message) => self.report.blocked(message),
+            SwitchOutcome::Refused { failure, .. } => self.report.blocked(failure),
             SwitchOutcome::ServingUnhealthy(message) => self.report.unhealthy(message),
             SwitchOutcome::Unchanged => {
                 // One quick look, so the status says the truth between switches.
@@ -540,8 +541,13 @@ pub enum SwitchOutcome {
         previous: Option<String>,
         health: String,
     },
-    /// The target could not serve; the previous build still does.
-    Refused(String),
+    /// The target could not serve; `kept` (the previous build, if any)
+    /// still does. The failure does not name `kept`: the status appends
+    /// what serves, and an action's message adds it.
+    Refused {
+        failure: String,
+        kept: Option<String>,
+    },
     /// The target fails its health check, but there is nothing else to
     /// serve (the first build, or the same build with a new environment):
     /// it stays, and the status says what is wrong.
@@ -584,6 +590,63 @@ pub(crate) fn switch_to(
     let previous = rollout.serving.clone().filter(|p| p != target);
     if !same_build {
         ctx.model.set_unit_status(&Status::maintenance(format!(
+            "judging build {target} before it takes traffic ({why})"
+        )))?;
+    }
+    // Judge the target privately first. Only a build with nothing to fall
+    // back to (the first, or the one already serving, with a new
+    // environment) may go on to serve after failing: the status says so.
+    let fallback = previous
+        .clone()
+        .filter(|_| matches!(running, ServiceState::Running { .. }));
+    builds::swap_symlink(&layout.candidate_link(), &relative_build(target))?;
+    let candidate = ServiceSpec {
+        current_dir: layout.candidate_link(),
+        ..spec.clone()
+    };
+    let preflight = app
+        .machine
+        .services
+        .preflight(&candidate, &health_criteria(config));
+    let mut failed_preflight = false;
+    let refused = match preflight {
+        Ok(report) => {
+            ctx.model.log(
+                LogLevel::Info,
+                &format!("build {target} passed its pre-flight: {report}"),
+            );
+            None
+        }
+        Err(ServiceError::StartFailed(detail)) => {
+            Some(format!("build {target} did not start: {detail}"))
+        }
+        Err(ServiceError::Unhealthy(detail)) if fallback.is_some() => {
+            Some(format!("build {target} failed its pre-flight: {detail}"))
+        }
+        Err(ServiceError::Unhealthy(detail)) => {
+            failed_preflight = true;
+            ctx.model.log(
+                LogLevel::Warning,
+                &format!(
+                    "build {target} failed its pre-flight ({detail}); \
+                     starting it anyway: nothing else can serve"
+                ),
+            );
+            None
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if let Some(failure) = refused {
+        rollout.health = Some(failure.clone());
+        state::save_rollout(conn, &rollout)?;
+        ctx.model.log(LogLevel::Error, &failure);
+        return Ok(SwitchOutcome::Refused {
+            failure,
+            kept: rollout.serving.clone(),
+        });
+    }
+    if !same_build {
+        ctx.model.set_unit_status(&Status::maintenance(format!(
             "switching to build {target} ({why})"
         )))?;
     }
@@ -594,7 +657,12 @@ pub(crate) fn switch_to(
     app.machine.crash_point("after-ensure");
     let failure = match started {
         Ok(ServiceChange::Unchanged) | Ok(ServiceChange::Started) | Ok(ServiceChange::Replaced) => {
-            let health = check_health(app, config);
+            // Judged unhealthy already: one look says how it is now.
+            let health = if failed_preflight {
+                probe_once(app, config)
+            } else {
+                check_health(app, config)
+            };
             app.machine.crash_point("after-health-check");
             match health {
                 Ok(health) => {
@@ -634,10 +702,19 @@ pub(crate) fn switch_to(
     rollout.health = Some(failure.clone());
     state::save_rollout(conn, &rollout)?;
     ctx.model.log(LogLevel::Error, &failure);
-    Ok(SwitchOutcome::Refused(match &rollout.serving {
-        Some(back) => format!("{failure}; kept {back} serving"),
-        None => failure,
-    }))
+    Ok(SwitchOutcome::Refused {
+        failure,
+        kept: rollout.serving.clone(),
+    })
+}
+
+/// What the index page must answer, from the nagios options.
+fn health_criteria(config: &Config) -> HealthCriteria {
+    HealthCriteria {
+        path: config.nagios_index_path.clone(),
+        expected_status: config.nagios_expected_status,
+        expected_content: config.nagios_index_content.clone(),
+    }
 }
 
 /// GET the index page until it answers as the nagios options say

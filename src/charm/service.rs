@@ -137,6 +137,10 @@ pub enum ServiceError {
     /// Holds gunicorn's last error lines.
     #[error("gunicorn did not start: {0}")]
     StartFailed(String),
+    /// The build started but answered its pre-flight wrongly (or not at
+    /// all); it never took traffic. Holds what it answered.
+    #[error("{0}")]
+    Unhealthy(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -145,6 +149,14 @@ pub enum ServiceError {
 
 /// Runs gunicorn for a [`ServiceSpec`].
 pub trait ServiceManager {
+    /// Judge the build `spec.current_dir` leads to before it takes any
+    /// traffic: start it privately and ask for the index page (see
+    /// [`crate::charm::preflight`]). Changes nothing that serves.
+    fn preflight(
+        &self,
+        spec: &ServiceSpec,
+        criteria: &crate::charm::preflight::HealthCriteria,
+    ) -> Result<String, ServiceError>;
     /// Make the service run `spec`: start it when stopped; when it runs
     /// another fingerprint, start a new master and retire the old one only
     /// once the new one is ready (the old keeps serving if the new fails).
@@ -176,6 +188,13 @@ pub fn manager(
 
 /// Seconds gunicorn gives in-flight requests when a master is retired.
 pub const GRACEFUL_TIMEOUT_SECS: u64 = 30;
+
+/// How long a new master's first worker may take to import the
+/// application (a slow import is judged when ready, not failed early).
+pub const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// `PATH` for gunicorn after the build's own `venv/bin`.
+pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The directory under `run_dir` that gunicorn (running as the app user)
 /// may write: readiness markers, control sockets, pre-flight sockets. The

@@ -151,3 +151,19 @@ pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> 
     }
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
 }
+
+/// The home directory of `uid`, from the user database.
+pub fn home_of(uid: u32) -> Option<PathBuf> {
+    // SAFETY: getpwuid_r with a caller-owned buffer.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        let home = std::ffi::CStr::from_ptr(pwd.pw_dir);
+        Some(PathBuf::from(home.to_string_lossy().into_owned()))
+    }
+}

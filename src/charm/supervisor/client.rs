@@ -22,8 +22,11 @@ use crate::charm::supervisor::protocol::{
 const CHARM_LOCK_WAIT: Duration = Duration::from_secs(120);
 /// How long the supervisor may take to answer a request: it may be in the
 /// middle of a crash restart (one readiness wait) before it starts ours
-/// (another), plus slack for files and signals.
-const ANSWER_WAIT: Duration = Duration::from_secs(2 * READY_TIMEOUT.as_secs() + 30);
+/// (another), then waits for the old master to finish its in-flight
+/// requests (the graceful timeout, and the kill after it), plus slack for
+/// files and signals.
+const ANSWER_WAIT: Duration =
+    Duration::from_secs(2 * READY_TIMEOUT.as_secs() + GRACEFUL_TIMEOUT_SECS + 45);
 
 /// Runs gunicorn under `<program> supervise <run_dir>`.
 #[derive(Debug, Clone)]
@@ -121,6 +124,14 @@ impl DirectSupervisor {
 }
 
 impl ServiceManager for DirectSupervisor {
+    fn preflight(
+        &self,
+        spec: &ServiceSpec,
+        criteria: &crate::charm::preflight::HealthCriteria,
+    ) -> Result<String, ServiceError> {
+        crate::charm::preflight::judge(spec, criteria)
+    }
+
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError> {
         let (dirs, _lock) = self.lock(spec)?;
         let state = dirs.read_state().map_err(ServiceError::Other)?;

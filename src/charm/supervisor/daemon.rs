@@ -5,12 +5,15 @@
 //! new master next to the old one; once the new master's first worker has
 //! imported the application (its `post_worker_init` hook touches
 //! `gunicorn/ready.<master pid>`), the old master gets SIGTERM and finishes
-//! its in-flight requests. Both accept on the same socket meanwhile, and
-//! when no master runs at all (a crash, a restart) connections wait in the
-//! kernel's backlog instead of being refused.
+//! its in-flight requests. Both accept on the same socket for that moment;
+//! the switch is reported done only once the old master's whole process
+//! group is gone, so after the answer only the new build takes
+//! connections. When no master runs at all (a crash, a restart)
+//! connections wait in the kernel's backlog instead of being refused.
 //!
 //! Invariants:
-//! - a master is only ever retired after its successor proved ready;
+//! - a master is only ever retired after its successor proved ready, and a
+//!   switch is answered only after the retired master's group is gone;
 //! - every master is this process's child and is reaped here; a master that
 //!   dies unexpectedly is restarted from the build it was serving (not from
 //!   whatever `current` points to now), with back-off, a bounded number of
@@ -28,13 +31,14 @@ use std::time::{Duration, Instant};
 use crate::charm::service::{
     app_ids, gunicorn_args, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env,
     readiness_marker, venv_python, write_atomic, Listen, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
+    IMPORT_TIMEOUT, SYSTEM_PATH,
 };
 use crate::charm::supervisor::protocol::{
     is_our_master, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
 };
 
 /// How long a new master may take to import the application.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const READY_TIMEOUT: Duration = IMPORT_TIMEOUT;
 /// The listen backlog: requests wait here while no master accepts.
 pub const LISTEN_BACKLOG: i32 = 2048;
 /// Restarts in a row after which the supervisor gives up on a crashing master.
@@ -276,6 +280,22 @@ fn stop_orphaned_master(dirs: &RunDir) {
 }
 
 /// Send `signal` to a master's process group (the master and its workers).
+/// Whether any process of the group `pgid` is left (zombies count until
+/// reaped).
+fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(-(pgid as i32), 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// After SIGKILL: give the kernel a moment to take the processes down.
+fn give_up_wait(groups: &[u32]) {
+    let until = Instant::now() + Duration::from_secs(2);
+    while groups.iter().any(|pid| group_alive(*pid)) && Instant::now() < until {
+        std::thread::sleep(TICK);
+    }
+}
+
 fn signal_group(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) on a process group we created (process_group(0)).
     unsafe { libc::kill(-(pid as i32), signal) };
@@ -425,6 +445,7 @@ impl Supervisor {
             Ok(master) => {
                 let replaced = self.serving.is_some();
                 self.take_over(master);
+                self.await_retired();
                 self.outcome = if replaced {
                     Outcome::Replaced
                 } else {
@@ -464,6 +485,30 @@ impl Supervisor {
         self.pending_restart = None;
         self.status = Status::Running;
         self.serving = Some(master);
+    }
+
+    /// Return once no retiring master's process group is left. A switch is
+    /// over only when the old build can take no new connection: its
+    /// workers stop accepting at SIGTERM, but each keeps the listening
+    /// socket open until its in-flight request is done, so only an empty
+    /// group is sure. Bounded: [`Self::reap`] kills a master that overruns
+    /// the graceful timeout, and a group left after that goes here.
+    fn await_retired(&mut self) {
+        let groups: Vec<u32> = self.retiring.iter().map(|r| r.pid).collect();
+        let give_up = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 15);
+        while groups.iter().any(|pid| group_alive(*pid)) && !STOP.load(Ordering::SeqCst) {
+            self.reap(None);
+            if Instant::now() > give_up {
+                for pid in &groups {
+                    log!("master {pid}'s processes outlived it; killing them");
+                    signal_group(*pid, libc::SIGKILL);
+                }
+                give_up_wait(&groups);
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        self.reap(None);
     }
 
     fn retire(&mut self, pid: u32) {
@@ -539,7 +584,7 @@ impl Supervisor {
             .env("LANG", "C.UTF-8")
             .stdin(std::process::Stdio::null());
         let (uid, gid) = app_ids(spec).map_err(|e| e.to_string())?;
-        if let Some(home) = home_of(uid) {
+        if let Some(home) = crate::charm::users::home_of(uid) {
             command.env("HOME", home);
         }
         command.envs(env);
@@ -766,8 +811,6 @@ impl Supervisor {
     }
 }
 
-const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// In the child, between fork and exec: make the held listener fd 3, open
 /// across exec (dup2 clears close-on-exec on the copy; when the listener
 /// already is fd 3 the flag is cleared in place).
@@ -809,21 +852,6 @@ def post_worker_init(worker):
 "#,
         state_dir = python_str(&state_dir.to_string_lossy())
     )
-}
-
-fn home_of(uid: u32) -> Option<PathBuf> {
-    // SAFETY: getpwuid_r with a caller-owned buffer.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16 * 1024];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        let home = std::ffi::CStr::from_ptr(pwd.pw_dir);
-        Some(PathBuf::from(home.to_string_lossy().into_owned()))
-    }
 }
 
 fn file_len(path: &Path) -> u64 {

@@ -1,0 +1,170 @@
+//! A broken build never serves a request: each is judged on a private
+//! socket before it takes traffic. The real charm binary under charm-sim,
+//! real gunicorn, and a bounded load (two clients, a new connection per
+//! request) through every switch: builds that answer 500, answer 200
+//! without the expected text, hang on `/`, or take 20 s to import, each
+//! followed by a good build. Not one request may fail.
+
+mod e2e_support;
+
+#[path = "common/archives.rs"]
+mod archives;
+
+use std::path::Path;
+
+use e2e_support::{get, Load, Sim};
+
+const ARCHIVE: &str = "example-wsgi-app.tar.bzip2";
+
+/// Ship `example_wsgi.py` as build `label` in the charm's `files/`.
+fn ship_build(charm_dir: &str, label: &str, source: &str) {
+    let dir = Path::new(charm_dir).join("files").join(label);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = archives::archive_bytes(ARCHIVE, &[("example_wsgi.py", source.as_bytes())]);
+    std::fs::write(dir.join(ARCHIVE), bytes).unwrap();
+}
+
+const ANSWERS_500: &str = r#"
+def application(environ, start_response):
+    body = b"TemplateNotFound: index.html"
+    start_response("500 Internal Server Error", [("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+const ANSWERS_WITHOUT_CONTENT: &str = r#"
+def application(environ, start_response):
+    body = b"Welcome! (the wrong page)"
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+const HANGS: &str = r#"
+import time
+
+def application(environ, start_response):
+    time.sleep(3600)
+"#;
+
+const SLOW_IMPORT: &str = r#"
+import time
+
+time.sleep(20)
+
+def application(environ, start_response):
+    body = b"It works! Revision slow"
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+/// Streams its answer (no Content-Length), split so that a client reading
+/// chunked framing raw would not find "It works!".
+const STREAMS: &str = r#"
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"It "
+    yield b"works! Revision streaming"
+"#;
+
+#[test]
+fn broken_builds_are_refused_before_any_request_reaches_them() {
+    let sim = Sim::new("127.0.61");
+    let charm = sim.charm_dir();
+    for (label, source) in [
+        ("answers500", ANSWERS_500),
+        ("wrongpage", ANSWERS_WITHOUT_CONTENT),
+        ("hangs", HANGS),
+        ("slow", SLOW_IMPORT),
+        ("streams", STREAMS),
+    ] {
+        ship_build(&charm, label, source);
+    }
+    sim.ok(&[
+        "deploy",
+        &charm,
+        "--units",
+        "1",
+        "--config",
+        "build_label=r1",
+        "--config",
+        "nagios_index_content=It works!",
+    ]);
+    let addr = sim.unit_url(0);
+    assert_eq!(get(&addr).unwrap(), "It works! Revision 1");
+
+    let load = Load::start(&addr, 2);
+    let mut good = ["r2", "r1"].into_iter().cycle();
+    for (broken, why) in [
+        ("answers500", "HTTP 500 Internal Server Error, expected 200"),
+        ("wrongpage", "string \"It works!\" not found"),
+        ("hangs", "timed out"),
+    ] {
+        let serving = get(&addr).unwrap();
+        sim.ok(&[
+            "config",
+            "wsgi-app",
+            &format!("build_label={broken}"),
+            &format!("current_symlink={broken}"),
+        ]);
+        let status = sim.status_json();
+        let message = sim.workload_message(&status, "wsgi-app/0");
+        assert_eq!(
+            sim.workload_status(&status, "wsgi-app/0"),
+            "blocked",
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("build {broken} failed its pre-flight: GET /: ")),
+            "{message}"
+        );
+        assert!(message.contains(why), "{message}");
+        assert_eq!(get(&addr).unwrap(), serving, "after {broken}");
+
+        let next = good.next().unwrap();
+        sim.ok(&[
+            "config",
+            "wsgi-app",
+            &format!("build_label={next}"),
+            &format!("current_symlink={next}"),
+        ]);
+        let revision = &next[1..];
+        assert_eq!(
+            get(&addr).unwrap(),
+            format!("It works! Revision {revision}"),
+            "the good build after {broken}"
+        );
+        let status = sim.status_json();
+        assert_eq!(
+            sim.workload_status(&status, "wsgi-app/0"),
+            "active",
+            "{}",
+            sim.workload_message(&status, "wsgi-app/0")
+        );
+    }
+
+    // Slow to import is not broken: judged once ready, then it serves.
+    for (label, answer) in [
+        ("slow", "It works! Revision slow"),
+        ("streams", "It works! Revision streaming"),
+    ] {
+        sim.ok(&[
+            "config",
+            "wsgi-app",
+            &format!("build_label={label}"),
+            &format!("current_symlink={label}"),
+        ]);
+        assert_eq!(get(&addr).unwrap(), answer);
+        let status = sim.status_json();
+        assert_eq!(
+            sim.workload_status(&status, "wsgi-app/0"),
+            "active",
+            "{}",
+            sim.workload_message(&status, "wsgi-app/0")
+        );
+    }
+
+    let (sent, failed, errors) = load.finish();
+    eprintln!("{sent} requests during the switches, {failed} failed");
+    assert!(sent > 100, "the load ran ({sent} requests)");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed: {errors:?}");
+    sim.destroy_and_check_nothing_left(&[&addr]);
+}
