@@ -356,3 +356,37 @@ fn moving_to_another_port_serves_there_and_frees_the_old_one() {
     });
     manager.stop(&new).unwrap();
 }
+
+#[test]
+fn once_a_switch_returns_only_the_build_it_reported_answers() {
+    let layout = Layout::new();
+    let manager = supervisor();
+    let port = free_port();
+    let first = layout.spec(port, "r1-fp");
+    let _stop = StopOnDrop(first.clone());
+    assert_eq!(manager.ensure(&first).unwrap(), ServiceChange::Started);
+
+    let mut stale = Vec::new();
+    for switch in 0..50 {
+        let (label, answer) = if switch % 2 == 0 {
+            ("r2", "It works! Revision 2")
+        } else {
+            ("r1", "It works! Revision 1")
+        };
+        layout.point_current_at(label);
+        let spec = layout.spec(port, &format!("{label}-fp-{switch}"));
+        assert_eq!(manager.ensure(&spec).unwrap(), ServiceChange::Replaced);
+        // Fresh connections, right away: the old build's workers must
+        // already be out of reach.
+        for request in 0..20 {
+            let body = get(&spec, "/");
+            if body != answer {
+                stale.push(format!(
+                    "switch {switch} to {label}, request {request}: {body}"
+                ));
+            }
+        }
+    }
+    assert!(stale.is_empty(), "the old build answered: {stale:#?}");
+    manager.stop(&first).unwrap();
+}
