@@ -35,7 +35,8 @@ fn initial_hooks_install_r1_and_serve_it() {
     let manifest =
         fs::read_to_string(state.machine.path("/srv/wsgi-app/builds/r1/build.json")).unwrap();
     assert!(manifest.contains(R1_SHA256), "{manifest}");
-    // The venv and gunicorn were asked for, with pip (uv is absent here).
+    // The venv and the tested gunicorn were asked for, with pip (uv is
+    // absent here).
     let commands = command_lines(chain.last());
     assert!(
         commands.is_empty(),
@@ -48,7 +49,7 @@ fn initial_hooks_install_r1_and_serve_it() {
     );
     assert!(
         all.iter()
-            .any(|c| c.contains("-m pip install") && c.ends_with(" gunicorn")),
+            .any(|c| c.contains("-m pip install") && c.ends_with(" gunicorn==27.0.1")),
         "{all:?}"
     );
 }

@@ -90,6 +90,9 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
     ]);
     let addr = sim.unit_url(0);
     assert_eq!(get(&addr).unwrap(), "It works! Revision 1");
+    // The tested gunicorn, pinned, and shown per build.
+    let builds = sim.ok(&["run", "wsgi-app/0", "list-builds"]);
+    assert!(builds.contains("27.0.1"), "{builds}");
 
     let load = Load::start(&addr, 2);
     let mut good = ["r2", "r1"].into_iter().cycle();

@@ -20,7 +20,7 @@ pub fn run(
     action: Action,
 ) -> Result<(), HandlerError> {
     match action {
-        Action::ListBuilds => list_builds(ctx),
+        Action::ListBuilds => list_builds(ctx, layout),
         Action::SetCurrentSymlink => {
             let params = ctx.action_params()?;
             let Some(label) = params.get("symlink").and_then(|v| v.as_str()) else {
@@ -173,7 +173,7 @@ fn fail_switch(
     Ok(ctx.fail_action(message)?)
 }
 
-fn list_builds(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {
+fn list_builds(ctx: &mut Ctx<'_, '_>, layout: &Layout) -> Result<(), HandlerError> {
     let conn = ctx.store.conn();
     let builds = state::builds(conn)?;
     let rollout = state::rollout(conn)?;
@@ -197,6 +197,12 @@ fn list_builds(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {
             (key("size"), b.size.to_string()),
             (key("installed-at"), super::text::rfc3339(b.installed_at)),
             (key("archive"), b.archive.clone()),
+            (
+                key("gunicorn"),
+                super::builds::read_manifest(layout, &b.label)
+                    .and_then(|m| m.gunicorn)
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
             (key("latest"), flag(&latest)),
             (key("current"), flag(&rollout.serving)),
             (key("pinned"), flag(&rollout.pinned)),

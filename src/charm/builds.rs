@@ -77,6 +77,61 @@ pub struct Manifest {
     pub size: u64,
     pub installed_at: i64,
     pub installer: String,
+    /// The gunicorn version installed in the build's venv (absent in
+    /// builds installed before versions were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gunicorn: Option<String>,
+}
+
+/// The gunicorn a build gets unless its requirements name one: the version
+/// the charm's unit files and switching are tested with. A new upstream
+/// release must not change what new units run.
+pub const GUNICORN_REQUIREMENT: &str = "gunicorn==27.0.1";
+/// The uv the charm installs for itself, pinned for the same reason.
+pub const UV_REQUIREMENT: &str = "uv==0.13.9";
+
+/// The gunicorn requirement for a build: none when the app's own
+/// requirements name gunicorn (the app chooses), the bare name when
+/// installing offline (the operator's cache is the pin), else ours.
+fn gunicorn_requirement(requirements: Option<&Path>, offline: bool) -> Option<&'static str> {
+    let names_gunicorn = requirements
+        .and_then(|path| fs::read_to_string(path).ok())
+        .is_some_and(|text| text.lines().any(names_gunicorn));
+    match (names_gunicorn, offline) {
+        (true, _) => None,
+        (false, true) => Some("gunicorn"),
+        (false, false) => Some(GUNICORN_REQUIREMENT),
+    }
+}
+
+/// Whether a requirements line asks for gunicorn (any version, extras or
+/// marker); names compare as pip normalises them.
+fn names_gunicorn(line: &str) -> bool {
+    let line = line.split('#').next().unwrap_or_default().trim();
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .unwrap_or(line.len());
+    let name = line[..name_end]
+        .to_ascii_lowercase()
+        .replace(['_', '.'], "-");
+    name == "gunicorn"
+}
+
+/// The version of `package` installed in `venv`, as its metadata says.
+fn installed_version(machine: &Machine, venv: &Path, package: &str) -> Option<String> {
+    let python = venv.join("bin/python").to_string_lossy().into_owned();
+    let query = format!("import importlib.metadata as m; print(m.version({package:?}))");
+    let out = machine
+        .runner
+        .run(
+            &CommandSpec::new(python)
+                .args(["-c", &query])
+                .timeout(Duration::from_secs(30)),
+        )
+        .ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.success() && !version.is_empty() && !version.contains(char::is_whitespace))
+        .then_some(version)
 }
 
 /// Read a build's manifest; `None` when the build is absent or incomplete.
@@ -147,7 +202,7 @@ pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            "uv",
+            UV_REQUIREMENT,
         ]),
     )
 }
@@ -307,7 +362,11 @@ pub fn install(
     };
     let venv_s = venv.to_string_lossy().into_owned();
     let python = venv.join("bin/python").to_string_lossy().into_owned();
-    let mut packages: Vec<String> = vec!["gunicorn".into()];
+    let mut packages: Vec<String> =
+        gunicorn_requirement(requirements.as_deref(), pip_cache.is_some())
+            .map(String::from)
+            .into_iter()
+            .collect();
     if let Some(req) = &requirements {
         packages.push("-r".into());
         packages.push(req.to_string_lossy().into_owned());
@@ -397,6 +456,7 @@ pub fn install(
         size: record.size,
         installed_at: record.installed_at,
         installer: installer.name().to_string(),
+        gunicorn: installed_version(machine, &venv, "gunicorn"),
     };
     write_file_synced(
         &staging.dir.join(BUILD_MANIFEST),
@@ -539,4 +599,40 @@ pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<bool> {
         sync_dir(dir);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_chooses_its_gunicorn_else_the_tested_one_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = dir.path().join("requirements.txt");
+        for (text, named) in [
+            ("flask==3.0\ngunicorn==21.2.0\n", true),
+            ("Gunicorn[gevent]>=20 ; python_version>'3'\n", true),
+            ("gunicorn\n", true),
+            ("  # gunicorn==1\nflask\n", false),
+            ("gunicorn-extras==1\n", false),
+            ("flask\n", false),
+        ] {
+            std::fs::write(&req, text).unwrap();
+            let expected = if named {
+                None
+            } else {
+                Some(GUNICORN_REQUIREMENT)
+            };
+            assert_eq!(
+                gunicorn_requirement(Some(&req), false),
+                expected,
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            gunicorn_requirement(None, false),
+            Some(GUNICORN_REQUIREMENT)
+        );
+        assert_eq!(gunicorn_requirement(None, true), Some("gunicorn"));
+    }
 }

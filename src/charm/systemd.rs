@@ -1,11 +1,14 @@
 //! gunicorn under systemd (production machines): a socket unit holds the
 //! listening socket, a `Type=notify` service unit runs gunicorn on it.
 //!
-//! A switch to another build is: pre-flight (the new build's gunicorn on a
-//! private unix socket with one worker, until a worker has imported the
-//! app), then `systemctl restart <name>.service`. The socket unit keeps
+//! A switch to another build is: the charm's pre-flight
+//! ([`crate::charm::preflight`]: the new build judged on a private unix
+//! socket), then `systemctl restart <name>.service`. The socket unit keeps
 //! listening throughout, so requests queue during the restart and none
-//! fails; a build that fails the pre-flight changes nothing at all.
+//! fails; a build that fails the pre-flight changes nothing at all. The
+//! restart returns only once the old master and its workers are gone
+//! (systemd waits for the unit's cgroup to empty before starting it
+//! again), so the old build answers nothing after a switch.
 //!
 //! Invariants: every external command goes through the machine's
 //! [`Runner`] (tests record them); unit files are only rewritten, and
