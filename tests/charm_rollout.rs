@@ -357,3 +357,46 @@ fn actions_refuse_params_juju_would_refuse() {
         assert!(failure(&out).is_some());
     }
 }
+
+fn preflights(out: &Output) -> usize {
+    out.service_calls
+        .iter()
+        .filter(|c| matches!(c, harness::recorder::ServiceCall::Preflight(_)))
+        .count()
+}
+
+#[test]
+fn a_refused_build_is_judged_again_only_at_update_status_or_when_it_changes() {
+    let mut ctx = context();
+    let state = r1_serving_r2_installed(&ctx);
+    ctx.on_http_get(|_, running| match build_of(running).0.as_str() {
+        "r2" => answer(500, "broken"),
+        _ => answer(200, "It works!"),
+    });
+    let refused = ctx
+        .run(
+            on::config_changed(),
+            state.with_config("current_symlink", "r2"),
+        )
+        .unwrap();
+    assert_eq!(preflights(&refused), 1);
+    assert_status(&refused.state, StatusName::Blocked, "failed its pre-flight");
+
+    // Another hook: the same build and environment are not judged again.
+    let again = ctx.run(on::config_changed(), refused.state).unwrap();
+    assert_eq!(preflights(&again), 0);
+    assert_status(&again.state, StatusName::Blocked, "failed its pre-flight");
+    assert_status(
+        &again.state,
+        StatusName::Blocked,
+        "judged again at the next update-status",
+    );
+    assert_untouched_r1(&again.state);
+
+    // update-status judges it again; once it is fixed, it switches.
+    ctx.on_http_get(|_, _| answer(200, "It works!"));
+    let fixed = ctx.run(on::update_status(), again.state).unwrap();
+    assert_eq!(preflights(&fixed), 1);
+    assert_eq!(current_build(&fixed.state), "r2");
+    assert_status(&fixed.state, StatusName::Active, "serving r2 on :8080");
+}

@@ -131,7 +131,8 @@ fn pin_and_switch(
     env.extend(super::integrations::stored(ctx)?);
     let env_hash = super::reconcile::hash_env(&env);
     ctx.action_log(&format!("switching this unit to build {target}"))?;
-    match switch_to(app, ctx, layout, &config, &target, &env_hash, why)? {
+    // An operator asking is always judged afresh.
+    match switch_to(app, ctx, layout, &config, &target, &env_hash, why, true)? {
         SwitchOutcome::Unchanged => {
             ctx.set_action_results([
                 ("previous", before.serving.clone().unwrap_or_default()),

@@ -238,7 +238,17 @@ impl WsgiApp {
         if env_changed && rollout.serving.as_deref() == Some(target.as_str()) {
             self.rerun_make(ctx, layout, &config, &target, &app_env)?;
         }
-        match switch_to(self, ctx, layout, &config, &target, &env_hash, "config")? {
+        let judge_again = depth == Depth::Check;
+        match switch_to(
+            self,
+            ctx,
+            layout,
+            &config,
+            &target,
+            &env_hash,
+            "config",
+            judge_again,
+        )? {
             SwitchOutcome::Refused { failure, .. } => self.report.blocked(failure),
             SwitchOutcome::ServingUnhealthy(message) => self.report.unhealthy(message),
             SwitchOutcome::Unchanged => {
@@ -555,7 +565,9 @@ pub enum SwitchOutcome {
 }
 
 /// Move gunicorn onto `target` with zero failed requests, check its health,
-/// and switch back when it is unhealthy.
+/// and switch back when it is unhealthy. A switch refused before with the
+/// same fingerprint is refused again at once unless `judge_again`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn switch_to(
     app: &WsgiApp,
     ctx: &mut Ctx<'_, '_>,
@@ -564,6 +576,7 @@ pub(crate) fn switch_to(
     target: &str,
     env_hash: &str,
     why: &str,
+    judge_again: bool,
 ) -> Result<SwitchOutcome, HandlerError> {
     let conn = ctx.store.conn();
     let mut rollout = state::rollout(conn)?;
@@ -585,7 +598,19 @@ pub(crate) fn switch_to(
             })
     {
         builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
+        state::set_refused_switch(conn, None)?;
         return Ok(SwitchOutcome::Unchanged);
+    }
+    if let Some(refused) = state::refused_switch(conn)? {
+        if refused.fingerprint == spec.fingerprint && !judge_again {
+            return Ok(SwitchOutcome::Refused {
+                failure: format!(
+                    "{} (judged again at the next update-status, or when the build or its environment changes)",
+                    refused.failure
+                ),
+                kept: rollout.serving.clone(),
+            });
+        }
     }
     let previous = rollout.serving.clone().filter(|p| p != target);
     if !same_build {
@@ -639,6 +664,13 @@ pub(crate) fn switch_to(
     if let Some(failure) = refused {
         rollout.health = Some(failure.clone());
         state::save_rollout(conn, &rollout)?;
+        state::set_refused_switch(
+            conn,
+            Some(&state::RefusedSwitch {
+                fingerprint: spec.fingerprint.clone(),
+                failure: failure.clone(),
+            }),
+        )?;
         ctx.model.log(LogLevel::Error, &failure);
         return Ok(SwitchOutcome::Refused {
             failure,
@@ -671,6 +703,7 @@ pub(crate) fn switch_to(
                     rollout.switched_at = Some(builds::now());
                     rollout.health = Some(health.clone());
                     state::save_rollout(conn, &rollout)?;
+                    state::set_refused_switch(conn, None)?;
                     app.machine.crash_point("after-rollout-save");
                     ctx.model.log(
                         LogLevel::Info,
@@ -701,6 +734,13 @@ pub(crate) fn switch_to(
     }
     rollout.health = Some(failure.clone());
     state::save_rollout(conn, &rollout)?;
+    state::set_refused_switch(
+        conn,
+        Some(&state::RefusedSwitch {
+            fingerprint: spec.fingerprint.clone(),
+            failure: failure.clone(),
+        }),
+    )?;
     ctx.model.log(LogLevel::Error, &failure);
     Ok(SwitchOutcome::Refused {
         failure,

@@ -250,3 +250,42 @@ pub fn set_failed_build(conn: &Connection, failed: Option<&FailedBuild>) -> Resu
     };
     Ok(())
 }
+
+/// A switch that was refused (its build failed the pre-flight or the check
+/// after the switch), so a config-driven reconcile does not judge the same
+/// build with the same environment again on every hook: only at
+/// update-status, when something in its fingerprint changes, or when an
+/// operator asks with an action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedSwitch {
+    /// The refused service spec's fingerprint (build, environment, options).
+    pub fingerprint: String,
+    pub failure: String,
+}
+
+const REFUSED_SWITCH: &str = "refused_switch";
+
+pub fn refused_switch(conn: &Connection) -> Result<Option<RefusedSwitch>, StoreError> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM facts WHERE key = ?1",
+            [REFUSED_SWITCH],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+pub fn set_refused_switch(
+    conn: &Connection,
+    refused: Option<&RefusedSwitch>,
+) -> Result<(), StoreError> {
+    match refused {
+        Some(r) => conn.execute(
+            "INSERT OR REPLACE INTO facts (key, value) VALUES (?1, ?2)",
+            params![REFUSED_SWITCH, serde_json::to_string(r)?],
+        )?,
+        None => conn.execute("DELETE FROM facts WHERE key = ?1", [REFUSED_SWITCH])?,
+    };
+    Ok(())
+}

@@ -78,6 +78,17 @@ impl SimModel {
         port: u16,
         config: &[(&str, String)],
     ) -> Result<SimModel, String> {
+        Self::deploy_charm(env, name, port, None, config)
+    }
+
+    /// [`SimModel::deploy`], of the charm directory `charm` when given.
+    pub fn deploy_charm(
+        env: &BenchEnv,
+        name: &str,
+        port: u16,
+        charm: Option<&Path>,
+        config: &[(&str, String)],
+    ) -> Result<SimModel, String> {
         let dir = env.dir.join("models").join(name);
         let model = SimModel {
             dir,
@@ -89,7 +100,9 @@ impl SimModel {
             let _ = model.cli(&["destroy"]);
             let _ = fs::remove_dir_all(&model.dir);
         }
-        let mut args: Vec<String> = vec!["deploy".into(), "--units".into(), "1".into()];
+        let mut args: Vec<String> = vec!["deploy".into()];
+        args.extend(charm.map(|c| c.display().to_string()));
+        args.extend(["--units".into(), "1".into()]);
         let port_setting = ("listen_port", port.to_string());
         for (key, value) in std::iter::once(&port_setting).chain(config) {
             args.push("--config".into());

@@ -4,8 +4,12 @@
 //! charm-sim. We count failed requests (connection errors and non-200s),
 //! compare latency inside the switch windows with the steady state before
 //! the first switch, and time from each action's start to the first
-//! response that came from the new build.
+//! response that came from the new build. Then the same load while the
+//! unit is asked, again and again, to switch to a build that imports fine
+//! but answers 500 (broken at run time): the pre-flight must refuse it
+//! before any request reaches it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -40,15 +44,57 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A build that imports fine and answers 500 to everything.
+const BROKEN_AT_RUN_TIME: &str = r#"
+def application(environ, start_response):
+    body = b"TemplateNotFound: index.html"
+    start_response("500 Internal Server Error", [("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+/// The charm from this tree with one more build in `files/`: `broken`.
+fn charm_with_broken_build(env: &BenchEnv) -> Result<PathBuf, String> {
+    let charm = env.dir.join("charm-with-broken-build");
+    let _ = std::fs::remove_dir_all(&charm);
+    harness::sim::charm::lay_out_charm(
+        &env.workspace,
+        &env.workspace.join("target/release/wsgi-app"),
+        &charm,
+    )
+    .map_err(|e| format!("laying out the charm: {e}"))?;
+    let source = env.dir.join("broken-build-source");
+    std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+    std::fs::write(source.join("example_wsgi.py"), BROKEN_AT_RUN_TIME)
+        .map_err(|e| e.to_string())?;
+    let files = charm.join("files/broken");
+    std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&source)
+        .arg("-cjf")
+        .arg(files.join("example-wsgi-app.tar.bzip2"))
+        .arg("example_wsgi.py")
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !status.success() {
+        return Err(format!("tar failed ({status})"));
+    }
+    Ok(charm)
+}
+
 pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
     let round_trips = if env.quick { 3 } else { 10 };
-    let model = SimModel::deploy(
+    let broken_attempts = if env.quick { 2 } else { 5 };
+    let charm = charm_with_broken_build(env)?;
+    let model = SimModel::deploy_charm(
         env,
         "switch",
         PORT,
+        Some(&charm),
         &[("build_label", "r1".into()), ("workers", "2".into())],
     )?;
-    eprintln!("bench switch: installing r2 beside r1");
+    eprintln!("bench switch: installing r2 and a broken build beside r1");
+    model.cli(&["config", APP, "build_label=broken", "current_symlink=r1"])?;
     model.cli(&["config", APP, "build_label=r2", "current_symlink=r1"])?;
     let addr = model.unit_addr()?;
     wait_until_serving(&addr, Duration::from_secs(30))?;
@@ -59,7 +105,7 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
         target: addr,
         threads: THREADS,
         rate_per_thread: Some(RATE_PER_THREAD),
-        max_duration: STEADY + Duration::from_secs(20 * 2 * round_trips as u64),
+        max_duration: STEADY + Duration::from_secs(20 * (2 * round_trips + broken_attempts) as u64),
         request_timeout: Duration::from_secs(5),
     };
     eprintln!(
@@ -88,9 +134,91 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
             std::thread::sleep(PAUSE);
         }
     }
+    // The unit serves r1 now; each attempt must leave it there.
+    let mut broken_windows = Vec::new();
+    for _ in 0..broken_attempts {
+        let start = load.now();
+        let refused = model
+            .cli(&["run", UNIT, "set-current-symlink", "symlink=broken"])
+            .is_err();
+        let end = load.now();
+        if !refused {
+            return Err("the switch to the broken build was not refused".into());
+        }
+        broken_windows.push(Window {
+            start,
+            end,
+            revision: 1,
+        });
+        std::thread::sleep(PAUSE);
+    }
     let records = load.finish();
     drop(model);
-    analyse(&records, &windows, round_trips)
+    let mut outcome = analyse(&records, &windows, round_trips)?;
+    add_broken_build_rows(&mut outcome, &records, &broken_windows);
+    Ok(outcome)
+}
+
+/// Rows and figures for the switches to a build broken at run time.
+fn add_broken_build_rows(outcome: &mut Outcome, records: &[RequestRecord], windows: &[Window]) {
+    let in_window = |r: &RequestRecord| {
+        windows
+            .iter()
+            .any(|w| r.start >= w.start && r.start <= w.end + WINDOW_TAIL)
+    };
+    let during: Vec<&RequestRecord> = records.iter().filter(|r| in_window(r)).collect();
+    let failed = during.iter().filter(|r| r.failed()).count();
+    let not_r1 = during
+        .iter()
+        .filter(|r| !r.failed() && r.revision != Some(1))
+        .count();
+    let latencies: Vec<f64> = during
+        .iter()
+        .filter(|r| !r.failed())
+        .map(|r| ms(r.latency))
+        .collect();
+    let p99 = if latencies.is_empty() {
+        f64::NAN
+    } else {
+        percentile(&latencies, 99.0)
+    };
+    let steady_p99 = outcome.results["steady_p99_ms"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let action_ms: Vec<f64> = windows.iter().map(|w| ms(w.end - w.start)).collect();
+    let action = Summary::of(&action_ms).map(|s| s.without_samples());
+    outcome.rows.push(Row::target(
+        format!(
+            "failed requests while refusing a build that answers 500 ({} requests, {} attempts)",
+            during.len(),
+            windows.len()
+        ),
+        format!("{failed} (and {not_r1} answered by another build than r1)"),
+        "0",
+        failed == 0 && not_r1 == 0,
+    ));
+    outcome.rows.push(Row::info(
+        "latency p99 while refusing it / steady p99".into(),
+        format!(
+            "{p99:.2} ms / {steady_p99:.2} ms ({:.2}×)",
+            p99 / steady_p99
+        ),
+    ));
+    if let Some(action) = &action {
+        outcome.rows.push(Row::info(
+            "refused set-current-symlink, whole command (median; max)".into(),
+            format!("{:.0} ms ({:.0})", action.median, action.max),
+        ));
+    }
+    outcome.results["broken_build"] = json!({
+        "attempts": windows.len(),
+        "requests_in_windows": during.len(),
+        "failed_requests": failed,
+        "answered_by_another_build": not_r1,
+        "p99_ms": p99,
+        "action_ms": action,
+    });
+    outcome.notes.push("The broken build imports fine and answers 500 to every request; each attempt is `set-current-symlink symlink=broken` on a unit serving r1, and must fail with r1 still serving. Its window runs like a good switch's.".into());
 }
 
 fn analyse(
