@@ -115,18 +115,11 @@ struct PreflightMaster {
 
 impl Drop for PreflightMaster {
     fn drop(&mut self) {
-        let group = self.child.id() as i32;
-        // SAFETY: signals to the process group of our own child.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-        let patience = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < patience {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // SAFETY: as above; whatever is left of the group goes now.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
+        // SIGKILL at once: it served only the pre-flight's own requests, so
+        // nothing is in flight, and a graceful stop would make every
+        // switch wait for gunicorn's shutdown.
+        // SAFETY: a signal to the process group of our own child.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
