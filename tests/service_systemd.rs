@@ -1,6 +1,7 @@
 //! The systemd service manager: its unit files pass `systemd-analyze
 //! verify`, and a switch runs the right commands in the right order (a
-//! recording runner plays systemctl; the pre-flight runs real gunicorn).
+//! recording runner plays systemctl), and the pre-flight judges real
+//! gunicorn builds in private.
 
 mod service_support;
 
@@ -11,6 +12,7 @@ use std::rc::Rc;
 
 use service_support::Layout;
 use wsgi_app::charm::machine::{CommandOutput, CommandSpec, Runner, SystemRunner};
+use wsgi_app::charm::preflight::HealthCriteria;
 use wsgi_app::charm::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
 use wsgi_app::charm::systemd::{service_unit, socket_unit, Systemd};
 
@@ -108,8 +110,8 @@ fn rendered_units_pass_systemd_analyze_verify() {
     assert!(err.contains("NoNewPrivilege"), "{err}");
 }
 
-/// Plays systemctl and journalctl (recording them); runs everything else
-/// (the pre-flight gunicorn) for real.
+/// Plays systemctl and journalctl (recording them); runs anything else for
+/// real.
 #[derive(Default)]
 struct FakeSystemctl {
     commands: RefCell<Vec<CommandSpec>>,
@@ -117,19 +119,12 @@ struct FakeSystemctl {
 }
 
 impl FakeSystemctl {
-    /// The commands run so far, as command lines with the build's Python
-    /// shown as `<python>`, and forgotten.
+    /// The commands run so far, as command lines, and forgotten.
     fn take(&self) -> Vec<String> {
         self.commands
             .borrow_mut()
             .drain(..)
-            .map(|c| {
-                if c.program.ends_with("/venv/bin/python") {
-                    "<python> (pre-flight)".to_string()
-                } else {
-                    c.display()
-                }
-            })
+            .map(|c| c.display())
             .collect()
     }
 }
@@ -175,7 +170,7 @@ impl Runner for FakeSystemctl {
 }
 
 #[test]
-fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
+fn a_switch_is_a_restart_while_the_socket_unit_holds_the_listener() {
     let layout = Layout::new();
     let root = layout.path().join("root");
     let fake = Rc::new(FakeSystemctl::default());
@@ -183,14 +178,13 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
     let spec1 = layout.spec(8080, "r1-fp");
     let name = &spec1.name;
 
-    // First start: pre-flight, units written, reloaded, enabled, started.
+    // First start: units written, reloaded, enabled, started. (The build
+    // was judged before, by the charm: `preflight`, tested below.)
     assert_eq!(systemd.ensure(&spec1).unwrap(), ServiceChange::Started);
-    let preflight = fake.commands.borrow()[1].clone();
     assert_eq!(
         fake.take(),
         vec![
             format!("systemctl is-active {name}.service"),
-            "<python> (pre-flight)".to_string(),
             "systemctl daemon-reload".to_string(),
             format!("systemctl enable --now {name}.socket"),
             format!("systemctl enable {name}.service"),
@@ -198,22 +192,9 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
             format!("systemctl is-active {name}.service"),
         ]
     );
-    // The pre-flight: the current build, one worker, a private unix socket,
-    // the app's environment marked secret.
-    let line = preflight.args.join(" ");
-    assert!(line.contains("--bind unix:"), "{line}");
-    assert!(line.contains("--workers 1"), "{line}");
-    assert!(
-        line.contains(&format!("--chdir {}/code", spec1.current_dir.display())),
-        "{line}"
-    );
-    assert!(preflight.env_is_secret);
-    assert_eq!(preflight.env, vec![("GREETING".to_string(), String::new())]);
-
     let unit_dir = root.join("etc/systemd/system");
-    let service_file = unit_dir.join(format!("{name}.service"));
     assert!(unit_dir.join(format!("{name}.socket")).is_file());
-    assert!(service_file.is_file());
+    assert!(unit_dir.join(format!("{name}.service")).is_file());
     assert!(root.join("etc/logrotate.d").join(name).is_file());
     assert_eq!(
         systemd.state(&spec1).unwrap(),
@@ -230,7 +211,7 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
         vec![format!("systemctl is-active {name}.service")]
     );
 
-    // r2: pre-flight, then a restart (the units did not change: no reload).
+    // r2: a restart (the units did not change: no reload).
     layout.point_current_at("r2");
     let spec2 = layout.spec(8080, "r2-fp");
     assert_eq!(systemd.ensure(&spec2).unwrap(), ServiceChange::Replaced);
@@ -238,44 +219,12 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
         fake.take(),
         vec![
             format!("systemctl is-active {name}.service"),
-            "<python> (pre-flight)".to_string(),
             format!("systemctl enable --now {name}.socket"),
             format!("systemctl enable {name}.service"),
             format!("systemctl restart {name}.service"),
             format!("systemctl is-active {name}.service"),
         ]
     );
-
-    // Broken r3 on a new port: the pre-flight fails with the app's error,
-    // and neither the units nor the service are touched.
-    let units_before = std::fs::read_to_string(&service_file).unwrap();
-    layout.point_current_at("r3");
-    let mut spec3 = layout.spec(8081, "r3-fp");
-    spec3.workers = 4;
-    match systemd.ensure(&spec3) {
-        Err(ServiceError::StartFailed(message)) => {
-            assert!(message.contains("r3 is broken at import"), "{message}");
-        }
-        other => panic!("expected StartFailed, got {other:?}"),
-    }
-    assert_eq!(
-        fake.take(),
-        vec![
-            format!("systemctl is-active {name}.service"),
-            "<python> (pre-flight)".to_string(),
-        ]
-    );
-    assert_eq!(
-        std::fs::read_to_string(&service_file).unwrap(),
-        units_before
-    );
-    assert_eq!(
-        systemd.state(&spec2).unwrap(),
-        ServiceState::Running {
-            fingerprint: "r2-fp".into()
-        }
-    );
-    fake.take();
 
     // Stop: both units stopped and disabled.
     systemd.stop(&spec2).unwrap();
@@ -284,5 +233,63 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
         vec![format!(
             "systemctl disable --now {name}.service {name}.socket"
         )]
+    );
+}
+
+#[test]
+fn the_preflight_judges_a_build_in_private_and_leaves_nothing_behind() {
+    let layout = Layout::new();
+    let fake = Rc::new(FakeSystemctl::default());
+    let systemd = Systemd::new(layout.path().join("root"), fake.clone());
+    let port = service_support::ports::free_port();
+    let criteria = HealthCriteria {
+        path: "/".into(),
+        expected_status: 200,
+        expected_content: "It works!".into(),
+    };
+    let judge = |label: &str| {
+        layout.point_current_at(label);
+        let spec = layout.spec(port, &format!("{label}-fp"));
+        let verdict = systemd.preflight(&spec, &criteria);
+        // Private: the port was never bound, and nothing is left running.
+        assert!(std::net::TcpStream::connect(spec.listen_address()).is_err());
+        let leftovers = std::fs::read_dir(spec.run_dir.join("gunicorn"))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0, "the pre-flight directory is removed");
+        verdict
+    };
+
+    let report = judge("r1").unwrap();
+    assert!(report.contains("GET /: HTTP 200"), "{report}");
+    assert!(report.contains("3 times before taking traffic"), "{report}");
+
+    match judge("r3") {
+        Err(ServiceError::StartFailed(message)) => {
+            assert!(message.contains("r3 is broken at import"), "{message}");
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    match judge("r4") {
+        Err(ServiceError::Unhealthy(message)) => {
+            assert!(
+                message.starts_with(
+                    "GET /: HTTP 500 Internal Server Error, expected 200 (body: \"TemplateNotFound"
+                ),
+                "{message}"
+            );
+        }
+        other => panic!("expected Unhealthy, got {other:?}"),
+    }
+    // The judgement runs gunicorn itself, not through systemctl.
+    assert!(fake.take().is_empty());
+    let gunicorns = Command::new("pgrep")
+        .args(["-f", &layout.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        gunicorns.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&gunicorns.stdout)
     );
 }

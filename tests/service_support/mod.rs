@@ -58,13 +58,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// builds/r1, r2, r3 (code from tests/fixtures/wsgi, venv a symlink to
-    /// the shared test venv), `current` → r1, an environment file.
+    /// builds/r1, r2, r3 (broken at import), r4 (answers 500) (code from
+    /// tests/fixtures/wsgi, venv a symlink to the shared test venv),
+    /// `current` → r1, an environment file.
     pub fn new() -> Layout {
         let venv = test_venv();
         let dir = tempfile::Builder::new().prefix("wsgi").tempdir().unwrap();
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsgi");
-        for label in ["r1", "r2", "r3"] {
+        for label in ["r1", "r2", "r3", "r4"] {
             let build = dir.path().join("builds").join(label);
             std::fs::create_dir_all(build.join("code")).unwrap();
             std::fs::copy(
