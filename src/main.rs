@@ -1,8 +1,9 @@
 //! The charm's entry point: Juju runs it as `dispatch` (or `hooks/<name>`).
 //! `wsgi-app supervise <run_dir>` runs the gunicorn supervisor instead.
 
-use wsgi_app::charm::{machine::Machine, supervisor, WsgiApp};
+use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::{self, Dispatch, HookTools};
+use wsgi_app::workload::{machine::Machine, supervisor};
 
 fn main() {
     if let Some(code) = supervisor::maybe_run_from_args() {

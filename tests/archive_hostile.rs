@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use proptest::prelude::*;
 use tar::{EntryType, Header};
-use wsgi_app::charm::archive::{
+use wsgi_app::workload::archive::{
     extract, ArchiveError, ArchiveFormat, ExtractLimits, ExtractReport,
 };
 use zip::write::SimpleFileOptions;

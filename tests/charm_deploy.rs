@@ -519,7 +519,7 @@ fn environment_variables_reach_the_env_file_quoted_and_private() {
     let out = ctx.run(on::config_changed(), state).unwrap();
     assert!(out.succeeded());
     let path = out.state.machine.path("/etc/wsgi-app/environment");
-    let env = wsgi_app::charm::envvars::read_env_file(&path).unwrap();
+    let env = wsgi_app::workload::envvars::read_env_file(&path).unwrap();
     assert_eq!(
         env,
         vec![

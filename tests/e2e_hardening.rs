@@ -28,7 +28,7 @@ use std::time::Duration;
 use archives::archive_bytes;
 use e2e_support::{get, Sim};
 use hardening_support::*;
-use wsgi_app::charm::machine::CRASH_POINTS;
+use wsgi_app::workload::machine::CRASH_POINTS;
 
 /// A build archive (tar.bz2) answering "It works! Revision <n>", with a
 /// Makefile for `update_make_target=noop`.
@@ -418,7 +418,7 @@ fn an_action_killed_mid_switch_fails_and_the_next_hook_puts_the_unit_back_in_ord
 const PASSWORD: &str = "S3cr3t-p@ss:w/rd%";
 
 fn nobody() -> (u32, u32) {
-    let account = wsgi_app::charm::users::lookup("nobody").unwrap();
+    let account = wsgi_app::workload::users::lookup("nobody").unwrap();
     (account.uid, account.gid)
 }
 
@@ -527,7 +527,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
     // The env file: DATABASE_URL with the password, percent-encoded; the
     // GREETING literal; mode 0640 root:<nobody's group>.
     let env_path = root.join("etc/wsgi-app/environment");
-    let env = wsgi_app::charm::envvars::read_env_file(&env_path).unwrap();
+    let env = wsgi_app::workload::envvars::read_env_file(&env_path).unwrap();
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let encoded = wsgi_app::charm::relations::percent::encode_component(PASSWORD);
     assert_eq!(

@@ -18,10 +18,10 @@ use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wsgi_app::charm::fetch::{
+use wsgi_app::workload::fetch::{
     copy_local, download, verify_sha256, DownloadOptions, Downloaded, FetchError,
 };
-use wsgi_app::charm::machine::ModelProxy;
+use wsgi_app::workload::machine::ModelProxy;
 
 enum Canned {
     /// Raw bytes written as the whole response, then the connection closes.

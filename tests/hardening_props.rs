@@ -20,10 +20,10 @@ use std::net::Ipv4Addr;
 
 use archives::archive_bytes;
 use proptest::prelude::*;
-use wsgi_app::charm::archive::{extract, ArchiveFormat, ExtractLimits};
 use wsgi_app::charm::relations::cidr::Cidr;
 use wsgi_app::charm::relations::{manager_service_url, mongo_connection, render_nrpe, NrpeCheck};
 use wsgi_app::ops::Bag;
+use wsgi_app::workload::archive::{extract, ArchiveFormat, ExtractLimits};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use wsgi_app::charm::fetch::DownloadOptions;
-use wsgi_app::charm::machine::{
-    CommandOutput, CommandSpec, HttpAnswer, Machine, ModelProxy, ServiceManagerKind,
-};
-use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::ops::{
     Charm, Dispatch, EventVars, LogLevel, Outcome, RelationHook, Remembered, SecretHook, Status,
     Store, StoreError, UnitHook,
 };
+use wsgi_app::workload::fetch::DownloadOptions;
+use wsgi_app::workload::machine::{
+    CommandOutput, CommandSpec, HttpAnswer, Machine, ModelProxy, ServiceManagerKind,
+};
+use wsgi_app::workload::service::ServiceSpec;
 
 use crate::backend::{HookScope, MemoryBackend};
 use crate::on::{Departing, EventSpec};
@@ -596,7 +596,7 @@ impl<C: Charm> Context<C> {
                 ..DownloadOptions::default()
             },
             // Small, so a test's decompression bomb is stopped in moments.
-            extract: wsgi_app::charm::archive::ExtractLimits {
+            extract: wsgi_app::workload::archive::ExtractLimits {
                 max_entries: 2_000,
                 max_unpacked_bytes: 16 * 1024 * 1024,
                 ..Default::default()

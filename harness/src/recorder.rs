@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
-use wsgi_app::charm::service::{
+use wsgi_app::workload::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
+use wsgi_app::workload::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
 };
 

@@ -7,13 +7,13 @@ use std::fs;
 use std::path::Path;
 
 use super::config::Config;
-use super::layout::Layout;
-use super::machine::{CommandSpec, Machine, ServiceManagerKind};
 use super::reconcile::Report;
 use super::relations::nrpe as render;
 use super::relations::NrpeCheck;
 use super::{Ctx, Endpoint};
 use crate::ops::{BagOwner, HandlerError, LogLevel, Scope};
+use crate::workload::layout::Layout;
+use crate::workload::machine::{CommandSpec, Machine, ServiceManagerKind};
 
 const NRPE_DIR: &str = "/etc/nagios/nrpe.d";
 const EXPORT_DIR: &str = "/var/lib/nagios/export";

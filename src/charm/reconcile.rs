@@ -13,16 +13,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::builds::{self, BuildError};
 use super::config::{Config, LATEST};
-use super::layout::Layout;
-use super::machine::CommandSpec;
-use super::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
 use super::state::{self, BuildRecord, Rollout};
-use super::{envvars, health, integrations, nrpe, users, Ctx, Endpoint, WsgiApp};
+use super::{integrations, nrpe, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
     ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
 };
+use crate::workload::builds::{self, BuildError};
+use crate::workload::layout::Layout;
+use crate::workload::machine::CommandSpec;
+use crate::workload::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
+use crate::workload::{envvars, health, users};
 
 /// How much of the world a reconcile re-reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

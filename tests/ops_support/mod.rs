@@ -9,8 +9,8 @@
 use std::rc::Rc;
 
 use harness::{Context, WORKSPACE_CHARM_DIR};
-use wsgi_app::charm::machine::Machine;
 use wsgi_app::ops::{self, Charm, Event, HandlerError, Migration, Status};
+use wsgi_app::workload::machine::Machine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
 #[strum(serialize_all = "kebab-case")]

@@ -156,7 +156,7 @@ fn print_units(model: &Model, g: &Global) -> Result<()> {
 /// What the unit answers at `/`, on one short line, for the user to see.
 fn first_answer(addr: &str) -> String {
     let timeout = std::time::Duration::from_secs(2);
-    match wsgi_app::charm::health::http_get(addr, "/", timeout) {
+    match wsgi_app::workload::health::http_get(addr, "/", timeout) {
         Ok(answer) => {
             let line = answer.body.lines().next().unwrap_or("").trim();
             let short: String = line.chars().take(72).collect();

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::charm::service::{
+use crate::workload::service::{
     last_lines, ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
     GRACEFUL_TIMEOUT_SECS,
 };
-use crate::charm::supervisor::daemon::READY_TIMEOUT;
-use crate::charm::supervisor::protocol::{
+use crate::workload::supervisor::daemon::READY_TIMEOUT;
+use crate::workload::supervisor::protocol::{
     is_our_master, pid_alive, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
 };
 
@@ -76,7 +76,7 @@ impl DirectSupervisor {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let output =
-            crate::charm::machine::run_with_timeout(command, Some(Duration::from_secs(30)))
+            crate::workload::machine::run_with_timeout(command, Some(Duration::from_secs(30)))
                 .map_err(|e| {
                     ServiceError::Other(format!("cannot run {}: {e}", program.display()))
                 })?;

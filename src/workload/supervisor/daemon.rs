@@ -25,11 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::charm::service::{
+use crate::workload::service::{
     app_ids, gunicorn_args, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env,
     readiness_marker, venv_python, write_atomic, Listen, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
 };
-use crate::charm::supervisor::protocol::{
+use crate::workload::supervisor::protocol::{
     is_our_master, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
 };
 
@@ -81,7 +81,7 @@ macro_rules! log {
 }
 
 fn utc_now() -> String {
-    crate::charm::text::rfc3339(crate::charm::builds::now())
+    crate::workload::text::rfc3339(crate::workload::builds::now())
 }
 
 /// The entry point of `wsgi-app supervise <run_dir>`. Returns once the
@@ -546,7 +546,7 @@ impl Supervisor {
         {
             use std::os::unix::process::CommandExt;
             command.process_group(0);
-            if crate::charm::users::is_root() {
+            if crate::workload::users::is_root() {
                 command.uid(uid).gid(gid);
             }
             // SAFETY: only dup2/fcntl between fork and exec.

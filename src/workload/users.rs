@@ -91,7 +91,7 @@ pub fn is_root() -> bool {
 /// root, where creating users would change the host, it is `nobody` (or the
 /// current user when not running as root). Never root.
 pub fn app_account(
-    machine: &crate::charm::machine::Machine,
+    machine: &crate::workload::machine::Machine,
     app: &str,
 ) -> std::io::Result<Account> {
     if machine.is_real_root() {
@@ -117,14 +117,13 @@ pub fn system_user_name(app: &str) -> String {
 
 /// Create the application's system user on a real machine when missing.
 pub fn ensure_app_user(
-    machine: &crate::charm::machine::Machine,
+    machine: &crate::workload::machine::Machine,
     app: &str,
 ) -> std::io::Result<Account> {
     if machine.is_real_root() && lookup(&system_user_name(app)).is_err() {
         let name = system_user_name(app);
-        let out = machine
-            .runner
-            .run(&crate::charm::machine::CommandSpec::new("useradd").args([
+        let out = machine.runner.run(
+            &crate::workload::machine::CommandSpec::new("useradd").args([
                 "--system",
                 "--user-group",
                 "--no-create-home",
@@ -133,7 +132,8 @@ pub fn ensure_app_user(
                 "--shell",
                 "/usr/sbin/nologin",
                 &name,
-            ]))?;
+            ]),
+        )?;
         if !out.success() {
             return Err(std::io::Error::other(format!(
                 "useradd {name} failed: {}",

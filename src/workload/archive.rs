@@ -47,7 +47,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::charm::fetch::human_bytes;
+use crate::workload::fetch::human_bytes;
 
 /// The archive formats the `archive_filename` option may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::charm::service::ServiceManager;
+use crate::workload::service::ServiceManager;
 
 /// An external program to run to completion (apt-get, uv, pip, make, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -63,7 +63,7 @@ impl CommandSpec {
     pub fn display(&self) -> String {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
-            .map(crate::charm::text::shell_quote)
+            .map(crate::workload::text::shell_quote)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -131,7 +131,7 @@ pub struct ProxySetting {
 impl ProxySetting {
     /// The value as a message may show it: no userinfo, query or fragment.
     pub fn redacted(&self) -> String {
-        crate::charm::fetch::redact_url_text(&self.value)
+        crate::workload::fetch::redact_url_text(&self.value)
     }
 }
 
@@ -248,7 +248,7 @@ impl Runner for SystemRunner {
             cmd.current_dir(dir);
         }
         if let Some(user) = &spec.user {
-            let account = crate::charm::users::lookup(user)?;
+            let account = crate::workload::users::lookup(user)?;
             use std::os::unix::process::CommandExt;
             cmd.uid(account.uid).gid(account.gid);
             cmd.env("HOME", &account.home);
@@ -378,9 +378,9 @@ pub struct Machine {
     /// Asks the app for its index page (health checks).
     pub probe: Box<dyn Probe>,
     /// Timeouts, retries and size limit for downloading builds.
-    pub download: crate::charm::fetch::DownloadOptions,
+    pub download: crate::workload::fetch::DownloadOptions,
     /// Bounds on what a build's archive may unpack to.
-    pub extract: crate::charm::archive::ExtractLimits,
+    pub extract: crate::workload::archive::ExtractLimits,
     /// Where the charm's own files are (templates, files/, the binary).
     pub charm_dir: PathBuf,
     /// CPU cores, for `workers = 0`.
@@ -416,17 +416,17 @@ impl Machine {
             proxy: proxy.clone(),
         });
         Ok(Machine {
-            services: crate::charm::service::manager(service_manager, &root, runner.clone()),
+            services: crate::workload::service::manager(service_manager, &root, runner.clone()),
             root,
             bind_address,
             service_manager,
             runner,
-            probe: Box::new(crate::charm::health::TcpProbe),
-            download: crate::charm::fetch::DownloadOptions {
+            probe: Box::new(crate::workload::health::TcpProbe),
+            download: crate::workload::fetch::DownloadOptions {
                 proxy,
                 ..Default::default()
             },
-            extract: crate::charm::archive::ExtractLimits::default(),
+            extract: crate::workload::archive::ExtractLimits::default(),
             charm_dir,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             crash_at: std::env::var("WSGI_APP_CRASH_AT")

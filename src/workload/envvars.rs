@@ -475,7 +475,7 @@ pub fn parse_environment_variables(
 /// other than tab and newline cannot be read back; they are written anyway.
 pub fn quote_for_config(vars: &[(String, String)]) -> String {
     vars.iter()
-        .map(|(name, value)| format!("{name}={}", crate::charm::text::shell_quote(value)))
+        .map(|(name, value)| format!("{name}={}", crate::workload::text::shell_quote(value)))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::archive::{self, ArchiveFormat};
-use super::config::Config;
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
 use super::machine::{CommandOutput, CommandSpec, Machine};
-use super::state::BuildRecord;
+use crate::charm::config::Config;
+use crate::charm::state::BuildRecord;
 
 /// How long one installer step (pip, make) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(1800);

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 
-use crate::charm::machine::{CommandOutput, CommandSpec, Runner};
-use crate::charm::service::{
+use crate::workload::machine::{CommandOutput, CommandSpec, Runner};
+use crate::workload::service::{
     gunicorn_args, gunicorn_state_dir, last_lines, logrotate_config, prepare_dirs, python_str,
     read_app_env, venv_python, write_atomic, Listen, ServiceChange, ServiceError, ServiceManager,
     ServiceSpec, ServiceState, GRACEFUL_TIMEOUT_SECS,
@@ -221,9 +221,9 @@ impl Systemd {
         let dir = tempfile::Builder::new()
             .prefix("preflight-")
             .tempdir_in(&state_dir)?;
-        let is_root = crate::charm::users::is_root();
+        let is_root = crate::workload::users::is_root();
         if is_root {
-            let (uid, gid) = crate::charm::service::app_ids(spec)?;
+            let (uid, gid) = crate::workload::service::app_ids(spec)?;
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
         }
         let config = dir.path().join("preflight.conf.py");

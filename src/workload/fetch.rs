@@ -41,7 +41,7 @@ use reqwest::blocking::Client;
 use reqwest::{NoProxy, Proxy, StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use crate::charm::machine::{ModelProxy, ProxySetting};
+use crate::workload::machine::{ModelProxy, ProxySetting};
 
 /// How a download is bounded. [`Default`] suits a build archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
