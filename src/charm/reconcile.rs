@@ -343,13 +343,13 @@ impl WsgiApp {
         match builds::install(
             &self.machine,
             layout,
-            config,
+            &config.build_spec(),
             label,
             app_env,
-            sequence,
             &mut progress,
         ) {
-            Ok(record) => {
+            Ok(manifest) => {
+                let record = BuildRecord::from_manifest(&manifest, sequence);
                 state::record_build(ctx.store.conn(), &record)?;
                 state::set_failed_build(ctx.store.conn(), None)?;
                 self.machine.crash_point("after-store-record");
@@ -706,14 +706,7 @@ fn sync_build_records(
     }
     for m in &on_disk {
         if !recorded.iter().any(|r| r.label == m.label) {
-            let record = BuildRecord {
-                label: m.label.clone(),
-                archive: m.archive.clone(),
-                sha256: m.sha256.clone(),
-                size: m.size,
-                installed_at: m.installed_at,
-                sequence: state::next_build_sequence(conn)?,
-            };
+            let record = BuildRecord::from_manifest(m, state::next_build_sequence(conn)?);
             state::record_build(conn, &record)?;
         }
     }

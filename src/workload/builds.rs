@@ -13,8 +13,6 @@ use super::archive::{self, ArchiveFormat};
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
 use super::machine::{CommandOutput, CommandSpec, Machine};
-use crate::charm::config::Config;
-use crate::charm::state::BuildRecord;
 
 /// How long one installer step (pip, make) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -66,6 +64,25 @@ impl BuildError {
             source,
         }
     }
+}
+
+/// What a build is made from: the options that shape it, as plain values
+/// (the charm reads and validates them; this module only follows them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The archive's file name, whose ending says its format.
+    pub archive_filename: String,
+    /// Download from `<uri>/<label>/<archive_filename>`; `None`: the
+    /// charm's own `files/<label>/<archive_filename>`.
+    pub code_assets_uri: Option<String>,
+    /// The sha256 the archive must have, when given.
+    pub archive_sha256: Option<String>,
+    /// A requirements file, relative to the archive's root.
+    pub requirements_path: Option<String>,
+    /// A directory of wheels to install from offline, relative to the archive's root.
+    pub pip_cache_path: Option<String>,
+    /// `make <target>` after the requirements, with the app's environment.
+    pub update_make_target: Option<String>,
 }
 
 /// The facts about a build the charm writes into it (`build.json`) and the store.
@@ -153,7 +170,7 @@ pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
 }
 
 /// Where the archive for `label` comes from.
-fn archive_source(config: &Config, machine: &Machine, label: &str) -> String {
+fn archive_source(config: &BuildSpec, machine: &Machine, label: &str) -> String {
     match &config.code_assets_uri {
         Some(uri) => format!("{uri}/{label}/{}", config.archive_filename),
         None => machine
@@ -188,57 +205,132 @@ pub fn clean_staging(layout: &Layout) {
 /// Install build `label` as `config` describes it. `app_env` is the
 /// application's environment, for `make`. On success the build is in
 /// `builds/<label>` with its manifest; on failure nothing of it remains.
+/// Each step is followed by its kill point (see `CRASH_POINTS`).
 pub fn install(
     machine: &Machine,
     layout: &Layout,
-    config: &Config,
+    config: &BuildSpec,
     label: &str,
     app_env: &[(String, String)],
-    sequence: i64,
     progress: &mut dyn Progress,
-) -> Result<BuildRecord, BuildError> {
+) -> Result<Manifest, BuildError> {
     let format = ArchiveFormat::from_filename(&config.archive_filename)
         .ok_or_else(|| BuildError::UnknownFormat(config.archive_filename.clone()))?;
-    clean_staging(layout);
-    fs::create_dir_all(layout.staging_dir()).map_err(BuildError::io(label))?;
-    fs::create_dir_all(layout.builds_dir()).map_err(BuildError::io(label))?;
-    let staging = Staging {
-        dir: layout.staging_dir().join(label),
-        keep: false,
-    };
-    fs::create_dir(&staging.dir).map_err(BuildError::io(label))?;
-    fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
-        .map_err(BuildError::io(label))?;
-
-    // 1. fetch and verify
+    let mut staging = Staging::create(layout, label)?;
     let source = archive_source(config, machine, label);
     progress.step(&format!("installing build {label}: fetching archive"));
+    let fetched = fetch_archive(machine, config, &source, &staging, label)?;
+    machine.crash_point("after-fetch");
+
+    progress.step(&format!("installing build {label}: extracting"));
+    let code = extract_code(machine, format, &staging, label)?;
+    machine.crash_point("after-extract");
+    let inputs = find_inputs(config, &code, label)?;
+
+    let installer = Installer::detect(machine, layout);
+    let venv = staging.dir.join("venv");
+    install_requirements(
+        machine, layout, &installer, &inputs, &venv, &code, label, progress,
+    )?;
+    machine.crash_point("after-requirements");
+
+    if let Some(target) = &config.update_make_target {
+        progress.step(&format!("installing build {label}: make {target}"));
+        run_step(
+            machine,
+            label,
+            &format!("make {target}"),
+            make_command(&code, &venv, target, app_env),
+        )?;
+        machine.crash_point("after-make");
+    }
+
+    // The venv's scripts name the staging path; point them at the final one.
+    let final_dir = layout.build_dir(label);
+    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label))?;
+
+    let manifest = Manifest {
+        label: label.to_string(),
+        archive: if config.code_assets_uri.is_some() {
+            fetch::redact_url_text(&source)
+        } else {
+            source.clone()
+        },
+        sha256: fetched.sha256.clone(),
+        size: fetched.bytes,
+        installed_at: now(),
+        installer: installer.name().to_string(),
+    };
+    // Last: the manifest's presence is what "complete" means.
+    write_file_synced(
+        &staging.dir.join(BUILD_MANIFEST),
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )
+    .map_err(BuildError::io(label))?;
+    machine.crash_point("after-manifest");
+    rename_into_place(layout, &mut staging, &final_dir, label)?;
+    machine.crash_point("after-rename");
+    Ok(manifest)
+}
+
+impl Staging {
+    /// A fresh `.staging/<label>`, after removing what an interrupted
+    /// install left there.
+    fn create(layout: &Layout, label: &str) -> Result<Staging, BuildError> {
+        clean_staging(layout);
+        fs::create_dir_all(layout.staging_dir()).map_err(BuildError::io(label))?;
+        fs::create_dir_all(layout.builds_dir()).map_err(BuildError::io(label))?;
+        let staging = Staging {
+            dir: layout.staging_dir().join(label),
+            keep: false,
+        };
+        fs::create_dir(&staging.dir).map_err(BuildError::io(label))?;
+        fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
+            .map_err(BuildError::io(label))?;
+        Ok(staging)
+    }
+}
+
+/// Step 1: the archive into `staging/archive`, downloaded or copied from
+/// the charm, and checked against `archive_sha256` when given.
+fn fetch_archive(
+    machine: &Machine,
+    config: &BuildSpec,
+    source: &str,
+    staging: &Staging,
+    label: &str,
+) -> Result<fetch::Downloaded, BuildError> {
     let archive_path = staging.dir.join("archive");
+    let fetch_error = |source| BuildError::Fetch {
+        label: label.into(),
+        source,
+    };
     let fetched = if config.code_assets_uri.is_some() {
-        fetch::download(&source, &archive_path, &machine.download)
+        fetch::download(source, &archive_path, &machine.download)
     } else {
-        if !Path::new(&source).is_file() {
+        if !Path::new(source).is_file() {
             return Err(BuildError::NotInCharm {
                 label: label.into(),
                 file: config.archive_filename.clone(),
             });
         }
-        fetch::copy_local(Path::new(&source), &archive_path, &machine.download)
+        fetch::copy_local(Path::new(source), &archive_path, &machine.download)
     }
-    .map_err(|source| BuildError::Fetch {
-        label: label.into(),
-        source,
-    })?;
+    .map_err(fetch_error)?;
     if let Some(expected) = &config.archive_sha256 {
-        fetch::verify_sha256(&fetched, expected).map_err(|source| BuildError::Fetch {
-            label: label.into(),
-            source,
-        })?;
+        fetch::verify_sha256(&fetched, expected).map_err(fetch_error)?;
     }
-    machine.crash_point("after-fetch");
+    Ok(fetched)
+}
 
-    // 2. extract
-    progress.step(&format!("installing build {label}: extracting"));
+/// Step 2: the archive's contents into `staging/code`, and the archive gone.
+fn extract_code(
+    machine: &Machine,
+    format: ArchiveFormat,
+    staging: &Staging,
+    label: &str,
+) -> Result<PathBuf, BuildError> {
+    let archive_path = staging.dir.join("archive");
     let code = staging.dir.join("code");
     fs::create_dir(&code).map_err(BuildError::io(label))?;
     archive::extract(&archive_path, format, &code, &machine.extract).map_err(|source| {
@@ -248,7 +340,18 @@ pub fn install(
         }
     })?;
     fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
-    machine.crash_point("after-extract");
+    Ok(code)
+}
+
+/// What the options point at inside the extracted code.
+struct BuildInputs {
+    requirements: Option<PathBuf>,
+    pip_cache: Option<PathBuf>,
+}
+
+/// The requirements file and pip cache the options name, which must exist
+/// in the archive.
+fn find_inputs(config: &BuildSpec, code: &Path, label: &str) -> Result<BuildInputs, BuildError> {
     let requirements = match &config.requirements_path {
         Some(rel) => {
             let path = code.join(rel);
@@ -277,144 +380,118 @@ pub fn install(
         }
         None => None,
     };
+    Ok(BuildInputs {
+        requirements,
+        pip_cache,
+    })
+}
 
-    // 3. virtualenv and requirements
-    let installer = Installer::detect(machine, layout);
-    let venv = staging.dir.join("venv");
+/// Run one installer step; its failure names the step and ends with the
+/// program's last lines of output.
+fn run_step(
+    machine: &Machine,
+    label: &str,
+    name: &str,
+    spec: CommandSpec,
+) -> Result<CommandOutput, BuildError> {
+    let out = machine
+        .runner
+        .run(&spec.timeout(STEP_TIMEOUT))
+        .map_err(|e| BuildError::Step {
+            label: label.into(),
+            step: name.into(),
+            detail: e.to_string(),
+        })?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(BuildError::Step {
+            label: label.into(),
+            step: name.into(),
+            detail: if out.timed_out {
+                format!("timed out after {} s", STEP_TIMEOUT.as_secs())
+            } else {
+                out.tail(5)
+            },
+        })
+    }
+}
+
+/// Step 3: the build's virtualenv with gunicorn and the requirements, by
+/// uv or by venv + pip (offline from the pip cache when one is given).
+#[allow(clippy::too_many_arguments)]
+fn install_requirements(
+    machine: &Machine,
+    layout: &Layout,
+    installer: &Installer,
+    inputs: &BuildInputs,
+    venv: &Path,
+    code: &Path,
+    label: &str,
+    progress: &mut dyn Progress,
+) -> Result<(), BuildError> {
     progress.step(&format!("installing build {label}: python virtualenv"));
-    let step = |name: &str, spec: CommandSpec| -> Result<CommandOutput, BuildError> {
-        let out = machine
-            .runner
-            .run(&spec.timeout(STEP_TIMEOUT))
-            .map_err(|e| BuildError::Step {
-                label: label.into(),
-                step: name.into(),
-                detail: e.to_string(),
-            })?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(BuildError::Step {
-                label: label.into(),
-                step: name.into(),
-                detail: if out.timed_out {
-                    format!("timed out after {} s", STEP_TIMEOUT.as_secs())
-                } else {
-                    out.tail(5)
-                },
-            })
-        }
-    };
     let venv_s = venv.to_string_lossy().into_owned();
     let python = venv.join("bin/python").to_string_lossy().into_owned();
     let mut packages: Vec<String> = vec!["gunicorn".into()];
-    if let Some(req) = &requirements {
+    if let Some(req) = &inputs.requirements {
         packages.push("-r".into());
         packages.push(req.to_string_lossy().into_owned());
     }
     let mut index_args: Vec<String> = Vec::new();
-    if let Some(cache) = &pip_cache {
+    if let Some(cache) = &inputs.pip_cache {
         index_args.push("--no-index".into());
         index_args.push("--find-links".into());
         index_args.push(cache.to_string_lossy().into_owned());
     }
-    match &installer {
+    let (create, install) = match installer {
         Installer::Uv(uv) => {
             let uv = uv.to_string_lossy().into_owned();
             let cache = layout.uv_cache().to_string_lossy().into_owned();
-            step(
-                "creating the virtualenv",
+            (
                 uv_command(&uv, &cache).args(["venv", "--quiet", "--python", "python3", &venv_s]),
-            )?;
-            machine.crash_point("after-venv");
-            progress.step(&format!("installing build {label}: python requirements"));
-            step(
-                "installing python requirements",
-                uv_command(&uv, &cache)
-                    .args(["pip", "install", "--quiet", "--python", &python])
-                    .args(index_args.iter().cloned())
-                    .args(packages.iter().cloned())
-                    .cwd(&code),
-            )?;
+                uv_command(&uv, &cache).args(["pip", "install", "--quiet", "--python", &python]),
+            )
         }
-        Installer::Pip => {
-            step(
-                "creating the virtualenv",
-                CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
-            )?;
-            machine.crash_point("after-venv");
-            progress.step(&format!("installing build {label}: python requirements"));
-            step(
-                "installing python requirements",
-                CommandSpec::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .args(index_args.iter().cloned())
-                    .args(packages.iter().cloned())
-                    .cwd(&code),
-            )?;
-        }
-    }
-
-    machine.crash_point("after-requirements");
-
-    // 4. make, with the application's environment
-    if let Some(target) = &config.update_make_target {
-        progress.step(&format!("installing build {label}: make {target}"));
-        step(
-            &format!("make {target}"),
-            make_command(&code, &venv, target, app_env),
-        )?;
-        machine.crash_point("after-make");
-    }
-
-    // 5. the venv's scripts name the staging path; point them at the final one.
-    let final_dir = layout.build_dir(label);
-    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label))?;
-
-    // 6. manifest last: its presence is what "complete" means.
-    let record = BuildRecord {
-        label: label.to_string(),
-        archive: if config.code_assets_uri.is_some() {
-            fetch::redact_url_text(&source)
-        } else {
-            source.clone()
-        },
-        sha256: fetched.sha256.clone(),
-        size: fetched.bytes,
-        installed_at: now(),
-        sequence,
+        Installer::Pip => (
+            CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
+            CommandSpec::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ]),
+        ),
     };
-    let manifest = Manifest {
-        label: record.label.clone(),
-        archive: record.archive.clone(),
-        sha256: record.sha256.clone(),
-        size: record.size,
-        installed_at: record.installed_at,
-        installer: installer.name().to_string(),
-    };
-    write_file_synced(
-        &staging.dir.join(BUILD_MANIFEST),
-        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
-    )
-    .map_err(BuildError::io(label))?;
-    machine.crash_point("after-manifest");
+    run_step(machine, label, "creating the virtualenv", create)?;
+    machine.crash_point("after-venv");
+    progress.step(&format!("installing build {label}: python requirements"));
+    run_step(
+        machine,
+        label,
+        "installing python requirements",
+        install.args(index_args).args(packages).cwd(code),
+    )?;
+    Ok(())
+}
+
+/// Last step: staging renamed to `builds/<label>`, replacing an incomplete
+/// leftover (no manifest) there; an installed build is never reinstalled,
+/// so nothing complete is lost.
+fn rename_into_place(
+    layout: &Layout,
+    staging: &mut Staging,
+    final_dir: &Path,
+    label: &str,
+) -> Result<(), BuildError> {
     if final_dir.exists() {
-        // An incomplete leftover (no manifest): a build that is installed is
-        // never reinstalled, so this is safe to replace.
-        fs::remove_dir_all(&final_dir).map_err(BuildError::io(label))?;
+        fs::remove_dir_all(final_dir).map_err(BuildError::io(label))?;
     }
-    fs::rename(&staging.dir, &final_dir).map_err(BuildError::io(label))?;
+    fs::rename(&staging.dir, final_dir).map_err(BuildError::io(label))?;
     sync_dir(&layout.builds_dir());
-    machine.crash_point("after-rename");
-    let mut staging = staging;
     staging.keep = true;
-    Ok(record)
+    Ok(())
 }
 
 /// uv with the charm's settings: the machine's CA certificates (as pip
