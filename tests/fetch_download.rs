@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use wsgi_app::workload::fetch::{
     copy_local, download, verify_sha256, DownloadOptions, Downloaded, FetchError,
 };
-use wsgi_app::workload::machine::ModelProxy;
+use wsgi_app::workload::proxy::ModelProxy;
 
 enum Canned {
     /// Raw bytes written as the whole response, then the connection closes.
@@ -445,7 +445,7 @@ fn checksums_compare_case_insensitively_and_name_both_digests() {
 /// What `ModelProxy` a hook environment holding `vars` gives, read as
 /// `main` reads the real one.
 fn model_proxy(vars: &[(&str, &str)]) -> ModelProxy {
-    ModelProxy::from_hook_env(|name| {
+    wsgi_app::charm::proxy::from_hook_env(|name| {
         vars.iter()
             .find(|(var, _)| *var == name)
             .map(|(_, value)| value.to_string())

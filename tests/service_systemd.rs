@@ -10,8 +10,9 @@ use std::process::Command;
 use std::rc::Rc;
 
 use service_support::Layout;
-use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Runner, SystemRunner};
+use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Runner};
 use wsgi_app::workload::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
+use wsgi_app::workload::system::SystemRunner;
 use wsgi_app::workload::systemd::{service_unit, socket_unit, Systemd};
 
 /// Problems `systemd-analyze verify` reports about our unit files (it exits

@@ -17,7 +17,7 @@ use wsgi_app::ops::{
 };
 use wsgi_app::workload::fetch::DownloadOptions;
 use wsgi_app::workload::machine::{
-    CommandOutput, CommandSpec, HttpAnswer, Machine, ModelProxy, ServiceManagerKind,
+    CommandOutput, CommandSpec, HttpAnswer, Machine, ServiceManagerKind,
 };
 use wsgi_app::workload::service::ServiceSpec;
 
@@ -592,7 +592,7 @@ impl<C: Charm> Context<C> {
                 max_attempts: 2,
                 first_backoff: std::time::Duration::from_millis(20),
                 // Read from the hook environment as `main` reads it.
-                proxy: ModelProxy::from_hook_env(|var| env.get(var).cloned()),
+                proxy: wsgi_app::charm::proxy::from_hook_env(|var| env.get(var).cloned()),
                 ..DownloadOptions::default()
             },
             // Small, so a test's decompression bomb is stopped in moments.
@@ -604,6 +604,8 @@ impl<C: Charm> Context<C> {
             charm_dir: self.charm_dir.clone(),
             cpus: self.cpus,
             crash_at: None,
+            // As `main` hands it over, for the app account when not root.
+            invoking_user: std::env::var("USER").ok(),
         };
 
         let mut charm = (self.factory)(machine);

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod config;
 pub mod integrations;
 pub mod nrpe;
+pub mod proxy;
 pub mod reconcile;
 pub mod relations;
 pub mod state;

@@ -23,7 +23,7 @@ use crate::workload::builds::{self, BuildError};
 use crate::workload::layout::Layout;
 use crate::workload::machine::CommandSpec;
 use crate::workload::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
-use crate::workload::{envvars, health, users};
+use crate::workload::{app_user, envvars, health, users};
 
 /// How much of the world a reconcile re-reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub fn prepare_machine(
 ) -> Result<(), HandlerError> {
     ctx.model
         .set_unit_status(&Status::maintenance("preparing the machine"))?;
-    users::ensure_app_user(&app.machine, &layout.app)?;
+    app_user::ensure_app_user(&app.machine, &layout.app)?;
     if let Err(why) = builds::install_uv(&app.machine, layout) {
         ctx.model.log(
             LogLevel::Info,
@@ -183,7 +183,7 @@ impl WsgiApp {
         };
 
         self.ensure_packages(ctx, &config)?;
-        let account = users::ensure_app_user(&self.machine, &layout.app)?;
+        let account = app_user::ensure_app_user(&self.machine, &layout.app)?;
         ensure_dirs(layout, &account)?;
 
         let mut app_env = config.environment.clone();
@@ -428,7 +428,7 @@ impl WsgiApp {
         sha256: &str,
         env_hash: &str,
     ) -> Result<ServiceSpec, HandlerError> {
-        let account = users::app_account(&self.machine, &layout.app)?;
+        let account = app_user::app_account(&self.machine, &layout.app)?;
         let workers = config.effective_workers(self.machine.cpus);
         let mut fingerprint = Sha256::new();
         for part in [

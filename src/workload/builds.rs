@@ -123,7 +123,7 @@ pub enum Installer {
 impl Installer {
     pub fn detect(machine: &Machine, layout: &Layout) -> Installer {
         let own_uv = layout.tools_venv().join("bin/uv");
-        if super::machine::is_executable(&own_uv) {
+        if super::system::is_executable(&own_uv) {
             return Installer::Uv(own_uv);
         }
         match machine.runner.which("uv") {
@@ -144,7 +144,7 @@ impl Installer {
 /// (PyPI reachable). Failing is fine: builds fall back to venv + pip.
 pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
     let venv = layout.tools_venv();
-    if super::machine::is_executable(&venv.join("bin/uv")) || machine.runner.which("uv").is_some() {
+    if super::system::is_executable(&venv.join("bin/uv")) || machine.runner.which("uv").is_some() {
         return Ok(());
     }
     let run = |spec: CommandSpec| -> Result<(), String> {
@@ -252,7 +252,7 @@ pub fn install(
     let manifest = Manifest {
         label: label.to_string(),
         archive: if config.code_assets_uri.is_some() {
-            fetch::redact_url_text(&source)
+            super::text::redact_url_text(&source)
         } else {
             source.clone()
         },

@@ -5,6 +5,7 @@
 //! nothing of Juju: no module here imports `ops` or `charm`
 //! (tests/rooms.rs checks it).
 
+pub mod app_user;
 pub mod archive;
 pub mod builds;
 pub mod envvars;
@@ -12,8 +13,11 @@ pub mod fetch;
 pub mod health;
 pub mod layout;
 pub mod machine;
+pub mod proxy;
 pub mod service;
+pub mod substrate;
 pub mod supervisor;
+pub mod system;
 pub mod systemd;
 pub mod text;
 pub mod users;

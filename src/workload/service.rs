@@ -20,11 +20,8 @@
 //! here but never logged or put in error messages: they hold secrets.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-
-use crate::workload::machine::{Runner, ServiceManagerKind};
 
 /// Everything the running gunicorn master depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,27 +148,6 @@ pub trait ServiceManager {
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError>;
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError>;
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
-}
-
-/// The service manager for this machine. `root` is where unit files go
-/// (`/` in production); `runner` runs `systemctl` and the pre-flight (the
-/// same runner the machine uses for everything else, so tests record it).
-/// The direct supervisor is this very binary (`std::env::current_exe`), run
-/// as `wsgi-app supervise <run_dir>`.
-pub fn manager(
-    kind: ServiceManagerKind,
-    root: &Path,
-    runner: Rc<dyn Runner>,
-) -> Box<dyn ServiceManager> {
-    match kind {
-        ServiceManagerKind::Systemd => Box::new(crate::workload::systemd::Systemd::new(
-            root.to_path_buf(),
-            runner,
-        )),
-        ServiceManagerKind::Direct => {
-            Box::new(crate::workload::supervisor::client::DirectSupervisor::from_current_exe())
-        }
-    }
 }
 
 /// Seconds gunicorn gives in-flight requests when a master is retired.
