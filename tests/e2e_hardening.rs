@@ -509,6 +509,8 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
     assert!(sim
         .workload_message(&status, "wsgi-app/0")
         .contains("nagios_context"));
+    // Each injection is counted where its outcome has been checked.
+    let mut injection_cases = 1;
     sim.ok(&["config", "wsgi-app", "nagios_context="]);
     let out = sim.ok(&["run", "wsgi-app/0", "list-builds"]);
     assert!(out.contains("r1"), "{out}");
@@ -520,6 +522,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "symlink=../../etc",
     ]);
     assert_eq!(get(&sim.unit_url(0)).unwrap(), "It works! Revision 1");
+    injection_cases += 1;
 
     let root = sim.unit_root("wsgi-app/0");
     let (nobody_uid, nobody_gid) = nobody();
@@ -535,6 +538,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         format!("postgresql://wsgi:{encoded}@10.9.9.9:5432/wsgi-app")
     );
     assert_eq!(env["GREETING"], format!("$(touch {m}) `touch {m}`"));
+    injection_cases += 1;
     let meta = fs::metadata(&env_path).unwrap();
     assert_eq!(
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
@@ -556,6 +560,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         .output()
         .unwrap();
     marker.assert_absent("the NRPE command with $() in nagios_index_content");
+    injection_cases += 1;
     if plugin_present {
         // check_http looked for the literal text, and did not find it.
         let said = String::from_utf8_lossy(&run.stdout);
@@ -710,8 +715,8 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "gunicorn runs as nobody; nobody cannot write the code, venv, builds, current's directory, env file or store, nor read the store",
     );
     record(
-        "injection through the real binary (env file, NRPE via sh -c, 180 KB status)",
-        4,
+        "injection through the real binary (env file, NRPE via sh -c, 180 KB status, action label)",
+        injection_cases,
         "nothing executed; values read back literally; an over-long status is cut, the hook succeeds",
     );
     sim.destroy_and_check_nothing_left(&[&sim.unit_url(0)]);
