@@ -358,8 +358,14 @@ impl WsgiApp {
                     &format!("installed build {label} (sha256 {})", record.sha256),
                 );
             }
-            Err(BuildError::Io { label, source }) => {
-                return Err(format!("installing build {label}: {source}").into());
+            Err(BuildError::Io {
+                label,
+                path,
+                source,
+            }) => {
+                return Err(
+                    format!("installing build {label}: {}: {source}", path.display()).into(),
+                );
             }
             Err(e) => {
                 ctx.model.log(LogLevel::Error, &e.to_string());

@@ -49,18 +49,22 @@ pub enum BuildError {
         step: String,
         detail: String,
     },
-    #[error("build {label}: {source}")]
+    #[error("build {label}: {}: {source}", path.display())]
     Io {
         label: String,
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 }
 
 impl BuildError {
-    fn io(label: &str) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    /// An I/O error on `path`, which the message names: the kernel's
+    /// text ("Permission denied") names nothing.
+    fn io<'a>(label: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
         move |source| BuildError::Io {
             label: label.to_string(),
+            path: path.to_path_buf(),
             source,
         }
     }
@@ -247,7 +251,7 @@ pub fn install(
 
     // The venv's scripts name the staging path; point them at the final one.
     let final_dir = layout.build_dir(label);
-    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label))?;
+    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label, &venv))?;
 
     let manifest = Manifest {
         label: label.to_string(),
@@ -262,11 +266,12 @@ pub fn install(
         installer: installer.name().to_string(),
     };
     // Last: the manifest's presence is what "complete" means.
+    let manifest_path = staging.dir.join(BUILD_MANIFEST);
     write_file_synced(
-        &staging.dir.join(BUILD_MANIFEST),
+        &manifest_path,
         &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
     )
-    .map_err(BuildError::io(label))?;
+    .map_err(BuildError::io(label, &manifest_path))?;
     machine.crash_point("after-manifest");
     rename_into_place(layout, &mut staging, &final_dir, label)?;
     machine.crash_point("after-rename");
@@ -278,15 +283,16 @@ impl Staging {
     /// install left there.
     fn create(layout: &Layout, label: &str) -> Result<Staging, BuildError> {
         clean_staging(layout);
-        fs::create_dir_all(layout.staging_dir()).map_err(BuildError::io(label))?;
-        fs::create_dir_all(layout.builds_dir()).map_err(BuildError::io(label))?;
+        let (staging_dir, builds_dir) = (layout.staging_dir(), layout.builds_dir());
+        fs::create_dir_all(&staging_dir).map_err(BuildError::io(label, &staging_dir))?;
+        fs::create_dir_all(&builds_dir).map_err(BuildError::io(label, &builds_dir))?;
         let staging = Staging {
             dir: layout.staging_dir().join(label),
             keep: false,
         };
-        fs::create_dir(&staging.dir).map_err(BuildError::io(label))?;
+        fs::create_dir(&staging.dir).map_err(BuildError::io(label, &staging.dir))?;
         fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
-            .map_err(BuildError::io(label))?;
+            .map_err(BuildError::io(label, &staging.dir))?;
         Ok(staging)
     }
 }
@@ -332,14 +338,14 @@ fn extract_code(
 ) -> Result<PathBuf, BuildError> {
     let archive_path = staging.dir.join("archive");
     let code = staging.dir.join("code");
-    fs::create_dir(&code).map_err(BuildError::io(label))?;
+    fs::create_dir(&code).map_err(BuildError::io(label, &code))?;
     archive::extract(&archive_path, format, &code, &machine.extract).map_err(|source| {
         BuildError::Archive {
             label: label.into(),
             source,
         }
     })?;
-    fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
+    fs::remove_file(&archive_path).map_err(BuildError::io(label, &archive_path))?;
     Ok(code)
 }
 
@@ -486,9 +492,9 @@ fn rename_into_place(
     label: &str,
 ) -> Result<(), BuildError> {
     if final_dir.exists() {
-        fs::remove_dir_all(final_dir).map_err(BuildError::io(label))?;
+        fs::remove_dir_all(final_dir).map_err(BuildError::io(label, final_dir))?;
     }
-    fs::rename(&staging.dir, final_dir).map_err(BuildError::io(label))?;
+    fs::rename(&staging.dir, final_dir).map_err(BuildError::io(label, final_dir))?;
     sync_dir(&layout.builds_dir());
     staging.keep = true;
     Ok(())
@@ -616,4 +622,33 @@ pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<bool> {
         sync_dir(dir);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An I/O error installing a build names the path it happened on.
+    #[test]
+    fn an_io_error_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("srv-app");
+        fs::write(&base, "a file where the builds' directory should be").unwrap();
+        let layout = Layout {
+            app: "app".into(),
+            base: base.clone(),
+            etc: dir.path().join("etc"),
+            log_dir: dir.path().join("log"),
+            run_dir: dir.path().join("run"),
+            lib_dir: dir.path().join("lib"),
+        };
+        let Err(err) = Staging::create(&layout, "r1") else {
+            panic!("staging under a file was created");
+        };
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("build r1: {}: ", base.join(".staging").display())),
+            "{message}"
+        );
+    }
 }
