@@ -464,7 +464,7 @@ mod without_website {
 
     pub struct Upgraded;
 
-    type Ctx<'s, 'b> = wsgi_app::ops::Context<'s, 'b, Endpoint, super::ops_support::Action>;
+    type Ctx<'s, 'b> = wsgi_app::ops::HookContext<'s, 'b, Endpoint, super::ops_support::Action>;
 
     impl Charm for Upgraded {
         type Endpoint = Endpoint;

@@ -14,7 +14,7 @@ pub mod reconcile;
 pub mod relations;
 pub mod state;
 
-use crate::ops::{self, Context, Event, HandlerError, Status, UnitHook};
+use crate::ops::{self, Event, HandlerError, HookContext, Status, UnitHook};
 
 use crate::workload::layout::Layout;
 use crate::workload::machine::Machine;
@@ -43,7 +43,7 @@ pub enum Action {
     ListBuilds,
 }
 
-pub type Ctx<'s, 'b> = Context<'s, 'b, Endpoint, Action>;
+pub type Ctx<'s, 'b> = HookContext<'s, 'b, Endpoint, Action>;
 pub type WsgiEvent = Event<Endpoint, Action>;
 
 /// The charm, built fresh for every dispatch.

@@ -30,7 +30,7 @@ pub enum Action {
     ListBuilds,
 }
 
-pub type Ctx<'s, 'b> = ops::Context<'s, 'b, Endpoint, Action>;
+pub type Ctx<'s, 'b> = ops::HookContext<'s, 'b, Endpoint, Action>;
 pub type ProbeEvent = Event<Endpoint, Action>;
 pub type Handler = dyn Fn(&mut Ctx<'_, '_>, &ProbeEvent, &Machine) -> Result<(), HandlerError>;
 

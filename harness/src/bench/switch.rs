@@ -14,7 +14,7 @@ use super::env::BenchEnv;
 use super::http::{wait_until_serving, LoadPlan, RequestRecord};
 use super::model::{SimModel, APP, UNIT};
 use super::stats::{percentile, Summary};
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18503;
 /// Client threads and the rate each keeps: 500 requests/s in all.
@@ -40,7 +40,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let round_trips = if env.quick { 3 } else { 10 };
     let model = SimModel::deploy(
         env,
@@ -97,7 +97,7 @@ fn analyse(
     records: &[RequestRecord],
     windows: &[Window],
     round_trips: usize,
-) -> Result<Outcome, String> {
+) -> Result<BenchmarkResult, String> {
     let first_switch = windows.first().map_or(Duration::MAX, |w| w.start);
     let in_window = |r: &RequestRecord| {
         windows
@@ -205,7 +205,7 @@ fn analyse(
             false,
         ));
     }
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "switch",
         title: "Switching builds under load".into(),
         results: json!({

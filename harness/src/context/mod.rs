@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use wsgi_app::ops::{
-    Charm, Dispatch, EventVars, LogLevel, Outcome, RelationHook, Remembered, SecretHook, Status,
-    Store, StoreError, UnitHook,
+    Charm, Dispatch, DispatchOutcome, EventVars, LogLevel, RelationHook, Remembered, SecretHook,
+    Status, Store, StoreError, UnitHook,
 };
 use wsgi_app::workload::fetch::DownloadOptions;
 use wsgi_app::workload::machine::{
@@ -66,7 +66,7 @@ pub struct Output {
     /// The next state: run the next event from it.
     pub state: State,
     /// How `ops::run` ended (exit code 0 means Juju commits the hook).
-    pub outcome: Outcome,
+    pub outcome: DispatchOutcome,
     /// False when Juju refused to run the action (bad params): the charm
     /// never ran.
     pub dispatched: bool,
@@ -457,7 +457,7 @@ impl<C: Charm> Context<C> {
 fn refused(state: State, why: String) -> Output {
     Output {
         state,
-        outcome: Outcome {
+        outcome: DispatchOutcome {
             exit_code: 0,
             error: None,
             output: None,

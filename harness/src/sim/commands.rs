@@ -15,7 +15,7 @@ use super::context::{self, ContextInfo, Program, Progress};
 use super::engine::{self, Hook, OnFailure};
 use super::flags;
 use super::store::{App, Bag, Model, Relation, Unit};
-use super::{actions, reaper, status, Context, Result};
+use super::{actions, reaper, status, ErrorContext, Result};
 use crate::schema::{CharmMeta, Role};
 use crate::sim_err;
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use wsgi_app::ops::backend::Port;
 
-use super::{Context, Result};
+use super::{ErrorContext, Result};
 use crate::schema::CharmMeta;
 use crate::sim_err;
 
