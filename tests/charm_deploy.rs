@@ -1,6 +1,9 @@
 //! The charm deploying and serving builds, driven through the harness:
 //! every option's effect, every archive format, and every failure path,
 //! each showing that the build already serving is untouched.
+//!
+//! Why one file over 600 lines: one test per option, archive format and
+//! failure path of a deploy, all on the same harness setup (charm_support).
 
 mod charm_support;
 

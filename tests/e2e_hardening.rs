@@ -11,6 +11,9 @@
 //!   the env file, the store or the `current` symlink's directory.
 //! - Injection: `$()` and backticks in config reach the env file and the
 //!   NRPE command (run through `sh -c` as NRPE runs it) as plain text.
+//!
+//! Why one file over 600 lines: each scenario needs a deployed model with
+//! real gunicorn; they share its setup and its checks.
 
 #[path = "common/archives.rs"]
 mod archives;

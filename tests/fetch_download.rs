@@ -1,4 +1,4 @@
-//! `charm::fetch` against a canned HTTP server on 127.0.0.1: success and
+//! `workload::fetch` against a canned HTTP server on 127.0.0.1: success and
 //! hashing, 4xx without retry, 5xx with retry, size limits, truncated and
 //! stalled bodies, URL redaction; the model's proxy settings (the same
 //! canned server standing in for the proxy); and local copies and checksum
@@ -8,6 +8,9 @@
 //! closes it, so the number of connections is the number of attempts. It
 //! keeps each request's head, so a test can tell a proxy request
 //! (`GET http://host/path`, `CONNECT host:443`) from a direct one.
+//!
+//! Why one file over 600 lines: the canned server, and one test per behaviour
+//! of a single download.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -10,6 +10,9 @@
 //! through a real URL parser, the NRPE command through `/bin/sh` after
 //! NRPE's `$$` unescaping), or the input is refused with a message naming
 //! the option or the relation.
+//!
+//! Why one file over 600 lines: one section per option and relation field,
+//! sharing the hostile values and the checks above.
 
 mod charm_support;
 mod hardening_support;

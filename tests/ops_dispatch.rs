@@ -2,6 +2,10 @@
 //! transaction (commit on success, nothing kept on failure, together with
 //! Juju's relation data), deferred events, schema migrations, Juju's checks
 //! of config and action params, and the model's read cache.
+//!
+//! Why one file over 600 lines: every test here is one dispatch through
+//! `ops::run` with the same test charm (ops_support), and the sections follow
+//! the list above.
 
 mod ops_support;
 

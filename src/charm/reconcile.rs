@@ -4,6 +4,10 @@
 //! environment, the gunicorn service (switched behind a health gate), then
 //! what other applications see (port, website, nrpe), and finally removing
 //! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
+//!
+//! Why one file over 600 lines: the converge step and the build switch with
+//! its health gate; the switch is being rewritten in parallel, and moving it
+//! out is left to that rewrite so the two do not collide.
 
 use std::collections::BTreeMap;
 use std::fs;

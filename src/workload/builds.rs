@@ -2,6 +2,10 @@
 //! `make`, then rename into place. A build is complete or absent: every step
 //! works in a staging directory that is removed on any failure, and the
 //! rename into `builds/<label>` is the last thing that happens.
+//!
+//! Why one file over 600 lines: the install steps in the order they run, each
+//! followed by its kill point, and the few build-set operations (manifests,
+//! removal, symlink swaps) the charm uses between installs.
 
 use std::fs;
 use std::io::Write;

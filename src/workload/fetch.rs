@@ -28,6 +28,10 @@
 //! without userinfo, query or fragment, because those are where credentials
 //! live (`https://user:token@host/...`, presigned `?X-Amz-Signature=...`),
 //! and these messages end up in `juju status` and the logs.
+//!
+//! Why one file over 600 lines: attempts, deadlines, proxy routing and the
+//! wording of each failure are one download and only make sense together; the
+//! proxy settings are in `proxy`, URL redaction in `text`.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

@@ -2,6 +2,9 @@
 //! model before changing anything, enqueues the hooks Juju would run (see
 //! [`super::engine`]) and drains them, holding the model lock so that two
 //! commands never run hooks on the same model at once.
+//!
+//! Why one file over 600 lines: one subcommand after another, all sharing the
+//! model lock and the hook queue.
 
 use std::fs;
 use std::os::unix::io::AsRawFd;

@@ -5,6 +5,10 @@
 //! runs in WAL mode with a generous busy timeout and every change is one short
 //! transaction. This module owns the schema and every SQL statement; callers
 //! see plain Rust values.
+//!
+//! Why one file over 600 lines: it owns every SQL statement of the model, one
+//! table family after another; splitting it by table family waits for the
+//! systemd-container substrate work under way in the simulator.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -18,6 +18,10 @@
 //! - the process is single-threaded: signal handlers only set flags, and
 //!   one loop reads them (that is also what makes `fork` safe here);
 //! - environment values are passed to gunicorn and never written anywhere.
+//!
+//! Why one file over 600 lines: process plumbing, logs and the masters' state
+//! machine are still together; splitting them waits for the supervisor
+//! rewrite under way, so the two do not collide.
 
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
