@@ -12,14 +12,14 @@ use wsgi_app::workload::substrate::{self, Settings};
 use wsgi_app::workload::supervisor;
 
 fn main() {
-    if let Some(code) = supervisor::maybe_run_from_args() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(code) = supervisor::maybe_run(&args) {
         std::process::exit(code);
     }
-    std::process::exit(dispatch());
+    std::process::exit(dispatch(args.into_iter().next()));
 }
 
-fn dispatch() -> i32 {
-    let argv0 = std::env::args().next();
+fn dispatch(argv0: Option<String>) -> i32 {
     let dispatch = match Dispatch::from_env(std::env::vars(), argv0) {
         Ok(d) => d,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! The rooms rule of ARCHITECTURE.md, checked on the source: `workload`
 //! imports neither `ops` nor `charm`, `ops` imports neither `charm` nor
 //! `workload`, the rooms import each other without a circle, and so do the
-//! modules of `workload`. Read from the files (not the compiler) so that a
+//! modules of `workload`; and only `main` reads the process environment. Read from the files (not the compiler) so that a
 //! `super::super::` that escapes a room counts like a `crate::` path.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -267,6 +267,37 @@ fn rooms_and_workload_modules_have_no_circle() {
         find_circle(&workload),
         None,
         "workload modules: {workload:?}"
+    );
+}
+
+/// The process environment (variables and arguments) is read in `main`
+/// only, and handed down: `PATH`, `USER`, `WSGI_APP_*`, Juju's variables.
+#[test]
+fn only_main_reads_the_process_environment() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let reads = [
+        "env::var(",
+        "env::var_os(",
+        "env::vars(",
+        "env::vars_os(",
+        "env::args(",
+        "env::args_os(",
+    ];
+    let mut offences = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("main.rs")) {
+        let code = std::fs::read_to_string(file).unwrap();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && reads.iter().any(|r| line.contains(r)) {
+                offences.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "the environment read outside main:\n{}",
+        offences.join("\n")
     );
 }
 
