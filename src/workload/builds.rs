@@ -17,6 +17,7 @@ use super::archive::{self, ArchiveFormat};
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
 use super::machine::{CommandOutput, CommandSpec, Machine};
+use super::text::at_path;
 
 /// How long one installer step (pip, make) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -586,7 +587,7 @@ pub fn remove(layout: &Layout, label: &str) -> std::io::Result<()> {
     let dir = layout.build_dir(label);
     let _ = fs::remove_file(dir.join(BUILD_MANIFEST));
     match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at_path(&dir)(e)),
         _ => Ok(()),
     }
 }
@@ -620,8 +621,8 @@ pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<bool> {
         .unwrap_or_default();
     let tmp = link.with_file_name(format!(".{name}.new"));
     let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    fs::rename(&tmp, link)?;
+    std::os::unix::fs::symlink(target, &tmp).map_err(at_path(&tmp))?;
+    fs::rename(&tmp, link).map_err(at_path(link))?;
     if let Some(dir) = link.parent() {
         sync_dir(dir);
     }
@@ -653,6 +654,13 @@ mod tests {
         assert!(
             message.starts_with(&format!("build r1: {}: ", base.join(".staging").display())),
             "{message}"
+        );
+        let link = base.join("current");
+        let err = swap_symlink(&link, Path::new("builds/r1")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", base.join(".current.new").display())),
+            "{err}"
         );
     }
 }

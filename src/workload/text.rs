@@ -1,7 +1,15 @@
 //! Text the workload writes for another program to parse (shell quoting)
 //! or for a person to read (timestamps, URLs without their credentials).
 
+use std::path::Path;
+
 use reqwest::Url;
+
+/// An I/O error with the path it happened on, for `map_err`: the kernel's
+/// own text ("Permission denied (os error 13)") names none.
+pub fn at_path(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
 
 /// Quote `s` for a POSIX shell (and for Nagios' NRPE, which hands command
 /// lines to a shell): bare when it is made of safe characters only, else in
