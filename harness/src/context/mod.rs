@@ -5,9 +5,9 @@
 //! fake. [`Chain`] runs several events in a row, each from the last one's
 //! output state.
 //!
-//! Here: the [`Context`] itself and one run. Around it: [`env`] (the hook
-//! environment), [`checks`] (what Juju could not produce is refused) and
-//! [`chain`] (runs in a row).
+//! Here: the [`Context`] itself and one run. Around it: `env` (the hook
+//! environment), `checks` (what Juju could not produce is refused) and
+//! `chain` (runs in a row).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};

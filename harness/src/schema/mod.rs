@@ -9,8 +9,8 @@
 //! would.
 //!
 //! This module holds [`CharmMeta`] and its entry points; the reading is in
-//! [`metadata`] (metadata.yaml and its endpoints), [`config`] (options and
-//! the values operators give them) and [`actions`] (actions.yaml and the
+//! `metadata` (metadata.yaml and its endpoints), `config` (options and
+//! the values operators give them) and `actions` (actions.yaml and the
 //! params an action is run with).
 
 use std::collections::{BTreeMap, BTreeSet};

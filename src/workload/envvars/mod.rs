@@ -1,9 +1,9 @@
 //! The application's environment: the `environment_variables` config option,
 //! and the environment file that both service managers read.
 //!
-//! - [`option`]: the `environment_variables` option, a shell-like syntax
+//! - `option`: the `environment_variables` option, a shell-like syntax
 //!   with every expansion refused;
-//! - [`env_file`]: the file both service managers read, in systemd's
+//! - `env_file`: the file both service managers read, in systemd's
 //!   `EnvironmentFile=` format, and writing it safely.
 //!
 //! Both formats share the rules below for names and values.
