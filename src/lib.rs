@@ -1,2 +1,3 @@
 pub mod charm;
 pub mod ops;
+pub mod workload;

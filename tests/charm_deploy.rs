@@ -1,6 +1,9 @@
 //! The charm deploying and serving builds, driven through the harness:
 //! every option's effect, every archive format, and every failure path,
 //! each showing that the build already serving is untouched.
+//!
+//! Why one file over 600 lines: one test per option, archive format and
+//! failure path of a deploy, all on the same harness setup (charm_support).
 
 mod charm_support;
 
@@ -520,7 +523,7 @@ fn environment_variables_reach_the_env_file_quoted_and_private() {
     let out = ctx.run(on::config_changed(), state).unwrap();
     assert!(out.succeeded());
     let path = out.state.machine.path("/etc/wsgi-app/environment");
-    let env = wsgi_app::charm::envvars::read_env_file(&path).unwrap();
+    let env = wsgi_app::workload::envvars::read_env_file(&path).unwrap();
     assert_eq!(
         env,
         vec![

@@ -5,8 +5,8 @@ mod charm_support;
 
 use charm_support::*;
 use harness::{bag, on, Relation, State};
-use wsgi_app::charm::envvars::read_env_file;
 use wsgi_app::ops::{Bag, StatusName};
+use wsgi_app::workload::envvars::read_env_file;
 
 const PASSWORD: &str = "p@ss:w/rd%2F s";
 

@@ -6,10 +6,10 @@ mod charm_support;
 use charm_support::*;
 use harness::{on, Context, Output, State};
 use serde_json::json;
-use wsgi_app::charm::machine::HttpAnswer;
-use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::StatusName;
+use wsgi_app::workload::machine::HttpAnswer;
+use wsgi_app::workload::service::ServiceSpec;
 
 /// r1 serving, r2 installed beside it (current_symlink=r1 build_label=r2).
 fn r1_serving_r2_installed(ctx: &Context<WsgiApp>) -> State {

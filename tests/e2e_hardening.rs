@@ -11,6 +11,9 @@
 //!   the env file, the store or the `current` symlink's directory.
 //! - Injection: `$()` and backticks in config reach the env file and the
 //!   NRPE command (run through `sh -c` as NRPE runs it) as plain text.
+//!
+//! Why one file over 600 lines: each scenario needs a deployed model with
+//! real gunicorn; they share its setup and its checks.
 
 #[path = "common/archives.rs"]
 mod archives;
@@ -28,7 +31,7 @@ use std::time::Duration;
 use archives::archive_bytes;
 use e2e_support::{get, Sim};
 use hardening_support::*;
-use wsgi_app::charm::machine::CRASH_POINTS;
+use wsgi_app::workload::machine::CRASH_POINTS;
 
 /// A build archive (tar.bz2) answering "It works! Revision <n>", with a
 /// Makefile for `update_make_target=noop`.
@@ -418,7 +421,7 @@ fn an_action_killed_mid_switch_fails_and_the_next_hook_puts_the_unit_back_in_ord
 const PASSWORD: &str = "S3cr3t-p@ss:w/rd%";
 
 fn nobody() -> (u32, u32) {
-    let account = wsgi_app::charm::users::lookup("nobody").unwrap();
+    let account = wsgi_app::workload::users::lookup("nobody").unwrap();
     (account.uid, account.gid)
 }
 
@@ -509,6 +512,8 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
     assert!(sim
         .workload_message(&status, "wsgi-app/0")
         .contains("nagios_context"));
+    // Each injection is counted where its outcome has been checked.
+    let mut injection_cases = 1;
     sim.ok(&["config", "wsgi-app", "nagios_context="]);
     let out = sim.ok(&["run", "wsgi-app/0", "list-builds"]);
     assert!(out.contains("r1"), "{out}");
@@ -520,6 +525,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "symlink=../../etc",
     ]);
     assert_eq!(get(&sim.unit_url(0)).unwrap(), "It works! Revision 1");
+    injection_cases += 1;
 
     let root = sim.unit_root("wsgi-app/0");
     let (nobody_uid, nobody_gid) = nobody();
@@ -527,7 +533,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
     // The env file: DATABASE_URL with the password, percent-encoded; the
     // GREETING literal; mode 0640 root:<nobody's group>.
     let env_path = root.join("etc/wsgi-app/environment");
-    let env = wsgi_app::charm::envvars::read_env_file(&env_path).unwrap();
+    let env = wsgi_app::workload::envvars::read_env_file(&env_path).unwrap();
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let encoded = wsgi_app::charm::relations::percent::encode_component(PASSWORD);
     assert_eq!(
@@ -535,6 +541,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         format!("postgresql://wsgi:{encoded}@10.9.9.9:5432/wsgi-app")
     );
     assert_eq!(env["GREETING"], format!("$(touch {m}) `touch {m}`"));
+    injection_cases += 1;
     let meta = fs::metadata(&env_path).unwrap();
     assert_eq!(
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
@@ -556,6 +563,7 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         .output()
         .unwrap();
     marker.assert_absent("the NRPE command with $() in nagios_index_content");
+    injection_cases += 1;
     if plugin_present {
         // check_http looked for the literal text, and did not find it.
         let said = String::from_utf8_lossy(&run.stdout);
@@ -710,8 +718,8 @@ fn secrets_stay_in_the_env_file_the_app_runs_unprivileged_and_nothing_is_execute
         "gunicorn runs as nobody; nobody cannot write the code, venv, builds, current's directory, env file or store, nor read the store",
     );
     record(
-        "injection through the real binary (env file, NRPE via sh -c, 180 KB status)",
-        4,
+        "injection through the real binary (env file, NRPE via sh -c, 180 KB status, action label)",
+        injection_cases,
         "nothing executed; values read back literally; an over-long status is cut, the hook succeeds",
     );
     sim.destroy_and_check_nothing_left(&[&sim.unit_url(0)]);

@@ -296,7 +296,7 @@ fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
     sim.ok(&["set-remote-data", "mongodb/0", "hostname=10.1.0.1"]);
     sim.ok(&["set-remote-data", "mongodb/1", "hostname=10.1.0.2"]);
     sim.ok(&["relate", "wsgi-app:mongodb", "mongodb"]);
-    let env = wsgi_app::charm::envvars::read_env_file(
+    let env = wsgi_app::workload::envvars::read_env_file(
         &sim.unit_root("wsgi-app/0").join("etc/wsgi-app/environment"),
     )
     .unwrap();

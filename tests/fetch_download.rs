@@ -1,4 +1,4 @@
-//! `charm::fetch` against a canned HTTP server on 127.0.0.1: success and
+//! `workload::fetch` against a canned HTTP server on 127.0.0.1: success and
 //! hashing, 4xx without retry, 5xx with retry, size limits, truncated and
 //! stalled bodies, URL redaction; the model's proxy settings (the same
 //! canned server standing in for the proxy); and local copies and checksum
@@ -8,6 +8,9 @@
 //! closes it, so the number of connections is the number of attempts. It
 //! keeps each request's head, so a test can tell a proxy request
 //! (`GET http://host/path`, `CONNECT host:443`) from a direct one.
+//!
+//! Why one file over 600 lines: the canned server, and one test per behaviour
+//! of a single download.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,10 +21,10 @@ use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wsgi_app::charm::fetch::{
+use wsgi_app::workload::fetch::{
     copy_local, download, verify_sha256, DownloadOptions, Downloaded, FetchError,
 };
-use wsgi_app::charm::machine::ModelProxy;
+use wsgi_app::workload::proxy::ModelProxy;
 
 enum Canned {
     /// Raw bytes written as the whole response, then the connection closes.
@@ -445,7 +448,7 @@ fn checksums_compare_case_insensitively_and_name_both_digests() {
 /// What `ModelProxy` a hook environment holding `vars` gives, read as
 /// `main` reads the real one.
 fn model_proxy(vars: &[(&str, &str)]) -> ModelProxy {
-    ModelProxy::from_hook_env(|name| {
+    wsgi_app::charm::proxy::from_hook_env(|name| {
         vars.iter()
             .find(|(var, _)| *var == name)
             .map(|(_, value)| value.to_string())

@@ -10,6 +10,9 @@
 //! through a real URL parser, the NRPE command through `/bin/sh` after
 //! NRPE's `$$` unescaping), or the input is refused with a message naming
 //! the option or the relation.
+//!
+//! Why one file over 600 lines: one section per option and relation field,
+//! sharing the hostile values and the checks above.
 
 mod charm_support;
 mod hardening_support;
@@ -21,10 +24,10 @@ use charm_support::*;
 use hardening_support::*;
 use harness::{bag, on, Context, Output, Relation, State};
 use serde_json::json;
-use wsgi_app::charm::envvars::{quote_for_config, read_env_file};
 use wsgi_app::charm::relations::percent::decode_component;
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::{Bag, StatusName};
+use wsgi_app::workload::envvars::{quote_for_config, read_env_file};
 
 /// Hook tools take messages as arguments; Linux refuses one over 128 KiB.
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -125,7 +128,7 @@ fn environment_variables_read_back_exactly_or_are_refused_by_name() {
             let out = config_case(&ctx, &base, "environment_variables", &text);
             assert_safe(&out, &marker, &case);
             let representable = !payload.contains('\0')
-                && payload.len() <= wsgi_app::charm::envvars::MAX_VALUE_BYTES
+                && payload.len() <= wsgi_app::workload::envvars::MAX_VALUE_BYTES
                 && !payload
                     .chars()
                     .any(|c| c.is_ascii_control() && !matches!(c, '\t' | '\n'));

@@ -9,8 +9,8 @@ mod hardening_support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use wsgi_app::charm::service::{gunicorn_args, venv_python, Listen, ServiceSpec};
-use wsgi_app::charm::systemd::{service_unit, socket_unit};
+use wsgi_app::workload::service::{gunicorn_args, venv_python, Listen, ServiceSpec};
+use wsgi_app::workload::systemd::{service_unit, socket_unit};
 
 /// Split an ExecStart= value as systemd does (`extract_first_word` with
 /// quotes and C escapes), then undo `$$` and `%%`.

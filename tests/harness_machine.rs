@@ -10,9 +10,9 @@ use harness::{
     bag, failure, on, output, HarnessError, Relation, ServiceCall, ServiceRecord, State,
 };
 use ops_support::{note, notes, probe, Ctx, ProbeEvent};
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, Machine};
-use wsgi_app::charm::service::{ServiceChange, ServiceSpec};
 use wsgi_app::ops::{ConfigReader, Event, HandlerError, UnitHook};
+use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Machine};
+use wsgi_app::workload::service::{ServiceChange, ServiceSpec};
 
 #[test]
 fn commands_are_recorded_and_answered_from_the_script() {

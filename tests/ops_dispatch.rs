@@ -2,6 +2,10 @@
 //! transaction (commit on success, nothing kept on failure, together with
 //! Juju's relation data), deferred events, schema migrations, Juju's checks
 //! of config and action params, and the model's read cache.
+//!
+//! Why one file over 600 lines: every test here is one dispatch through
+//! `ops::run` with the same test charm (ops_support), and the sections follow
+//! the list above.
 
 mod ops_support;
 
@@ -464,7 +468,7 @@ mod without_website {
 
     pub struct Upgraded;
 
-    type Ctx<'s, 'b> = wsgi_app::ops::Context<'s, 'b, Endpoint, super::ops_support::Action>;
+    type Ctx<'s, 'b> = wsgi_app::ops::HookContext<'s, 'b, Endpoint, super::ops_support::Action>;
 
     impl Charm for Upgraded {
         type Endpoint = Endpoint;

@@ -2,6 +2,9 @@
 //! (shared/reference/ops-and-interfaces.md §3): the legacy reactive
 //! PostgreSQL charm, the current machine charm, the legacy and current
 //! MongoDB charms, an http manager service, and the NRPE subordinate.
+//!
+//! Why one file over 600 lines: one fixture per real charm's relation data,
+//! next to the tests that read it.
 
 use std::collections::BTreeMap;
 

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use service_support::ports::free_port;
 use service_support::Layout;
-use wsgi_app::charm::health::http_check;
-use wsgi_app::charm::service::{
+use wsgi_app::workload::health::http_check;
+use wsgi_app::workload::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
 };
-use wsgi_app::charm::supervisor::client::DirectSupervisor;
-use wsgi_app::charm::supervisor::protocol::{pid_alive, RunDir, Status};
+use wsgi_app::workload::supervisor::client::DirectSupervisor;
+use wsgi_app::workload::supervisor::protocol::{pid_alive, RunDir, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,7 +119,7 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Some(line) = wsgi_app::charm::supervisor::protocol::cmdline(pid) {
+        if let Some(line) = wsgi_app::workload::supervisor::protocol::cmdline(pid) {
             if line.contains(needle) && pid_alive(pid) {
                 found.push((pid, line));
             }

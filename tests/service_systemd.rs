@@ -11,10 +11,11 @@ use std::process::Command;
 use std::rc::Rc;
 
 use service_support::Layout;
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, Runner, SystemRunner};
-use wsgi_app::charm::preflight::HealthCriteria;
-use wsgi_app::charm::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
-use wsgi_app::charm::systemd::{service_unit, socket_unit, Systemd};
+use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Runner};
+use wsgi_app::workload::service::HealthCriteria;
+use wsgi_app::workload::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
+use wsgi_app::workload::system::SystemRunner;
+use wsgi_app::workload::systemd::{service_unit, socket_unit, Systemd};
 
 /// Problems `systemd-analyze verify` reports about our unit files (it exits
 /// 0 on unknown keys, so its output is read as well).

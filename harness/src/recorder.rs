@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use wsgi_app::charm::health::judge;
-use wsgi_app::charm::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
-use wsgi_app::charm::preflight::HealthCriteria;
-use wsgi_app::charm::service::{
+use wsgi_app::workload::health::judge;
+use wsgi_app::workload::machine::{CommandOutput, CommandSpec, HttpAnswer, Probe, Runner};
+use wsgi_app::workload::service::HealthCriteria;
+use wsgi_app::workload::service::{
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
 };
 

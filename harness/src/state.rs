@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::ops::backend::{BindAddress, InterfaceAddress};
 use wsgi_app::ops::{Bag, Network, Port, Status};
+use wsgi_app::workload::service::ServiceSpec;
 
 /// The address Juju seeds into this unit's bags and reports for its
 /// bindings, from TEST-NET-1 (RFC 5737) so it never reaches a real host.

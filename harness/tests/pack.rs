@@ -451,7 +451,7 @@ fn the_unpacked_charm_deploys_serves_and_takes_old_juju_hooks() {
         format!("serving r1 on :{port}")
     );
     let address = unit["public-address"].as_str().unwrap().to_string();
-    let answer = wsgi_app::charm::health::http_check(
+    let answer = wsgi_app::workload::health::http_check(
         &format!("{address}:{port}"),
         "/",
         200,

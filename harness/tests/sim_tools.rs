@@ -3,6 +3,9 @@
 //! (usage) vs 1 (runtime) with `ERROR` on stderr, JSON shapes, sorting,
 //! missing keys, buffered vs immediate writes, action-set key rules and the
 //! gnuflag grammar.
+//!
+//! Why one file over 600 lines: one test per behaviour of the tools in the
+//! reference, in its order, sharing the subprocess helpers.
 
 mod common;
 

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::config::{check_build_label, LATEST};
-use super::layout::Layout;
 use super::reconcile::{read_config, switch_to, SwitchOutcome};
 use super::state::{self, Rollout};
 use super::{Action, Ctx, WsgiApp};
 use crate::ops::HandlerError;
+use crate::workload::layout::Layout;
 
 pub fn run(
     app: &mut WsgiApp,
@@ -196,11 +196,14 @@ fn list_builds(ctx: &mut Ctx<'_, '_>, layout: &Layout) -> Result<(), HandlerErro
             (key("label"), b.label.clone()),
             (key("sha256"), b.sha256.clone()),
             (key("size"), b.size.to_string()),
-            (key("installed-at"), super::text::rfc3339(b.installed_at)),
+            (
+                key("installed-at"),
+                crate::workload::text::rfc3339(b.installed_at),
+            ),
             (key("archive"), b.archive.clone()),
             (
                 key("gunicorn"),
-                super::builds::read_manifest(layout, &b.label)
+                crate::workload::builds::read_manifest(layout, &b.label)
                     .and_then(|m| m.gunicorn)
                     .unwrap_or_else(|| "unknown".into()),
             ),

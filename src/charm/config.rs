@@ -3,6 +3,7 @@
 
 use super::relations::{http, nrpe};
 use crate::ops::{ConfigError, ConfigReader};
+use crate::workload::builds::BuildSpec;
 
 /// Labels that name symlinks, never builds.
 const RESERVED_LABELS: [&str; 2] = ["latest", "current"];
@@ -111,6 +112,18 @@ fn check_apt_package(name: &str) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The options that shape a build, for the workload's installer.
+    pub fn build_spec(&self) -> BuildSpec {
+        BuildSpec {
+            archive_filename: self.archive_filename.clone(),
+            code_assets_uri: self.code_assets_uri.clone(),
+            archive_sha256: self.archive_sha256.clone(),
+            requirements_path: self.requirements_path.clone(),
+            pip_cache_path: self.pip_cache_path.clone(),
+            update_make_target: self.update_make_target.clone(),
+        }
+    }
+
     /// Read and check every option.
     pub fn from_reader(
         r: ConfigReader<'_>,

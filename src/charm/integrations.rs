@@ -61,7 +61,7 @@ fn settle(
 ) -> Result<bool, HandlerError> {
     let candidate = match candidate {
         Some((url, relation)) => {
-            match super::envvars::render_env_file(&[(name.to_string(), url.clone())]) {
+            match crate::workload::envvars::render_env_file(&[(name.to_string(), url.clone())]) {
                 Ok(_) => Some((url, relation)),
                 Err(why) => {
                     report.blocked(format!("{name} from {relation}: {why}"));

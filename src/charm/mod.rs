@@ -6,30 +6,18 @@
 //! after any crash.
 
 pub mod actions;
-pub mod archive;
-pub mod builds;
 pub mod config;
-pub mod envvars;
-pub mod fetch;
-pub mod health;
 pub mod integrations;
-pub mod layout;
-pub mod machine;
 pub mod nrpe;
-pub mod preflight;
+pub mod proxy;
 pub mod reconcile;
 pub mod relations;
-pub mod service;
 pub mod state;
-pub mod supervisor;
-pub mod systemd;
-pub mod text;
-pub mod users;
 
-use crate::ops::{self, Context, Event, HandlerError, Status, UnitHook};
+use crate::ops::{self, Event, HandlerError, HookContext, Status, UnitHook};
 
-use layout::Layout;
-use machine::Machine;
+use crate::workload::layout::Layout;
+use crate::workload::machine::Machine;
 
 /// The endpoints in metadata.yaml.
 #[derive(
@@ -55,7 +43,7 @@ pub enum Action {
     ListBuilds,
 }
 
-pub type Ctx<'s, 'b> = Context<'s, 'b, Endpoint, Action>;
+pub type Ctx<'s, 'b> = HookContext<'s, 'b, Endpoint, Action>;
 pub type WsgiEvent = Event<Endpoint, Action>;
 
 /// The charm, built fresh for every dispatch.

@@ -7,13 +7,14 @@ use std::fs;
 use std::path::Path;
 
 use super::config::Config;
-use super::layout::Layout;
-use super::machine::{CommandSpec, Machine, ServiceManagerKind};
 use super::reconcile::Report;
 use super::relations::nrpe as render;
 use super::relations::NrpeCheck;
 use super::{Ctx, Endpoint};
 use crate::ops::{BagOwner, HandlerError, LogLevel, Scope};
+use crate::workload::layout::Layout;
+use crate::workload::machine::{CommandSpec, Machine, ServiceManagerKind};
+use crate::workload::text::at_path;
 
 const NRPE_DIR: &str = "/etc/nagios/nrpe.d";
 const EXPORT_DIR: &str = "/var/lib/nagios/export";
@@ -102,11 +103,11 @@ fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<bool> {
         return Ok(false);
     }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir).map_err(at_path(dir))?;
     }
     let tmp = path.with_extension("cfg.new");
-    fs::write(&tmp, contents)?;
-    fs::rename(&tmp, path)?;
+    fs::write(&tmp, contents).map_err(at_path(&tmp))?;
+    fs::rename(&tmp, path).map_err(at_path(path))?;
     Ok(true)
 }
 
@@ -114,12 +115,12 @@ fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<bool> {
 fn remove_exports(dir: &Path, app: &str, keep: Option<&Path>) -> std::io::Result<()> {
     let suffix = render::service_export_suffix(app);
     let keep_name = keep.and_then(|k| k.file_name());
-    for entry in fs::read_dir(dir)?.flatten() {
+    for entry in fs::read_dir(dir).map_err(at_path(dir))?.flatten() {
         let name = entry.file_name();
         let is_ours = name.to_string_lossy().starts_with("service__")
             && name.to_string_lossy().ends_with(&suffix);
         if is_ours && Some(name.as_os_str()) != keep_name {
-            fs::remove_file(entry.path())?;
+            fs::remove_file(entry.path()).map_err(at_path(&entry.path()))?;
         }
     }
     Ok(())

@@ -4,6 +4,10 @@
 //! environment, the gunicorn service (switched behind a health gate), then
 //! what other applications see (port, website, nrpe), and finally removing
 //! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
+//!
+//! Why one file over 600 lines: the converge step and the build switch with
+//! its health gate; the switch is being rewritten in parallel, and moving it
+//! out is left to that rewrite so the two do not collide.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,17 +17,18 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::builds::{self, BuildError};
 use super::config::{Config, LATEST};
-use super::layout::Layout;
-use super::machine::CommandSpec;
-use super::preflight::HealthCriteria;
-use super::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
 use super::state::{self, BuildRecord, Rollout};
-use super::{envvars, health, integrations, nrpe, users, Ctx, Endpoint, WsgiApp};
+use super::{integrations, nrpe, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
     ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
 };
+use crate::workload::builds::{self, BuildError};
+use crate::workload::layout::Layout;
+use crate::workload::machine::CommandSpec;
+use crate::workload::service::HealthCriteria;
+use crate::workload::service::{ServiceChange, ServiceError, ServiceSpec, ServiceState};
+use crate::workload::{app_user, envvars, health, users};
 
 /// How much of the world a reconcile re-reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +132,7 @@ pub fn prepare_machine(
 ) -> Result<(), HandlerError> {
     ctx.model
         .set_unit_status(&Status::maintenance("preparing the machine"))?;
-    users::ensure_app_user(&app.machine, &layout.app)?;
+    app_user::ensure_app_user(&app.machine, &layout.app)?;
     if let Err(why) = builds::install_uv(&app.machine, layout) {
         ctx.model.log(
             LogLevel::Info,
@@ -183,7 +188,7 @@ impl WsgiApp {
         };
 
         self.ensure_packages(ctx, &config)?;
-        let account = users::ensure_app_user(&self.machine, &layout.app)?;
+        let account = app_user::ensure_app_user(&self.machine, &layout.app)?;
         ensure_dirs(layout, &account)?;
 
         let mut app_env = config.environment.clone();
@@ -353,13 +358,13 @@ impl WsgiApp {
         match builds::install(
             &self.machine,
             layout,
-            config,
+            &config.build_spec(),
             label,
             app_env,
-            sequence,
             &mut progress,
         ) {
-            Ok(record) => {
+            Ok(manifest) => {
+                let record = BuildRecord::from_manifest(&manifest, sequence);
                 state::record_build(ctx.store.conn(), &record)?;
                 state::set_failed_build(ctx.store.conn(), None)?;
                 self.machine.crash_point("after-store-record");
@@ -368,8 +373,14 @@ impl WsgiApp {
                     &format!("installed build {label} (sha256 {})", record.sha256),
                 );
             }
-            Err(BuildError::Io { label, source }) => {
-                return Err(format!("installing build {label}: {source}").into());
+            Err(BuildError::Io {
+                label,
+                path,
+                source,
+            }) => {
+                return Err(
+                    format!("installing build {label}: {}: {source}", path.display()).into(),
+                );
             }
             Err(e) => {
                 ctx.model.log(LogLevel::Error, &e.to_string());
@@ -438,7 +449,7 @@ impl WsgiApp {
         sha256: &str,
         env_hash: &str,
     ) -> Result<ServiceSpec, HandlerError> {
-        let account = users::app_account(&self.machine, &layout.app)?;
+        let account = app_user::app_account(&self.machine, &layout.app)?;
         let workers = config.effective_workers(self.machine.cpus);
         let mut fingerprint = Sha256::new();
         for part in [
@@ -822,14 +833,7 @@ fn sync_build_records(
     }
     for m in &on_disk {
         if !recorded.iter().any(|r| r.label == m.label) {
-            let record = BuildRecord {
-                label: m.label.clone(),
-                archive: m.archive.clone(),
-                sha256: m.sha256.clone(),
-                size: m.size,
-                installed_at: m.installed_at,
-                sequence: state::next_build_sequence(conn)?,
-            };
+            let record = BuildRecord::from_manifest(m, state::next_build_sequence(conn)?);
             state::record_build(conn, &record)?;
         }
     }

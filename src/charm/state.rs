@@ -6,6 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ops::{Migration, StoreError};
+use crate::workload::builds::Manifest;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -55,6 +56,21 @@ pub struct BuildRecord {
     pub installed_at: i64,
     /// Install order: the highest is `latest`.
     pub sequence: i64,
+}
+
+impl BuildRecord {
+    /// The store's record of an installed build: its manifest, and where it
+    /// comes in install order.
+    pub fn from_manifest(manifest: &Manifest, sequence: i64) -> BuildRecord {
+        BuildRecord {
+            label: manifest.label.clone(),
+            archive: manifest.archive.clone(),
+            sha256: manifest.sha256.clone(),
+            size: manifest.size,
+            installed_at: manifest.installed_at,
+            sequence,
+        }
+    }
 }
 
 pub fn builds(conn: &Connection) -> Result<Vec<BuildRecord>, StoreError> {

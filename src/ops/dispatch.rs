@@ -27,7 +27,7 @@ pub trait Charm {
     /// Act on one event. Replayed deferred events come through here too.
     fn handle(
         &mut self,
-        ctx: &mut Context<'_, '_, Self::Endpoint, Self::Action>,
+        ctx: &mut HookContext<'_, '_, Self::Endpoint, Self::Action>,
         event: &Event<Self::Endpoint, Self::Action>,
     ) -> Result<(), HandlerError>;
 
@@ -51,13 +51,13 @@ pub trait Charm {
     /// The unit's status once the dispatch's work is done.
     fn collect_status(
         &mut self,
-        ctx: &mut Context<'_, '_, Self::Endpoint, Self::Action>,
+        ctx: &mut HookContext<'_, '_, Self::Endpoint, Self::Action>,
     ) -> Result<Status, HandlerError>;
 }
 
 /// What a handler works with: Juju (through the model), the stored state,
 /// and, during an action, the action's params and results.
-pub struct Context<'s, 'b, E, A> {
+pub struct HookContext<'s, 'b, E, A> {
     pub model: Model<'b, E>,
     pub store: &'s Store,
     action: Option<ActionState>,
@@ -80,7 +80,7 @@ struct CommandAction {
     output: Vec<String>,
 }
 
-impl<E: Name, A: Name> Context<'_, '_, E, A> {
+impl<E: Name, A: Name> HookContext<'_, '_, E, A> {
     /// Run this (event, handler) again at the start of the next dispatch.
     /// Use sparingly: a holistic charm rarely needs it.
     pub fn defer(&mut self) {
@@ -197,7 +197,7 @@ impl Dispatch {
 
 /// How a dispatch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct DispatchOutcome {
     /// 0: Juju commits the hook's changes; anything else: Juju retries it.
     pub exit_code: i32,
     /// Why it failed, for stderr (Juju puts that in the debug log).
@@ -206,16 +206,16 @@ pub struct Outcome {
     pub output: Option<String>,
 }
 
-impl Outcome {
+impl DispatchOutcome {
     fn ok() -> Self {
-        Outcome {
+        DispatchOutcome {
             exit_code: 0,
             error: None,
             output: None,
         }
     }
     fn failed(error: impl std::fmt::Display) -> Self {
-        Outcome {
+        DispatchOutcome {
             exit_code: 1,
             error: Some(error.to_string()),
             output: None,
@@ -231,11 +231,11 @@ pub fn run<C: Charm>(
     backend: &mut dyn Backend,
     dispatch: &Dispatch,
     store_path: &std::path::Path,
-) -> Outcome {
+) -> DispatchOutcome {
     let event =
         match Event::<C::Endpoint, C::Action>::parse(&dispatch.vars, dispatch.argv0.as_deref()) {
             Ok(event) => event,
-            Err(e) => return Outcome::failed(e),
+            Err(e) => return DispatchOutcome::failed(e),
         };
     // Snapshot the event with its dispatch path spelled out, so a deferred
     // copy parses the same way whatever argv[0] the next dispatch has.
@@ -251,7 +251,7 @@ pub fn run<C: Charm>(
             LogLevel::Debug,
             &format!("{path}: not handled by this charm, ignored"),
         );
-        return Outcome::ok();
+        return DispatchOutcome::ok();
     }
     let command = match &event {
         Event::Action(action) if action.is_command() => {
@@ -260,14 +260,14 @@ pub fn run<C: Charm>(
                     params,
                     output: Vec::new(),
                 }),
-                Err(why) => return Outcome::failed(why),
+                Err(why) => return DispatchOutcome::failed(why),
             }
         }
         _ => None,
     };
     let (store, opened) = match Store::open(store_path, charm.migrations()) {
         Ok(s) => s,
-        Err(e) => return Outcome::failed(e),
+        Err(e) => return DispatchOutcome::failed(e),
     };
     let run = Run {
         dispatch,
@@ -280,14 +280,14 @@ pub fn run<C: Charm>(
             Ok(()) => match printed {
                 // A failed command action changed nothing worth undoing,
                 // but the operator's shell must see it failed.
-                Some(CommandReport { output, failure }) => Outcome {
+                Some(CommandReport { output, failure }) => DispatchOutcome {
                     exit_code: i32::from(failure.is_some()),
                     error: failure,
                     output: Some(output),
                 },
-                None => Outcome::ok(),
+                None => DispatchOutcome::ok(),
             },
-            Err(e) => Outcome::failed(e),
+            Err(e) => DispatchOutcome::failed(e),
         },
         Err(e) => {
             // Juju retries the hook; the retry reads everything from Juju
@@ -295,7 +295,7 @@ pub fn run<C: Charm>(
             if let Err(forget) = store.abandon() {
                 eprintln!("could not forget what this unit remembered: {forget}");
             }
-            Outcome::failed(e)
+            DispatchOutcome::failed(e)
         }
     }
 }
@@ -335,7 +335,7 @@ fn dispatch_event<C: Charm>(
         _ => None,
     };
     let is_action = matches!(event, Event::Action(_));
-    let mut ctx = Context {
+    let mut ctx = HookContext {
         model: Model::new(backend, &dispatch.unit, breaking),
         store,
         action: is_action.then(|| ActionState {
@@ -383,7 +383,7 @@ fn dispatch_event<C: Charm>(
 
 fn replay_deferred<C: Charm>(
     charm: &mut C,
-    ctx: &mut Context<'_, '_, C::Endpoint, C::Action>,
+    ctx: &mut HookContext<'_, '_, C::Endpoint, C::Action>,
     event: &Event<C::Endpoint, C::Action>,
 ) -> Result<(), HandlerError> {
     if event.is_restricted() {
@@ -423,7 +423,7 @@ fn replay_deferred<C: Charm>(
 
 fn finish<C: Charm>(
     charm: &mut C,
-    ctx: &mut Context<'_, '_, C::Endpoint, C::Action>,
+    ctx: &mut HookContext<'_, '_, C::Endpoint, C::Action>,
 ) -> Result<Option<CommandReport>, HandlerError> {
     let status = charm.collect_status(ctx)?;
     ctx.model.set_unit_status(&status)?;

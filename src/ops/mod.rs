@@ -21,7 +21,7 @@ pub use backend::{
     StatusName,
 };
 pub use config::{ConfigError, ConfigReader};
-pub use dispatch::{run, Charm, Context, Dispatch, HandlerError, Outcome};
+pub use dispatch::{run, Charm, Dispatch, DispatchOutcome, HandlerError, HookContext};
 pub use event::{
     ActionEvent, Event, EventError, EventVars, RelationEvent, RelationHook, RelationId, SecretHook,
     StorageHook, UnitHook,

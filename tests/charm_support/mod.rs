@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use harness::recorder::ServiceCall;
 use harness::state::ServiceRecord;
 use harness::{Context, Output, State, WORKSPACE_CHARM_DIR};
-use wsgi_app::charm::service::ServiceSpec;
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::StatusName;
+use wsgi_app::workload::service::ServiceSpec;
 
 #[path = "../common/archives.rs"]
 pub mod archives;

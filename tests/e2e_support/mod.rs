@@ -206,7 +206,7 @@ pub fn get(addr: &str) -> Result<String, String> {
 }
 
 pub fn get_path(addr: &str, path: &str) -> Result<String, String> {
-    let answer = wsgi_app::charm::health::http_get(addr, path, Duration::from_secs(5))
+    let answer = wsgi_app::workload::health::http_get(addr, path, Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     if answer.status == 200 {
         Ok(answer.body)

@@ -9,8 +9,8 @@
 use std::rc::Rc;
 
 use harness::{Context, WORKSPACE_CHARM_DIR};
-use wsgi_app::charm::machine::Machine;
 use wsgi_app::ops::{self, Charm, Event, HandlerError, Migration, Status};
+use wsgi_app::workload::machine::Machine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
 #[strum(serialize_all = "kebab-case")]
@@ -30,7 +30,7 @@ pub enum Action {
     ListBuilds,
 }
 
-pub type Ctx<'s, 'b> = ops::Context<'s, 'b, Endpoint, Action>;
+pub type Ctx<'s, 'b> = ops::HookContext<'s, 'b, Endpoint, Action>;
 pub type ProbeEvent = Event<Endpoint, Action>;
 pub type Handler = dyn Fn(&mut Ctx<'_, '_>, &ProbeEvent, &Machine) -> Result<(), HandlerError>;
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wsgi_app::charm::service::ServiceSpec;
+use wsgi_app::workload::service::ServiceSpec;
 
 #[path = "../common/ports.rs"]
 pub mod ports;

@@ -24,7 +24,7 @@ use super::http::FileServer;
 use super::model::{CharmUnderTest, SimModel, ToolSet};
 use super::stats::Summary;
 use super::system::{run_checked, run_measured};
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18502;
 const ARCHIVE: &str = "app.tar.gz";
@@ -96,7 +96,7 @@ fn check_imports(venv: &Path) -> Result<(), String> {
     .map_err(|e| format!("the installed build is incomplete: {e}"))
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let runs = if env.quick { 3 } else { 5 };
     let wheels = env.wheels()?;
     let work = env.dir.join("builds");
@@ -210,7 +210,7 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
             ratio >= 5.0,
         ),
     ];
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "builds",
         title: "A new build installed end to end".into(),
         results: json!({

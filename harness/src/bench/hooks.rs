@@ -16,7 +16,7 @@ use super::env::BenchEnv;
 use super::model::{CharmUnderTest, HookRun, SimModel, ToolSet};
 use super::stats::Summary;
 use super::tools::{FakeTools, Recorder};
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18501;
 const HOOKS: [&str; 2] = ["update-status", "config-changed"];
@@ -119,7 +119,7 @@ impl Series {
     }
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let runs = if env.quick { 10 } else { 30 };
     let emulated_runs = if env.quick { 3 } else { 10 };
     let venv = env.python_venv()?;
@@ -282,7 +282,7 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
         "recorded_calls": calls.len(),
         "ops_charm": ops_dir.display().to_string(),
     });
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "hooks",
         title: "Hook dispatch latency (nothing to do)".into(),
         results,

@@ -57,7 +57,7 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
 
 /// What one benchmark found.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct BenchmarkResult {
     pub name: &'static str,
     pub title: String,
     /// Every sample and derived figure, for results.json.

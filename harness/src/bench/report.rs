@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::env::BenchEnv;
 use super::system::{utc_timestamp, MachineInfo};
-use super::{Outcome, BENCHMARKS};
+use super::{BenchmarkResult, BENCHMARKS};
 
 /// How one benchmark's run went, apart from its figures.
 #[derive(Debug, Clone, Serialize)]
@@ -27,7 +27,11 @@ pub struct RunInfo {
     pub measured_at: String,
 }
 
-pub fn write(env: &BenchEnv, outcomes: &[(Outcome, RunInfo)], total: f64) -> Result<(), String> {
+pub fn write(
+    env: &BenchEnv,
+    outcomes: &[(BenchmarkResult, RunInfo)],
+    total: f64,
+) -> Result<(), String> {
     let machine = MachineInfo::detect();
     let json_path = env.workspace.join("bench/results.json");
     let previous: Value = fs::read_to_string(&json_path)

@@ -19,7 +19,7 @@ use super::http::FileServer;
 use super::model::{CharmUnderTest, SimModel, ToolSet, APP};
 use super::stats::Summary;
 use super::tools::{FakeTools, Recorder};
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18505;
 const ARCHIVE: &str = "example-wsgi-app.tar.bzip2";
@@ -162,7 +162,7 @@ impl Growth {
     }
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let build_counts: Vec<usize> = if env.quick {
         vec![1, 10]
     } else {
@@ -333,7 +333,7 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
         .filter(|p| p.builds == 1)
         .map(|p| (format!("{}_units", p.units), p.tool_calls))
         .collect();
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "scale",
         title: "Scale: config-changed with many builds and related units".into(),
         results: json!({

@@ -15,7 +15,7 @@ use super::env::BenchEnv;
 use super::http::{wait_until_serving, LoadPlan};
 use super::model::SimModel;
 use super::stats::Summary;
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18504;
 const HAND_PORT: u16 = 18514;
@@ -49,7 +49,7 @@ fn measure(target: SocketAddr, seconds: Duration) -> Result<(f64, usize), String
     Ok((ok as f64 / seconds.as_secs_f64(), records.len() - ok))
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let rounds = if env.quick { 2 } else { 6 };
     let seconds = Duration::from_secs(if env.quick { 2 } else { 4 });
     let work = env.dir.join("serving");
@@ -135,7 +135,7 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
     let charm_s = Summary::of(&charm_rps).expect("rounds > 0");
     let hand_s = Summary::of(&hand_rps).expect("rounds > 0");
     let ratio = charm_s.median / hand_s.median;
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "serving",
         title: "Serving overhead".into(),
         results: json!({

@@ -18,7 +18,7 @@ use super::env::BenchEnv;
 use super::http::{wait_until_serving, LoadPlan, RequestRecord};
 use super::model::{SimModel, APP, UNIT};
 use super::stats::{percentile, Summary};
-use super::{Outcome, Row};
+use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18503;
 /// Client threads and the rate each keeps: 500 requests/s in all.
@@ -82,7 +82,7 @@ fn charm_with_broken_build(env: &BenchEnv) -> Result<PathBuf, String> {
     Ok(charm)
 }
 
-pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
+pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     let round_trips = if env.quick { 3 } else { 10 };
     let broken_attempts = if env.quick { 2 } else { 5 };
     let charm = charm_with_broken_build(env)?;
@@ -160,7 +160,11 @@ pub fn run(env: &BenchEnv) -> Result<Outcome, String> {
 }
 
 /// Rows and figures for the switches to a build broken at run time.
-fn add_broken_build_rows(outcome: &mut Outcome, records: &[RequestRecord], windows: &[Window]) {
+fn add_broken_build_rows(
+    outcome: &mut BenchmarkResult,
+    records: &[RequestRecord],
+    windows: &[Window],
+) {
     let in_window = |r: &RequestRecord| {
         windows
             .iter()
@@ -225,7 +229,7 @@ fn analyse(
     records: &[RequestRecord],
     windows: &[Window],
     round_trips: usize,
-) -> Result<Outcome, String> {
+) -> Result<BenchmarkResult, String> {
     let first_switch = windows.first().map_or(Duration::MAX, |w| w.start);
     let in_window = |r: &RequestRecord| {
         windows
@@ -333,7 +337,7 @@ fn analyse(
             false,
         ));
     }
-    Ok(Outcome {
+    Ok(BenchmarkResult {
         name: "switch",
         title: "Switching builds under load".into(),
         results: json!({

@@ -164,7 +164,7 @@ pub fn run_checked(cmd: &mut Command) -> Result<String, String> {
 
 /// The current wall-clock time as an RFC 3339 UTC string.
 pub fn utc_timestamp() -> String {
-    wsgi_app::charm::text::rfc3339(wsgi_app::charm::builds::now())
+    wsgi_app::workload::text::rfc3339(wsgi_app::workload::builds::now())
 }
 
 #[cfg(test)]

@@ -55,13 +55,6 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Debian packages the tests use: check_http, a PostgreSQL server,
 /// systemd-analyze, make, readelf (the pack test checks glibc versions).
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -105,36 +98,26 @@ fn install_missing(packages: &[(&str, &str)]) -> Result<(), String> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-/// A venv with gunicorn (and uv) shared by the tests that run real gunicorn.
-pub fn test_venv(root: &Path) -> Result<PathBuf, String> {
-    let venv = root.join("target/test-venv");
-    if venv.join("bin/gunicorn").exists() && venv.join("bin/uv").exists() {
-        return Ok(venv);
-    }
-    if !have("python3") {
-        return Err("python3 is needed for the tests".into());
-    }
-    eprintln!("xtask: creating {} with gunicorn and uv", venv.display());
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "gunicorn",
-        "uv",
-    ]))?;
-    Ok(venv)
+/// Where the hardening tests write their case counts (see `security_table`).
+fn hardening_counts_dir(root: &Path) -> PathBuf {
+    root.join("target/hardening-counts")
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
     let root = workspace_root();
     install_test_packages()?;
-    let venv = test_venv(&root)?;
+    // The Security table is this run's counts only: a class renamed or
+    // dropped since an earlier run must not linger in it.
+    let counts = hardening_counts_dir(&root);
+    match std::fs::remove_dir_all(&counts) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", counts.display())),
+    }
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["test", "--workspace", "--all-targets"])
-        .args(extra)
-        .env("WSGI_APP_TEST_VENV", &venv))
+        .args(extra))
 }
 
 /// `cargo xtask pack`: build the release binary, check it, and write
@@ -194,13 +177,14 @@ fn pack_command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Print the README's Security table from target/hardening-counts/*.json
-/// (written by tests/hardening_*.rs and tests/e2e_hardening.rs).
+/// Print the README's Security table from target/hardening-counts/*.json,
+/// written by tests/hardening_*.rs and tests/e2e_hardening.rs during the
+/// last `cargo xtask test` (which empties the directory first).
 fn security_table() -> Result<(), String> {
-    let dir = workspace_root().join("target/hardening-counts");
+    let dir = hardening_counts_dir(&workspace_root());
     let entries = std::fs::read_dir(&dir).map_err(|e| {
         format!(
-            "{}: {e}; run the hardening tests first (cargo test --test 'hardening_*' --test e2e_hardening)",
+            "{}: {e}; run the tests first (cargo xtask test)",
             dir.display()
         )
     })?;

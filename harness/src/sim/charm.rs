@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Context, Result, SimError};
+use super::{ErrorContext, Result, SimError};
 use crate::charm_contents::{self, build_charm_binary, link_stays_inside, BinaryBuild};
 use crate::schema::{check_option_value, CharmMeta, OptionType};
 use crate::sim_err;

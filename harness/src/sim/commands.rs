@@ -2,6 +2,9 @@
 //! model before changing anything, enqueues the hooks Juju would run (see
 //! [`super::engine`]) and drains them, holding the model lock so that two
 //! commands never run hooks on the same model at once.
+//!
+//! Why one file over 600 lines: one subcommand after another, all sharing the
+//! model lock and the hook queue.
 
 use std::fs;
 use std::os::unix::io::AsRawFd;
@@ -15,7 +18,7 @@ use super::context::{self, ContextInfo, Program, Progress};
 use super::engine::{self, Hook, OnFailure};
 use super::flags;
 use super::store::{App, Bag, Model, Relation, Unit};
-use super::{actions, reaper, status, Context, Result};
+use super::{actions, reaper, status, ErrorContext, Result};
 use crate::schema::{CharmMeta, Role};
 use crate::sim_err;
 
@@ -156,7 +159,7 @@ fn print_units(model: &Model, g: &Global) -> Result<()> {
 /// What the unit answers at `/`, on one short line, for the user to see.
 fn first_answer(addr: &str) -> String {
     let timeout = std::time::Duration::from_secs(2);
-    match wsgi_app::charm::health::http_get(addr, "/", timeout) {
+    match wsgi_app::workload::health::http_get(addr, "/", timeout) {
         Ok(answer) => {
             let line = answer.body.lines().next().unwrap_or("").trim();
             let short: String = line.chars().take(72).collect();

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{now, random_hex, Model, Unit};
 use super::tools::TOOL_NAMES;
-use super::{charm, Context, Result, JUJU_VERSION, MODEL_ENV};
+use super::{charm, ErrorContext, Result, JUJU_VERSION, MODEL_ENV};
 use crate::sim_err;
 
 /// What the hook tools need to know about the event a context runs for.
@@ -222,7 +222,7 @@ pub enum Program {
 
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct ProgramOutcome {
     /// The exit code; `None` when killed by a signal or never started.
     pub code: Option<i32>,
     /// The handler was missing (a hook counts as done; an action fails).
@@ -233,7 +233,7 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
 }
 
-impl Outcome {
+impl ProgramOutcome {
     pub fn succeeded(&self) -> bool {
         self.code == Some(0)
     }
@@ -298,7 +298,7 @@ pub fn run(
     info: &ContextInfo,
     program: &Program,
     progress: Progress,
-) -> Result<Outcome> {
+) -> Result<ProgramOutcome> {
     let paths = UnitPaths::new(model.dir(), unit);
     let context = begin(model, unit, info)?;
     let outcome = run_in(model, unit, &paths, &context, info, program, progress);
@@ -316,7 +316,7 @@ fn run_in(
     info: &ContextInfo,
     program: &Program,
     progress: Progress,
-) -> Result<Outcome> {
+) -> Result<ProgramOutcome> {
     let label = match (program, &info.dispatch_path) {
         (Program::Command(argv), _) => format!("exec {}", argv.join(" ")),
         (Program::Handler, Some(path)) => path.clone(),
@@ -351,18 +351,18 @@ fn run_in(
                 Handler::Found(file) => Command::new(file),
                 Handler::Missing => {
                     writeln!(log, "=== skipped {label}: no handler in the charm ===").ok();
-                    return Ok(Outcome {
+                    return Ok(ProgramOutcome {
                         code: Some(0),
                         skipped: true,
-                        ..Outcome::default()
+                        ..ProgramOutcome::default()
                     });
                 }
                 Handler::CharmMissing => {
                     let message = "charm missing from disk (no metadata.yaml)".to_string();
                     writeln!(log, "=== failed: {message} ===").ok();
-                    return Ok(Outcome {
+                    return Ok(ProgramOutcome {
                         start_error: Some(message),
-                        ..Outcome::default()
+                        ..ProgramOutcome::default()
                     });
                 }
             }
@@ -405,9 +405,9 @@ fn run_in(
         Err(e) => {
             let message = format!("cannot run {label}: {e}");
             writeln!(log, "=== failed: {message} ===").ok();
-            return Ok(Outcome {
+            return Ok(ProgramOutcome {
                 start_error: Some(message),
-                ..Outcome::default()
+                ..ProgramOutcome::default()
             });
         }
     };
@@ -448,7 +448,7 @@ fn run_in(
         Some(c) => writeln!(log, "=== {label} exited {c} ===").ok(),
         None => writeln!(log, "=== {label} killed by a signal ({status}) ===").ok(),
     };
-    Ok(Outcome {
+    Ok(ProgramOutcome {
         code,
         skipped: false,
         start_error: None,

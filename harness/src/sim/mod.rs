@@ -83,11 +83,11 @@ macro_rules! sim_err {
 }
 
 /// Attach what we were doing to an I/O (or any displayable) error.
-pub trait Context<T> {
+pub trait ErrorContext<T> {
     fn context(self, what: impl fmt::Display) -> Result<T>;
 }
 
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+impl<T, E: fmt::Display> ErrorContext<T> for std::result::Result<T, E> {
     fn context(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|e| SimError(format!("{what}: {e}")))
     }

@@ -5,6 +5,10 @@
 //! runs in WAL mode with a generous busy timeout and every change is one short
 //! transaction. This module owns the schema and every SQL statement; callers
 //! see plain Rust values.
+//!
+//! Why one file over 600 lines: it owns every SQL statement of the model, one
+//! table family after another; splitting it by table family waits for the
+//! systemd-container substrate work under way in the simulator.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use wsgi_app::ops::backend::Port;
 
-use super::{Context, Result};
+use super::{ErrorContext, Result};
 use crate::schema::CharmMeta;
 use crate::sim_err;
 

@@ -10,6 +10,9 @@
 //!
 //! Buffered writes (relation-set, open-port, close-port) go into the
 //! context's pending tables; everything else takes effect at once.
+//!
+//! Why one file over 600 lines: one emulated tool after another, in the
+//! reference's order, sharing the flag grammar and the output formats.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -35,9 +35,9 @@ use std::path::PathBuf;
 
 use askama::Template;
 
-use crate::charm::text::shell_quote;
 use crate::ops::backend::Bag;
 use crate::ops::config::ConfigError;
+use crate::workload::text::shell_quote;
 
 /// NRPE reads config lines with `fgets` into a 2048-byte buffer limited to
 /// 2047 bytes; one goes to the newline, so a longer line is split in two

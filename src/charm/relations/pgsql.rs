@@ -25,6 +25,9 @@
 //! The remote application bag is consulted only when no unit bag qualifies:
 //! ops-lib-pgsql's `protocol.md` (v2) lets a server publish `master`,
 //! `allowed-subnets` and the mirrored `database` there. The same gates apply.
+//!
+//! Why one file over 600 lines: the gate's steps above are one decision, and
+//! the tests of each step sit beside it.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,6 +2,10 @@
 //! `make`, then rename into place. A build is complete or absent: every step
 //! works in a staging directory that is removed on any failure, and the
 //! rename into `builds/<label>` is the last thing that happens.
+//!
+//! Why one file over 600 lines: the install steps in the order they run, each
+//! followed by its kill point, and the few build-set operations (manifests,
+//! removal, symlink swaps) the charm uses between installs.
 
 use std::fs;
 use std::io::Write;
@@ -10,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::archive::{self, ArchiveFormat};
-use super::config::Config;
 use super::fetch;
 use super::layout::{Layout, BUILD_MANIFEST};
 use super::machine::{CommandOutput, CommandSpec, Machine};
-use super::state::BuildRecord;
+use super::text::at_path;
 
 /// How long one installer step (pip, make) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -51,21 +54,44 @@ pub enum BuildError {
         step: String,
         detail: String,
     },
-    #[error("build {label}: {source}")]
+    #[error("build {label}: {}: {source}", path.display())]
     Io {
         label: String,
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 }
 
 impl BuildError {
-    fn io(label: &str) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    /// An I/O error on `path`, which the message names: the kernel's
+    /// text ("Permission denied") names nothing.
+    fn io<'a>(label: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
         move |source| BuildError::Io {
             label: label.to_string(),
+            path: path.to_path_buf(),
             source,
         }
     }
+}
+
+/// What a build is made from: the options that shape it, as plain values
+/// (the charm reads and validates them; this module only follows them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The archive's file name, whose ending says its format.
+    pub archive_filename: String,
+    /// Download from `<uri>/<label>/<archive_filename>`; `None`: the
+    /// charm's own `files/<label>/<archive_filename>`.
+    pub code_assets_uri: Option<String>,
+    /// The sha256 the archive must have, when given.
+    pub archive_sha256: Option<String>,
+    /// A requirements file, relative to the archive's root.
+    pub requirements_path: Option<String>,
+    /// A directory of wheels to install from offline, relative to the archive's root.
+    pub pip_cache_path: Option<String>,
+    /// `make <target>` after the requirements, with the app's environment.
+    pub update_make_target: Option<String>,
 }
 
 /// The facts about a build the charm writes into it (`build.json`) and the store.
@@ -161,7 +187,7 @@ pub enum Installer {
 impl Installer {
     pub fn detect(machine: &Machine, layout: &Layout) -> Installer {
         let own_uv = layout.tools_venv().join("bin/uv");
-        if super::machine::is_executable(&own_uv) {
+        if super::system::is_executable(&own_uv) {
             return Installer::Uv(own_uv);
         }
         match machine.runner.which("uv") {
@@ -182,7 +208,7 @@ impl Installer {
 /// (PyPI reachable). Failing is fine: builds fall back to venv + pip.
 pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
     let venv = layout.tools_venv();
-    if super::machine::is_executable(&venv.join("bin/uv")) || machine.runner.which("uv").is_some() {
+    if super::system::is_executable(&venv.join("bin/uv")) || machine.runner.which("uv").is_some() {
         return Ok(());
     }
     let run = |spec: CommandSpec| -> Result<(), String> {
@@ -208,7 +234,7 @@ pub fn install_uv(machine: &Machine, layout: &Layout) -> Result<(), String> {
 }
 
 /// Where the archive for `label` comes from.
-fn archive_source(config: &Config, machine: &Machine, label: &str) -> String {
+fn archive_source(config: &BuildSpec, machine: &Machine, label: &str) -> String {
     match &config.code_assets_uri {
         Some(uri) => format!("{uri}/{label}/{}", config.archive_filename),
         None => machine
@@ -243,67 +269,156 @@ pub fn clean_staging(layout: &Layout) {
 /// Install build `label` as `config` describes it. `app_env` is the
 /// application's environment, for `make`. On success the build is in
 /// `builds/<label>` with its manifest; on failure nothing of it remains.
+/// Each step is followed by its kill point (see `CRASH_POINTS`).
 pub fn install(
     machine: &Machine,
     layout: &Layout,
-    config: &Config,
+    config: &BuildSpec,
     label: &str,
     app_env: &[(String, String)],
-    sequence: i64,
     progress: &mut dyn Progress,
-) -> Result<BuildRecord, BuildError> {
+) -> Result<Manifest, BuildError> {
     let format = ArchiveFormat::from_filename(&config.archive_filename)
         .ok_or_else(|| BuildError::UnknownFormat(config.archive_filename.clone()))?;
-    clean_staging(layout);
-    fs::create_dir_all(layout.staging_dir()).map_err(BuildError::io(label))?;
-    fs::create_dir_all(layout.builds_dir()).map_err(BuildError::io(label))?;
-    let staging = Staging {
-        dir: layout.staging_dir().join(label),
-        keep: false,
-    };
-    fs::create_dir(&staging.dir).map_err(BuildError::io(label))?;
-    fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
-        .map_err(BuildError::io(label))?;
-
-    // 1. fetch and verify
+    let mut staging = Staging::create(layout, label)?;
     let source = archive_source(config, machine, label);
     progress.step(&format!("installing build {label}: fetching archive"));
+    let fetched = fetch_archive(machine, config, &source, &staging, label)?;
+    machine.crash_point("after-fetch");
+
+    progress.step(&format!("installing build {label}: extracting"));
+    let code = extract_code(machine, format, &staging, label)?;
+    machine.crash_point("after-extract");
+    let inputs = find_inputs(config, &code, label)?;
+
+    let installer = Installer::detect(machine, layout);
+    let venv = staging.dir.join("venv");
+    install_requirements(
+        machine, layout, &installer, &inputs, &venv, &code, label, progress,
+    )?;
+    machine.crash_point("after-requirements");
+
+    if let Some(target) = &config.update_make_target {
+        progress.step(&format!("installing build {label}: make {target}"));
+        run_step(
+            machine,
+            label,
+            &format!("make {target}"),
+            make_command(&code, &venv, target, app_env),
+        )?;
+        machine.crash_point("after-make");
+    }
+
+    // The venv's scripts name the staging path; point them at the final one.
+    let final_dir = layout.build_dir(label);
+    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label, &venv))?;
+
+    let manifest = Manifest {
+        label: label.to_string(),
+        archive: if config.code_assets_uri.is_some() {
+            super::text::redact_url_text(&source)
+        } else {
+            source.clone()
+        },
+        sha256: fetched.sha256.clone(),
+        size: fetched.bytes,
+        installed_at: now(),
+        installer: installer.name().to_string(),
+        gunicorn: installed_version(machine, &venv, "gunicorn"),
+    };
+    // Last: the manifest's presence is what "complete" means.
+    let manifest_path = staging.dir.join(BUILD_MANIFEST);
+    write_file_synced(
+        &manifest_path,
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )
+    .map_err(BuildError::io(label, &manifest_path))?;
+    machine.crash_point("after-manifest");
+    rename_into_place(layout, &mut staging, &final_dir, label)?;
+    machine.crash_point("after-rename");
+    Ok(manifest)
+}
+
+impl Staging {
+    /// A fresh `.staging/<label>`, after removing what an interrupted
+    /// install left there.
+    fn create(layout: &Layout, label: &str) -> Result<Staging, BuildError> {
+        clean_staging(layout);
+        let (staging_dir, builds_dir) = (layout.staging_dir(), layout.builds_dir());
+        fs::create_dir_all(&staging_dir).map_err(BuildError::io(label, &staging_dir))?;
+        fs::create_dir_all(&builds_dir).map_err(BuildError::io(label, &builds_dir))?;
+        let staging = Staging {
+            dir: layout.staging_dir().join(label),
+            keep: false,
+        };
+        fs::create_dir(&staging.dir).map_err(BuildError::io(label, &staging.dir))?;
+        fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o755))
+            .map_err(BuildError::io(label, &staging.dir))?;
+        Ok(staging)
+    }
+}
+
+/// Step 1: the archive into `staging/archive`, downloaded or copied from
+/// the charm, and checked against `archive_sha256` when given.
+fn fetch_archive(
+    machine: &Machine,
+    config: &BuildSpec,
+    source: &str,
+    staging: &Staging,
+    label: &str,
+) -> Result<fetch::Downloaded, BuildError> {
     let archive_path = staging.dir.join("archive");
+    let fetch_error = |source| BuildError::Fetch {
+        label: label.into(),
+        source,
+    };
     let fetched = if config.code_assets_uri.is_some() {
-        fetch::download(&source, &archive_path, &machine.download)
+        fetch::download(source, &archive_path, &machine.download)
     } else {
-        if !Path::new(&source).is_file() {
+        if !Path::new(source).is_file() {
             return Err(BuildError::NotInCharm {
                 label: label.into(),
                 file: config.archive_filename.clone(),
             });
         }
-        fetch::copy_local(Path::new(&source), &archive_path, &machine.download)
+        fetch::copy_local(Path::new(source), &archive_path, &machine.download)
     }
-    .map_err(|source| BuildError::Fetch {
-        label: label.into(),
-        source,
-    })?;
+    .map_err(fetch_error)?;
     if let Some(expected) = &config.archive_sha256 {
-        fetch::verify_sha256(&fetched, expected).map_err(|source| BuildError::Fetch {
-            label: label.into(),
-            source,
-        })?;
+        fetch::verify_sha256(&fetched, expected).map_err(fetch_error)?;
     }
-    machine.crash_point("after-fetch");
+    Ok(fetched)
+}
 
-    // 2. extract
-    progress.step(&format!("installing build {label}: extracting"));
+/// Step 2: the archive's contents into `staging/code`, and the archive gone.
+fn extract_code(
+    machine: &Machine,
+    format: ArchiveFormat,
+    staging: &Staging,
+    label: &str,
+) -> Result<PathBuf, BuildError> {
+    let archive_path = staging.dir.join("archive");
     let code = staging.dir.join("code");
-    fs::create_dir(&code).map_err(BuildError::io(label))?;
+    fs::create_dir(&code).map_err(BuildError::io(label, &code))?;
     archive::extract(&archive_path, format, &code, &machine.extract).map_err(|source| {
         BuildError::Archive {
             label: label.into(),
             source,
         }
     })?;
-    fs::remove_file(&archive_path).map_err(BuildError::io(label))?;
-    machine.crash_point("after-extract");
+    fs::remove_file(&archive_path).map_err(BuildError::io(label, &archive_path))?;
+    Ok(code)
+}
+
+/// What the options point at inside the extracted code.
+struct BuildInputs {
+    requirements: Option<PathBuf>,
+    pip_cache: Option<PathBuf>,
+}
+
+/// The requirements file and pip cache the options name, which must exist
+/// in the archive.
+fn find_inputs(config: &BuildSpec, code: &Path, label: &str) -> Result<BuildInputs, BuildError> {
     let requirements = match &config.requirements_path {
         Some(rel) => {
             let path = code.join(rel);
@@ -332,149 +447,122 @@ pub fn install(
         }
         None => None,
     };
+    Ok(BuildInputs {
+        requirements,
+        pip_cache,
+    })
+}
 
-    // 3. virtualenv and requirements
-    let installer = Installer::detect(machine, layout);
-    let venv = staging.dir.join("venv");
+/// Run one installer step; its failure names the step and ends with the
+/// program's last lines of output.
+fn run_step(
+    machine: &Machine,
+    label: &str,
+    name: &str,
+    spec: CommandSpec,
+) -> Result<CommandOutput, BuildError> {
+    let out = machine
+        .runner
+        .run(&spec.timeout(STEP_TIMEOUT))
+        .map_err(|e| BuildError::Step {
+            label: label.into(),
+            step: name.into(),
+            detail: e.to_string(),
+        })?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(BuildError::Step {
+            label: label.into(),
+            step: name.into(),
+            detail: if out.timed_out {
+                format!("timed out after {} s", STEP_TIMEOUT.as_secs())
+            } else {
+                out.tail(5)
+            },
+        })
+    }
+}
+
+/// Step 3: the build's virtualenv with gunicorn and the requirements, by
+/// uv or by venv + pip (offline from the pip cache when one is given).
+#[allow(clippy::too_many_arguments)]
+fn install_requirements(
+    machine: &Machine,
+    layout: &Layout,
+    installer: &Installer,
+    inputs: &BuildInputs,
+    venv: &Path,
+    code: &Path,
+    label: &str,
+    progress: &mut dyn Progress,
+) -> Result<(), BuildError> {
     progress.step(&format!("installing build {label}: python virtualenv"));
-    let step = |name: &str, spec: CommandSpec| -> Result<CommandOutput, BuildError> {
-        let out = machine
-            .runner
-            .run(&spec.timeout(STEP_TIMEOUT))
-            .map_err(|e| BuildError::Step {
-                label: label.into(),
-                step: name.into(),
-                detail: e.to_string(),
-            })?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(BuildError::Step {
-                label: label.into(),
-                step: name.into(),
-                detail: if out.timed_out {
-                    format!("timed out after {} s", STEP_TIMEOUT.as_secs())
-                } else {
-                    out.tail(5)
-                },
-            })
-        }
-    };
     let venv_s = venv.to_string_lossy().into_owned();
     let python = venv.join("bin/python").to_string_lossy().into_owned();
     let mut packages: Vec<String> =
-        gunicorn_requirement(requirements.as_deref(), pip_cache.is_some())
+        gunicorn_requirement(inputs.requirements.as_deref(), inputs.pip_cache.is_some())
             .map(String::from)
             .into_iter()
             .collect();
-    if let Some(req) = &requirements {
+    if let Some(req) = &inputs.requirements {
         packages.push("-r".into());
         packages.push(req.to_string_lossy().into_owned());
     }
     let mut index_args: Vec<String> = Vec::new();
-    if let Some(cache) = &pip_cache {
+    if let Some(cache) = &inputs.pip_cache {
         index_args.push("--no-index".into());
         index_args.push("--find-links".into());
         index_args.push(cache.to_string_lossy().into_owned());
     }
-    match &installer {
+    let (create, install) = match installer {
         Installer::Uv(uv) => {
             let uv = uv.to_string_lossy().into_owned();
             let cache = layout.uv_cache().to_string_lossy().into_owned();
-            step(
-                "creating the virtualenv",
+            (
                 uv_command(&uv, &cache).args(["venv", "--quiet", "--python", "python3", &venv_s]),
-            )?;
-            machine.crash_point("after-venv");
-            progress.step(&format!("installing build {label}: python requirements"));
-            step(
-                "installing python requirements",
-                uv_command(&uv, &cache)
-                    .args(["pip", "install", "--quiet", "--python", &python])
-                    .args(index_args.iter().cloned())
-                    .args(packages.iter().cloned())
-                    .cwd(&code),
-            )?;
+                uv_command(&uv, &cache).args(["pip", "install", "--quiet", "--python", &python]),
+            )
         }
-        Installer::Pip => {
-            step(
-                "creating the virtualenv",
-                CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
-            )?;
-            machine.crash_point("after-venv");
-            progress.step(&format!("installing build {label}: python requirements"));
-            step(
-                "installing python requirements",
-                CommandSpec::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .args(index_args.iter().cloned())
-                    .args(packages.iter().cloned())
-                    .cwd(&code),
-            )?;
-        }
-    }
-
-    machine.crash_point("after-requirements");
-
-    // 4. make, with the application's environment
-    if let Some(target) = &config.update_make_target {
-        progress.step(&format!("installing build {label}: make {target}"));
-        step(
-            &format!("make {target}"),
-            make_command(&code, &venv, target, app_env),
-        )?;
-        machine.crash_point("after-make");
-    }
-
-    // 5. the venv's scripts name the staging path; point them at the final one.
-    let final_dir = layout.build_dir(label);
-    retarget_scripts(&venv, &staging.dir, &final_dir).map_err(BuildError::io(label))?;
-
-    // 6. manifest last: its presence is what "complete" means.
-    let record = BuildRecord {
-        label: label.to_string(),
-        archive: if config.code_assets_uri.is_some() {
-            fetch::redact_url_text(&source)
-        } else {
-            source.clone()
-        },
-        sha256: fetched.sha256.clone(),
-        size: fetched.bytes,
-        installed_at: now(),
-        sequence,
+        Installer::Pip => (
+            CommandSpec::new("python3").args(["-m", "venv", &venv_s]),
+            CommandSpec::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ]),
+        ),
     };
-    let manifest = Manifest {
-        label: record.label.clone(),
-        archive: record.archive.clone(),
-        sha256: record.sha256.clone(),
-        size: record.size,
-        installed_at: record.installed_at,
-        installer: installer.name().to_string(),
-        gunicorn: installed_version(machine, &venv, "gunicorn"),
-    };
-    write_file_synced(
-        &staging.dir.join(BUILD_MANIFEST),
-        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
-    )
-    .map_err(BuildError::io(label))?;
-    machine.crash_point("after-manifest");
+    run_step(machine, label, "creating the virtualenv", create)?;
+    machine.crash_point("after-venv");
+    progress.step(&format!("installing build {label}: python requirements"));
+    run_step(
+        machine,
+        label,
+        "installing python requirements",
+        install.args(index_args).args(packages).cwd(code),
+    )?;
+    Ok(())
+}
+
+/// Last step: staging renamed to `builds/<label>`, replacing an incomplete
+/// leftover (no manifest) there; an installed build is never reinstalled,
+/// so nothing complete is lost.
+fn rename_into_place(
+    layout: &Layout,
+    staging: &mut Staging,
+    final_dir: &Path,
+    label: &str,
+) -> Result<(), BuildError> {
     if final_dir.exists() {
-        // An incomplete leftover (no manifest): a build that is installed is
-        // never reinstalled, so this is safe to replace.
-        fs::remove_dir_all(&final_dir).map_err(BuildError::io(label))?;
+        fs::remove_dir_all(final_dir).map_err(BuildError::io(label, final_dir))?;
     }
-    fs::rename(&staging.dir, &final_dir).map_err(BuildError::io(label))?;
+    fs::rename(&staging.dir, final_dir).map_err(BuildError::io(label, final_dir))?;
     sync_dir(&layout.builds_dir());
-    machine.crash_point("after-rename");
-    let mut staging = staging;
     staging.keep = true;
-    Ok(record)
+    Ok(())
 }
 
 /// uv with the charm's settings: the machine's CA certificates (as pip
@@ -559,7 +647,7 @@ pub fn remove(layout: &Layout, label: &str) -> std::io::Result<()> {
     let dir = layout.build_dir(label);
     let _ = fs::remove_file(dir.join(BUILD_MANIFEST));
     match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at_path(&dir)(e)),
         _ => Ok(()),
     }
 }
@@ -593,8 +681,8 @@ pub fn swap_symlink(link: &Path, target: &Path) -> std::io::Result<bool> {
         .unwrap_or_default();
     let tmp = link.with_file_name(format!(".{name}.new"));
     let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    fs::rename(&tmp, link)?;
+    std::os::unix::fs::symlink(target, &tmp).map_err(at_path(&tmp))?;
+    fs::rename(&tmp, link).map_err(at_path(link))?;
     if let Some(dir) = link.parent() {
         sync_dir(dir);
     }
@@ -634,5 +722,36 @@ mod tests {
             Some(GUNICORN_REQUIREMENT)
         );
         assert_eq!(gunicorn_requirement(None, true), Some("gunicorn"));
+    }
+
+    /// An I/O error installing a build names the path it happened on.
+    #[test]
+    fn an_io_error_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("srv-app");
+        fs::write(&base, "a file where the builds' directory should be").unwrap();
+        let layout = Layout {
+            app: "app".into(),
+            base: base.clone(),
+            etc: dir.path().join("etc"),
+            log_dir: dir.path().join("log"),
+            run_dir: dir.path().join("run"),
+            lib_dir: dir.path().join("lib"),
+        };
+        let Err(err) = Staging::create(&layout, "r1") else {
+            panic!("staging under a file was created");
+        };
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("build r1: {}: ", base.join(".staging").display())),
+            "{message}"
+        );
+        let link = base.join("current");
+        let err = swap_symlink(&link, Path::new("builds/r1")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", base.join(".current.new").display())),
+            "{err}"
+        );
     }
 }

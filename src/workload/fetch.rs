@@ -28,6 +28,10 @@
 //! without userinfo, query or fragment, because those are where credentials
 //! live (`https://user:token@host/...`, presigned `?X-Amz-Signature=...`),
 //! and these messages end up in `juju status` and the logs.
+//!
+//! Why one file over 600 lines: attempts, deadlines, proxy routing and the
+//! wording of each failure are one download and only make sense together; the
+//! proxy settings are in `proxy`, URL redaction in `text`.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -41,7 +45,8 @@ use reqwest::blocking::Client;
 use reqwest::{NoProxy, Proxy, StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use crate::charm::machine::{ModelProxy, ProxySetting};
+use crate::workload::proxy::{ModelProxy, ProxySetting};
+use crate::workload::text::{redact_unparsed, redact_url, redact_url_text};
 
 /// How a download is bounded. [`Default`] suits a build archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,41 +575,6 @@ fn parse_proxy_url(raw: &str) -> Result<Url, String> {
         return Err("it names no host".to_string());
     }
     Ok(url)
-}
-
-/// A URL or proxy setting as a message may show it, parsed or not (see
-/// [`redact_url`]).
-pub(crate) fn redact_url_text(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(url) if url.has_host() => redact_url(&url),
-        _ => redact_unparsed(raw),
-    }
-}
-
-/// The URL as it may appear in a message: no userinfo, no query, no fragment.
-pub(crate) fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    let had_query = shown.query().is_some();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let mut text = shown.to_string();
-    if had_query {
-        text.push_str("?…");
-    }
-    text
-}
-
-fn redact_unparsed(raw: &str) -> String {
-    let scheme_end = raw.find("://").map(|i| i + 3).unwrap_or(0);
-    let (scheme, rest) = raw.split_at(scheme_end);
-    let rest = match rest.rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    format!("{scheme}{rest}")
 }
 
 fn classify_request_error(error: reqwest::Error) -> AttemptFailure {

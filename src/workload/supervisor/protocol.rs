@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::charm::service::{write_atomic, ServiceSpec};
+use crate::workload::service::{write_atomic, ServiceSpec};
 
 /// The paths of one run directory.
 #[derive(Debug, Clone)]

@@ -4,11 +4,11 @@
 //! The charm describes what should run as a [`ServiceSpec`] and calls
 //! [`ServiceManager::ensure`]; two managers implement it:
 //!
-//! - [`crate::charm::systemd::Systemd`] (machines booted with systemd): a
+//! - [`crate::workload::systemd::Systemd`] (machines booted with systemd): a
 //!   socket unit holds the listening socket, the service unit runs gunicorn
 //!   on it, and a switch is a pre-flight of the new build followed by a
 //!   restart while requests queue in the socket.
-//! - [`crate::charm::supervisor::client::DirectSupervisor`] (machines
+//! - [`crate::workload::supervisor::client::DirectSupervisor`] (machines
 //!   without systemd, and the local model): the charm's own binary, run as
 //!   `wsgi-app supervise <run_dir>`, holds the socket and starts a new
 //!   gunicorn master next to the old one, retiring the old only once the
@@ -20,11 +20,8 @@
 //! here but never logged or put in error messages: they hold secrets.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-
-use crate::charm::machine::{Runner, ServiceManagerKind};
 
 /// Everything the running gunicorn master depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,15 +144,24 @@ pub enum ServiceError {
     Other(String),
 }
 
+/// What the index page must answer before a build takes traffic (the
+/// charm's `nagios_*` options).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCriteria {
+    pub path: String,
+    pub expected_status: u16,
+    pub expected_content: String,
+}
+
 /// Runs gunicorn for a [`ServiceSpec`].
 pub trait ServiceManager {
     /// Judge the build `spec.current_dir` leads to before it takes any
-    /// traffic: start it privately and ask for the index page (see
-    /// [`crate::charm::preflight`]). Changes nothing that serves.
+    /// traffic: start it privately and ask for the index page (the
+    /// `preflight` module's judgement). Changes nothing that serves.
     fn preflight(
         &self,
         spec: &ServiceSpec,
-        criteria: &crate::charm::preflight::HealthCriteria,
+        criteria: &HealthCriteria,
     ) -> Result<String, ServiceError>;
     /// Make the service run `spec`: start it when stopped; when it runs
     /// another fingerprint, start a new master and retire the old one only
@@ -163,27 +169,6 @@ pub trait ServiceManager {
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError>;
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError>;
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
-}
-
-/// The service manager for this machine. `root` is where unit files go
-/// (`/` in production); `runner` runs `systemctl` and the pre-flight (the
-/// same runner the machine uses for everything else, so tests record it).
-/// The direct supervisor is this very binary (`std::env::current_exe`), run
-/// as `wsgi-app supervise <run_dir>`.
-pub fn manager(
-    kind: ServiceManagerKind,
-    root: &Path,
-    runner: Rc<dyn Runner>,
-) -> Box<dyn ServiceManager> {
-    match kind {
-        ServiceManagerKind::Systemd => Box::new(crate::charm::systemd::Systemd::new(
-            root.to_path_buf(),
-            runner,
-        )),
-        ServiceManagerKind::Direct => {
-            Box::new(crate::charm::supervisor::client::DirectSupervisor::from_current_exe())
-        }
-    }
 }
 
 /// Seconds gunicorn gives in-flight requests when a master is retired.
@@ -275,9 +260,9 @@ pub(crate) fn python_str(text: &str) -> String {
 /// same rules systemd's `EnvironmentFile=` uses. A missing file is an
 /// empty environment (the charm writes it before starting the service).
 pub(crate) fn read_app_env(path: &Path) -> Result<Vec<(String, String)>, String> {
-    match crate::charm::envvars::read_env_file(path) {
+    match crate::workload::envvars::read_env_file(path) {
         Ok(vars) => Ok(vars),
-        Err(crate::charm::envvars::EnvFileError::Io { source, .. })
+        Err(crate::workload::envvars::EnvFileError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
             Ok(Vec::new())
@@ -295,7 +280,7 @@ pub(crate) fn prepare_dirs(spec: &ServiceSpec) -> Result<(), ServiceError> {
     let state_dir = gunicorn_state_dir(&spec.run_dir);
     for dir in [&spec.log_dir, &state_dir] {
         std::fs::create_dir_all(dir)?;
-        if crate::charm::users::is_root() {
+        if crate::workload::users::is_root() {
             let (uid, gid) = app_ids(spec)?;
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
         }
@@ -307,7 +292,7 @@ pub(crate) fn prepare_dirs(spec: &ServiceSpec) -> Result<(), ServiceError> {
 /// The uid and gid gunicorn runs as: the spec's user and group when we are
 /// root, else our own (an unprivileged supervisor cannot switch users).
 pub(crate) fn app_ids(spec: &ServiceSpec) -> Result<(u32, u32), ServiceError> {
-    use crate::charm::users;
+    use crate::workload::users;
     if !users::is_root() {
         // SAFETY: getuid/getgid cannot fail.
         return Ok(unsafe { (libc::getuid(), libc::getgid()) });

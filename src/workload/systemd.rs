@@ -2,7 +2,7 @@
 //! listening socket, a `Type=notify` service unit runs gunicorn on it.
 //!
 //! A switch to another build is: the charm's pre-flight
-//! ([`crate::charm::preflight`]: the new build judged on a private unix
+//! ([`crate::workload::preflight`]: the new build judged on a private unix
 //! socket), then `systemctl restart <name>.service`. The socket unit keeps
 //! listening throughout, so requests queue during the restart and none
 //! fails; a build that fails the pre-flight changes nothing at all. The
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 
-use crate::charm::machine::{CommandOutput, CommandSpec, Runner};
-use crate::charm::preflight::HealthCriteria;
-use crate::charm::service::{
+use crate::workload::machine::{CommandOutput, CommandSpec, Runner};
+use crate::workload::service::HealthCriteria;
+use crate::workload::service::{
     gunicorn_args, last_lines, logrotate_config, prepare_dirs, venv_python, write_atomic, Listen,
     ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState, GRACEFUL_TIMEOUT_SECS,
 };
@@ -231,7 +231,7 @@ impl ServiceManager for Systemd {
         spec: &ServiceSpec,
         criteria: &HealthCriteria,
     ) -> Result<String, ServiceError> {
-        crate::charm::preflight::judge(spec, criteria)
+        crate::workload::preflight::judge(spec, criteria)
     }
 
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError> {

@@ -17,21 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::charm::health::{self, HttpTarget};
-use crate::charm::service::{
+use crate::workload::health::{self, HttpTarget};
+use crate::workload::service::{
     app_ids, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env, venv_python,
-    write_atomic, ServiceError, ServiceSpec, IMPORT_TIMEOUT, SYSTEM_PATH,
+    write_atomic, HealthCriteria, ServiceError, ServiceSpec, IMPORT_TIMEOUT, SYSTEM_PATH,
 };
-
-/// What the index page must answer: the `nagios_*` options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthCriteria {
-    pub path: String,
-    pub expected_status: u16,
-    pub expected_content: String,
-}
 
 /// Consecutive good answers a build must give before it takes traffic.
 pub const PASSES_NEEDED: u32 = 3;
@@ -66,7 +56,7 @@ pub fn judge(spec: &ServiceSpec, criteria: &HealthCriteria) -> Result<String, Se
             ))
         })?;
     let (uid, gid) = app_ids(spec)?;
-    if crate::charm::users::is_root() {
+    if crate::workload::users::is_root() {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
             .map_err(|e| ServiceError::Other(format!("{}: {e}", dir.path().display())))?;
     }
@@ -179,14 +169,14 @@ fn start(
         .stdin(Stdio::null())
         .stdout(output.try_clone()?)
         .stderr(output);
-    if let Some(home) = crate::charm::users::home_of(uid) {
+    if let Some(home) = crate::workload::users::home_of(uid) {
         command.env("HOME", home);
     }
     command.envs(env);
     {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
-        if crate::charm::users::is_root() {
+        if crate::workload::users::is_root() {
             command.uid(uid).gid(gid);
         }
     }

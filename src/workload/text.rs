@@ -1,4 +1,15 @@
-//! Quoting for the places the charm writes text that another program parses.
+//! Text the workload writes for another program to parse (shell quoting)
+//! or for a person to read (timestamps, URLs without their credentials).
+
+use std::path::Path;
+
+use reqwest::Url;
+
+/// An I/O error with the path it happened on, for `map_err`: the kernel's
+/// own text ("Permission denied (os error 13)") names none.
+pub fn at_path(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
 
 /// Quote `s` for a POSIX shell (and for Nagios' NRPE, which hands command
 /// lines to a shell): bare when it is made of safe characters only, else in
@@ -104,4 +115,39 @@ mod credential_tests {
         assert_eq!(without_url_credentials("ends with ://"), "ends with ://");
         assert_eq!(without_url_credentials("http://ü:ö@höst"), "http://höst");
     }
+}
+
+/// A URL or proxy setting as a message may show it, parsed or not (see
+/// [`redact_url`]).
+pub(crate) fn redact_url_text(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) if url.has_host() => redact_url(&url),
+        _ => redact_unparsed(raw),
+    }
+}
+
+/// The URL as it may appear in a message: no userinfo, no query, no fragment.
+pub(crate) fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let had_query = shown.query().is_some();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = shown.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    text
+}
+
+pub(crate) fn redact_unparsed(raw: &str) -> String {
+    let scheme_end = raw.find("://").map(|i| i + 3).unwrap_or(0);
+    let (scheme, rest) = raw.split_at(scheme_end);
+    let rest = match rest.rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    format!("{scheme}{rest}")
 }

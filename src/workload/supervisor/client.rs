@@ -6,17 +6,19 @@
 //! two hooks (or two charms sharing a machine) never interleave their
 //! requests; generations make each request's answer unambiguous.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::charm::service::{
+use crate::workload::service::{
     last_lines, ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
     GRACEFUL_TIMEOUT_SECS,
 };
-use crate::charm::supervisor::daemon::READY_TIMEOUT;
-use crate::charm::supervisor::protocol::{
+use crate::workload::supervisor::daemon::READY_TIMEOUT;
+use crate::workload::supervisor::protocol::{
     is_our_master, pid_alive, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
 };
+use crate::workload::system::DEFAULT_PATH;
 
 /// How long to wait for another hook's hold on the run directory.
 const CHARM_LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -33,13 +35,24 @@ const ANSWER_WAIT: Duration =
 pub struct DirectSupervisor {
     /// The binary with the `supervise` subcommand (the charm's own).
     program: Result<PathBuf, String>,
+    /// The supervisor's PATH (the hook's, handed down by `main`).
+    path: OsString,
 }
 
 impl DirectSupervisor {
     pub fn new(program: impl Into<PathBuf>) -> Self {
         DirectSupervisor {
             program: Ok(program.into()),
+            path: DEFAULT_PATH.into(),
         }
+    }
+
+    /// The supervisor runs with this PATH; empty keeps [`DEFAULT_PATH`].
+    pub fn with_path(mut self, path: OsString) -> Self {
+        if !path.is_empty() {
+            self.path = path;
+        }
+        self
     }
 
     /// The running binary: in a hook, the charm itself.
@@ -47,6 +60,7 @@ impl DirectSupervisor {
         DirectSupervisor {
             program: std::env::current_exe()
                 .map_err(|e| format!("cannot find the charm binary to run the supervisor: {e}")),
+            path: DEFAULT_PATH.into(),
         }
     }
 
@@ -68,18 +82,13 @@ impl DirectSupervisor {
             .arg("supervise")
             .arg(&dirs.path)
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| {
-                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-                }),
-            )
+            .env("PATH", &self.path)
             .env("LANG", "C.UTF-8")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let output =
-            crate::charm::machine::run_with_timeout(command, Some(Duration::from_secs(30)))
+            crate::workload::system::run_with_timeout(command, Some(Duration::from_secs(30)))
                 .map_err(|e| {
                     ServiceError::Other(format!("cannot run {}: {e}", program.display()))
                 })?;
@@ -127,9 +136,9 @@ impl ServiceManager for DirectSupervisor {
     fn preflight(
         &self,
         spec: &ServiceSpec,
-        criteria: &crate::charm::preflight::HealthCriteria,
+        criteria: &crate::workload::service::HealthCriteria,
     ) -> Result<String, ServiceError> {
-        crate::charm::preflight::judge(spec, criteria)
+        crate::workload::preflight::judge(spec, criteria)
     }
 
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError> {

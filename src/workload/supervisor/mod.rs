@@ -16,10 +16,10 @@ pub mod protocol;
 /// The subcommand that makes this binary the supervisor.
 pub const SUBCOMMAND: &str = "supervise";
 
-/// If this process was started as `<binary> supervise <run_dir>`, run the
-/// supervisor and return the exit code; otherwise `None` (a hook dispatch).
-pub fn maybe_run_from_args() -> Option<i32> {
-    let args: Vec<String> = std::env::args().collect();
+/// If this process was started as `<binary> supervise <run_dir>` (`args`,
+/// as `main` read them), run the supervisor and return the exit code;
+/// otherwise `None` (a hook dispatch).
+pub fn maybe_run(args: &[String]) -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(SUBCOMMAND) {
         return None;
     }
