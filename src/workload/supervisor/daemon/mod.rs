@@ -22,14 +22,16 @@
 //!   one loop reads them (that is also what makes `fork` safe here);
 //! - environment values are passed to gunicorn and never written anywhere.
 //!
-//! Why one file over 600 lines: process plumbing, logs and the masters' state
-//! machine are still together; splitting them waits for the supervisor
-//! rewrite under way, so the two do not collide.
+//! This module is the masters' state machine (launch, take over, retire,
+//! restart with back-off); [`process`] holds the process plumbing (signals,
+//! detaching, the held socket) and [`logs`] what gunicorn wrote.
+//!
+//! Why over 600 lines: the state machine is one `impl` whose steps share
+//! the supervisor's fields; cut in two, each half would need the other's.
 
-use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::workload::service::{
@@ -38,7 +40,7 @@ use crate::workload::service::{
     IMPORT_TIMEOUT, SYSTEM_PATH,
 };
 use crate::workload::supervisor::protocol::{
-    is_our_master, Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
+    Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
 };
 
 /// How long a new master may take to import the application.
@@ -55,42 +57,27 @@ const TICK: Duration = Duration::from_millis(20);
 /// Error lines quoted when a master fails.
 const ERROR_LINES: usize = 20;
 
-static HUP: AtomicBool = AtomicBool::new(false);
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    // Only async-signal-safe work here: set a flag for the loop.
-    if signal == libc::SIGHUP {
-        HUP.store(true, Ordering::SeqCst);
-    } else {
-        STOP.store(true, Ordering::SeqCst);
-    }
-}
-
-fn install_signal_handlers() {
-    for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: a zeroed sigaction with a plain handler and an empty mask.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
-
 /// A log line on stderr (the supervisor log once daemonized). Never pass
 /// environment values here.
 macro_rules! log {
     ($($arg:tt)*) => {
-        eprintln!("{} supervisor[{}]: {}", utc_now(), std::process::id(), format_args!($($arg)*))
+        eprintln!("{} supervisor[{}]: {}", $crate::workload::supervisor::daemon::utc_now(), std::process::id(), format_args!($($arg)*))
     };
 }
 
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     crate::workload::text::rfc3339(crate::workload::builds::now())
 }
+
+// After `log!`: the parts below use it.
+mod logs;
+mod process;
+
+use logs::{error_excerpt, file_len, tail_of};
+use process::{
+    daemonize, describe_wait_status, give_up_wait, group_alive, install_signal_handlers,
+    lend_listener_as_fd3, signal_group, signal_pid, stop_orphaned_master, HeldListener, HUP, STOP,
+};
 
 /// The entry point of `wsgi-app supervise <run_dir>`. Returns once the
 /// daemon is running (exit code 0) or could not start (non-zero, with the
@@ -192,153 +179,6 @@ fn start(dirs: &RunDir) -> Result<Started, String> {
     };
     supervisor.apply(desired);
     Ok(Started::Daemon(Box::new(supervisor)))
-}
-
-/// Detach: double fork and `setsid`, stdio to the log. Returns
-/// `Some(exit code)` in the original process (once the pidfile names the
-/// daemon) and `None` in the daemon.
-fn daemonize(dirs: &RunDir, log: &std::fs::File, keep_fds: &[i32]) -> Result<Option<i32>, String> {
-    // SAFETY: the process is single-threaded (see the module invariants), so
-    // the children may run ordinary code after fork.
-    unsafe {
-        match libc::fork() {
-            -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
-            0 => {}
-            first_child => {
-                let mut status = 0;
-                libc::waitpid(first_child, &mut status, 0);
-                let code = if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else {
-                    1
-                };
-                return Ok(Some(code));
-            }
-        }
-        // First child: a new session, so no terminal or hook process group
-        // signal reaches the daemon; then fork again so it can never
-        // reacquire a controlling terminal.
-        libc::setsid();
-        match libc::fork() {
-            -1 => libc::_exit(1),
-            0 => {}
-            daemon => {
-                let written =
-                    write_atomic(&dirs.pidfile(), format!("{daemon}\n").as_bytes(), 0o644);
-                if written.is_err() {
-                    libc::kill(daemon, libc::SIGKILL);
-                    libc::_exit(1);
-                }
-                libc::_exit(0);
-            }
-        }
-        // The daemon.
-        libc::umask(0o022);
-        let _ = libc::chdir(c"/".as_ptr());
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        libc::dup2(null, 0);
-        libc::dup2(log.as_raw_fd(), 1);
-        libc::dup2(log.as_raw_fd(), 2);
-        // Whatever else the charm's process left open (without CLOEXEC)
-        // must not stay open for the daemon's lifetime, e.g. the pipe the
-        // charm reads our output from.
-        close_inherited_fds(keep_fds);
-    }
-    Ok(None)
-}
-
-fn close_inherited_fds(keep: &[i32]) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing a descriptor nobody in this process uses (the
-            // directory handle used to list them is already closed).
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-/// A master left running by a supervisor that died (killed, or the machine's
-/// OOM killer): it still holds the port, so stop it before binding.
-fn stop_orphaned_master(dirs: &RunDir) {
-    let Ok(Some(state)) = dirs.read_state() else {
-        return;
-    };
-    let Some(pid) = state.pid.filter(|pid| is_our_master(dirs, *pid)) else {
-        return;
-    };
-    log!("stopping gunicorn master {pid} left by a previous supervisor");
-    signal_group(pid, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 5);
-    while is_our_master(dirs, pid) && Instant::now() < deadline {
-        std::thread::sleep(TICK);
-    }
-    if is_our_master(dirs, pid) {
-        signal_group(pid, libc::SIGKILL);
-    }
-}
-
-/// Send `signal` to a master's process group (the master and its workers).
-/// Whether any process of the group `pgid` is left (zombies count until
-/// reaped).
-fn group_alive(pgid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(-(pgid as i32), 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// After SIGKILL: give the kernel a moment to take the processes down.
-fn give_up_wait(groups: &[u32]) {
-    let until = Instant::now() + Duration::from_secs(2);
-    while groups.iter().any(|pid| group_alive(*pid)) && Instant::now() < until {
-        std::thread::sleep(TICK);
-    }
-}
-
-fn signal_group(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a process group we created (process_group(0)).
-    unsafe { libc::kill(-(pid as i32), signal) };
-}
-
-fn signal_pid(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid as i32, signal) };
-}
-
-/// The listening socket, bound by us and lent to each master as fd 3.
-struct HeldListener {
-    address: String,
-    socket: TcpListener,
-}
-
-impl HeldListener {
-    fn bind(spec: &ServiceSpec) -> Result<HeldListener, String> {
-        let address = spec.listen_address();
-        // std sets SO_REUSEADDR on Unix, so a restart does not wait out
-        // TIME_WAIT connections of the previous listener.
-        let socket =
-            TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        // std listens with a small backlog; listen(2) again to enlarge it
-        // (Linux applies a new backlog to a listening socket). The kernel
-        // caps it at net.core.somaxconn.
-        // SAFETY: listen on a socket we own.
-        if unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-            return Err(format!(
-                "cannot set the backlog on {address}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(HeldListener { address, socket })
-    }
-
-    fn raw_fd(&self) -> i32 {
-        self.socket.as_raw_fd()
-    }
 }
 
 /// A running gunicorn master, our child.
@@ -815,24 +655,6 @@ impl Supervisor {
     }
 }
 
-/// In the child, between fork and exec: make the held listener fd 3, open
-/// across exec (dup2 clears close-on-exec on the copy; when the listener
-/// already is fd 3 the flag is cleared in place).
-fn lend_listener_as_fd3(listener_fd: i32) -> std::io::Result<()> {
-    // SAFETY: dup2/fcntl are async-signal-safe and act on our descriptors.
-    unsafe {
-        if listener_fd == 3 {
-            let flags = libc::fcntl(3, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        } else if libc::dup2(listener_fd, 3) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// The generated gunicorn config. Names gunicorn does not know are ignored,
 /// so older gunicorns (without a control socket) accept it as well.
 fn gunicorn_config(run_dir: &Path) -> String {
@@ -858,64 +680,10 @@ def post_worker_init(worker):
     )
 }
 
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// The text appended to `path` since `offset`, at most `cap` bytes of it.
-fn read_since(path: &Path, offset: u64, cap: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let start = offset.max(len.saturating_sub(cap));
-    let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(start)).is_ok() {
-        let _ = file.take(cap).read_to_end(&mut bytes);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn tail_of(path: &Path, cap: u64) -> String {
-    read_since(path, 0, cap)
-}
-
-/// What a failed master wrote: gunicorn's error log since it started, or,
-/// when that is empty (it died before configuring logging), its stderr.
-fn error_excerpt(error_log: &Path, stderr_log: &Path, offsets: (u64, u64)) -> String {
-    let errors = last_lines(&read_since(error_log, offsets.0, 64 * 1024), ERROR_LINES);
-    if !errors.is_empty() {
-        return errors;
-    }
-    let stderr = read_since(stderr_log, offsets.1, 64 * 1024);
-    let own = format!("supervisor[{}]:", std::process::id());
-    let lines: String = stderr
-        .lines()
-        .filter(|line| !line.contains(&own))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let excerpt = last_lines(&lines, ERROR_LINES);
-    if excerpt.is_empty() {
-        "(gunicorn wrote nothing)".into()
-    } else {
-        excerpt
-    }
-}
-
-fn describe_wait_status(status: i32) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exit code {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("wait status {status}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn config_hook_names_the_master_and_the_state_dir() {
@@ -926,36 +694,6 @@ mod tests {
         );
         assert!(text.contains("def post_worker_init(worker):"), "{text}");
         assert!(text.contains(r#""ready.%d" % worker.ppid"#), "{text}");
-    }
-
-    #[test]
-    fn excerpt_prefers_new_error_log_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let error_log = dir.path().join("error.log");
-        let stderr_log = dir.path().join("supervisor.log");
-        std::fs::write(&error_log, "old line from the serving master\n").unwrap();
-        std::fs::write(&stderr_log, "").unwrap();
-        let offsets = (file_len(&error_log), file_len(&stderr_log));
-        assert_eq!(
-            error_excerpt(&error_log, &stderr_log, offsets),
-            "(gunicorn wrote nothing)"
-        );
-        std::fs::write(
-            &stderr_log,
-            "/x/venv/bin/python: No module named gunicorn\n",
-        )
-        .unwrap();
-        assert_eq!(
-            error_excerpt(&error_log, &stderr_log, offsets),
-            "/x/venv/bin/python: No module named gunicorn"
-        );
-        let mut text = std::fs::read_to_string(&error_log).unwrap();
-        text.push_str("Traceback\nRuntimeError: r3 is broken\n");
-        std::fs::write(&error_log, text).unwrap();
-        assert_eq!(
-            error_excerpt(&error_log, &stderr_log, offsets),
-            "Traceback\nRuntimeError: r3 is broken"
-        );
     }
 
     fn idle_supervisor(run_dir: &Path) -> Supervisor {
@@ -1028,11 +766,5 @@ mod tests {
         );
         let state = supervisor.dirs.read_state().unwrap().unwrap();
         assert_eq!(state.status, Status::Failed);
-    }
-
-    #[test]
-    fn wait_statuses_read_like_english() {
-        assert_eq!(describe_wait_status(3 << 8), "exit code 3");
-        assert_eq!(describe_wait_status(9), "killed by signal 9");
     }
 }
