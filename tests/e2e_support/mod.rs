@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+pub mod load;
+
 #[path = "../common/ports.rs"]
 pub mod ports;
 
