@@ -277,12 +277,15 @@ fn switch_is_preflight_then_restart_and_a_broken_build_touches_nothing() {
     );
     fake.take();
 
-    // Stop: both units stopped and disabled.
+    // Stop: both units stopped and disabled, their files removed.
     systemd.stop(&spec2).unwrap();
     assert_eq!(
         fake.take(),
-        vec![format!(
-            "systemctl disable --now {name}.service {name}.socket"
-        )]
+        vec![
+            format!("systemctl disable --now {name}.service {name}.socket"),
+            "systemctl daemon-reload".to_string(),
+        ]
     );
+    assert!(!systemd.unit_path(&spec2, "service").exists());
+    assert!(!systemd.unit_path(&spec2, "socket").exists());
 }

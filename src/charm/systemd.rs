@@ -376,6 +376,23 @@ impl ServiceManager for Systemd {
         // Disabled too, so a reboot does not bring back a stopped service.
         self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
         let _ = std::fs::remove_file(self.fingerprint_path(spec));
+        // Juju runs stop only when the unit goes: its unit files and log
+        // rotation go with it, so the machine keeps no trace of the service.
+        let mut removed = false;
+        for path in [
+            self.unit_path(spec, "service"),
+            self.unit_path(spec, "socket"),
+            self.logrotate_path(spec),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if removed {
+            self.systemctl_ok(&["daemon-reload"])?;
+        }
         Ok(())
     }
 }
