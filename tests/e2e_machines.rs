@@ -326,7 +326,14 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
         &["logrotate", "--debug", "/etc/logrotate.d/wsgi-app"],
     );
     assert!(ok, "logrotate -d: {out}");
-    assert!(!out.to_lowercase().contains("error"), "logrotate -d: {out}");
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("error:")),
+        "logrotate -d: {out}"
+    );
+    assert!(
+        out.contains("rotating pattern: /var/log/wsgi-app/"),
+        "logrotate -d read the charm's file: {out}"
+    );
 
     // 7. Remove the units: their machines stay (as with Juju), with no
     //    wsgi-app unit file, no process of the app user, no listener.
