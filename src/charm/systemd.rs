@@ -374,7 +374,11 @@ impl ServiceManager for Systemd {
         let socket_unit = format!("{}.socket", spec.name);
         let service_unit = format!("{}.service", spec.name);
         // Disabled too, so a reboot does not bring back a stopped service.
-        self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
+        // With no unit file left (remove after stop) there is nothing to
+        // stop, and systemctl would refuse to disable what does not exist.
+        if self.unit_path(spec, "service").exists() || self.unit_path(spec, "socket").exists() {
+            self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
+        }
         let _ = std::fs::remove_file(self.fingerprint_path(spec));
         // Juju runs stop only when the unit goes: its unit files and log
         // rotation go with it, so the machine keeps no trace of the service.
