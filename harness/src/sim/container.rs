@@ -434,7 +434,14 @@ impl Machine {
             .args(["--quiet", "--boot", "--register=no", "--keep-unit"])
             .arg(format!("--directory={}", self.rootfs().display()))
             .arg(format!("--machine={}", self.name()))
-            .arg(format!("--bind={}", model_dir.display()))
+            // Not recursive: the model directory holds every machine's
+            // mounted root, which no machine should see (or unmount when it
+            // shuts down).
+            .arg(format!(
+                "--bind={}:{}:norbind",
+                model_dir.display(),
+                model_dir.display()
+            ))
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .current_dir("/")
             .stdin(Stdio::null())

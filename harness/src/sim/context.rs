@@ -357,19 +357,26 @@ fn run_in(
             None => Command::new(program),
         })
     };
+
     let mut command = match program {
         Program::Command(argv) => {
             let (first, rest) = argv
                 .split_first()
                 .ok_or_else(|| sim_err!("no command given to run"))?;
-            let mut c = start(first.as_ref())?;
+            let mut c = match start(first.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return Ok(not_started(&mut log, e)),
+            };
             c.args(rest);
             c
         }
         Program::Handler => {
             let path = info.dispatch_path.as_deref().unwrap_or_default();
             match find_handler(&paths.charm, path) {
-                Handler::Found(file) => start(file.as_os_str())?,
+                Handler::Found(file) => match start(file.as_os_str()) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(not_started(&mut log, e)),
+                },
                 Handler::Missing => {
                     writeln!(log, "=== skipped {label}: no handler in the charm ===").ok();
                     return Ok(Outcome {
@@ -476,6 +483,16 @@ fn run_in(
         stdout,
         stderr,
     })
+}
+
+/// A machine that is not running fails the run like a program that cannot
+/// start (so `destroy` goes on past it).
+fn not_started(log: &mut fs::File, e: super::SimError) -> Outcome {
+    writeln!(log, "=== failed: {e} ===").ok();
+    Outcome {
+        start_error: Some(e.to_string()),
+        ..Outcome::default()
+    }
 }
 
 /// Follows a unit's workload status (and an action's log) while a program
