@@ -78,6 +78,18 @@ impl SimModel {
         port: u16,
         config: &[(&str, String)],
     ) -> Result<SimModel, String> {
+        Self::deploy_on(env, name, port, config, "directory")
+    }
+
+    /// [`SimModel::deploy`] on `machines` (`charm-sim deploy --machines`:
+    /// `directory` or `container`).
+    pub fn deploy_on(
+        env: &BenchEnv,
+        name: &str,
+        port: u16,
+        config: &[(&str, String)],
+        machines: &str,
+    ) -> Result<SimModel, String> {
         let dir = env.dir.join("models").join(name);
         let model = SimModel {
             dir,
@@ -89,7 +101,13 @@ impl SimModel {
             let _ = model.cli(&["destroy"]);
             let _ = fs::remove_dir_all(&model.dir);
         }
-        let mut args: Vec<String> = vec!["deploy".into(), "--units".into(), "1".into()];
+        let mut args: Vec<String> = vec![
+            "deploy".into(),
+            "--units".into(),
+            "1".into(),
+            "--machines".into(),
+            machines.into(),
+        ];
         let port_setting = ("listen_port", port.to_string());
         for (key, value) in std::iter::once(&port_setting).chain(config) {
             args.push("--config".into());
