@@ -90,7 +90,9 @@ fn tool_exe_for(model: &Model) -> Result<PathBuf> {
         let dir = model.dir().join("bin");
         fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
         let temp = dir.join(".charm-sim.new");
-        fs::copy(&exe, &temp).context(format!("cannot copy {}", exe.display()))?;
+        // From /proc/self/exe: the running binary even when a rebuild has
+        // replaced (or deleted) the file it was started from.
+        fs::copy("/proc/self/exe", &temp).context(format!("cannot copy {}", exe.display()))?;
         fs::rename(&temp, &copy).context(format!("cannot create {}", copy.display()))?;
     }
     Ok(copy)
