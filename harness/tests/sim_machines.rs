@@ -2,7 +2,8 @@
 //! fake charm: each unit is a systemd-nspawn machine booted with systemd,
 //! its hooks run inside it with the hook tools reaching the model, it
 //! gets no `WSGI_APP_ROOT`/`WSGI_APP_SERVICE_MANAGER`, `reboot` powers it
-//! off and on and runs start, the machine outlives its unit, and `destroy`
+//! off and on and runs start, add-unit boots a machine of its own, the
+//! machine outlives its unit, and `destroy`
 //! leaves no process, mount or directory. Needs root, systemd-nspawn and
 //! the cached Debian root (made on first use; `cargo xtask test` makes it
 //! first). The wsgi-app charm itself on such machines: tests/e2e_machines.rs.
@@ -82,17 +83,32 @@ fn container_units_run_their_hooks_inside_a_machine_booted_with_systemd() {
         "across reboots"
     );
 
+    // A new unit gets a machine of its own, on its own address.
+    cli_ok(&sim, &["add-unit", "fake"]);
+    assert_eq!(events(&sim).last().unwrap(), "fake/1 hooks/start");
+    let out = sim.ok(&["exec", "fake/1", "--", "unit-get", "private-address"]);
+    assert_eq!(out.trim(), format!("{BLOCK}.2"));
+    let second = Machine::new(&sim.model.canonicalize().unwrap(), 1);
+    assert_ne!(second.init_pid(), machine.init_pid());
+    assert!(!second.rootfs().join("etc/kept").exists());
+
     // The machine outlives its unit, as with Juju.
     sim.ok(&["remove-unit", "fake/0"]);
-    assert_eq!(events(&sim).last().unwrap(), "fake/0 hooks/remove");
+    assert!(
+        events(&sim).contains(&"fake/0 hooks/remove".to_string()),
+        "{:?}",
+        events(&sim)
+    );
     assert!(machine.init_pid().is_some(), "the machine still runs");
 
-    let rootfs = machine.rootfs();
     sim.ok(&["destroy"]);
-    assert!(machine.nspawn_pid().is_none());
-    assert!(!rootfs.exists());
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&rootfs.display().to_string()), "{mounts}");
+    for machine in [&machine, &second] {
+        assert!(machine.nspawn_pid().is_none());
+        let rootfs = machine.rootfs();
+        assert!(!rootfs.exists(), "{}", rootfs.display());
+        assert!(!mounts.contains(&rootfs.display().to_string()), "{mounts}");
+    }
 }
 
 #[test]
