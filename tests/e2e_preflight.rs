@@ -12,7 +12,8 @@ mod archives;
 
 use std::path::Path;
 
-use e2e_support::{get, Load, Sim};
+use e2e_support::load::Load;
+use e2e_support::{get, Sim};
 
 const ARCHIVE: &str = "example-wsgi-app.tar.bzip2";
 
@@ -94,7 +95,7 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
     let builds = sim.ok(&["run", "wsgi-app/0", "list-builds"]);
     assert!(builds.contains("27.0.1"), "{builds}");
 
-    let load = Load::start(&addr, 2);
+    let load = Load::start(std::slice::from_ref(&addr), 2);
     let mut good = ["r2", "r1"].into_iter().cycle();
     for (broken, why) in [
         ("answers500", "HTTP 500 Internal Server Error, expected 200"),
@@ -165,7 +166,8 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
         );
     }
 
-    let (sent, failed, errors) = load.finish();
+    let result = load.finish();
+    let (sent, failed, errors) = (result.sent, result.failed, result.errors);
     eprintln!("{sent} requests during the switches, {failed} failed");
     assert!(sent > 100, "the load ran ({sent} requests)");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed: {errors:?}");

@@ -7,7 +7,8 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{get, Load, Sim};
+use e2e_support::load::Load;
+use e2e_support::{get, Sim};
 
 #[test]
 fn switching_builds_under_load_fails_no_request() {
@@ -24,7 +25,7 @@ fn switching_builds_under_load_fails_no_request() {
     let addr = sim.unit_url(0);
     assert_eq!(get(&addr).unwrap(), "It works! Revision 1");
 
-    let load = Load::start(&addr, 2);
+    let load = Load::start(std::slice::from_ref(&addr), 2);
     std::thread::sleep(Duration::from_millis(300));
     let steps: &[(&[&str], &str)] = &[
         (
@@ -62,7 +63,8 @@ fn switching_builds_under_load_fails_no_request() {
         );
     }
     std::thread::sleep(Duration::from_millis(300));
-    let (sent, failed, errors) = load.finish();
+    let result = load.finish();
+    let (sent, failed, errors) = (result.sent, result.failed, result.errors);
     eprintln!(
         "{sent} requests during {} switches, {failed} failed",
         steps.len()

@@ -227,14 +227,17 @@ fn a_switch_is_a_restart_while_the_socket_unit_holds_the_listener() {
         ]
     );
 
-    // Stop: both units stopped and disabled.
+    // Stop: both units stopped and disabled, their files removed.
     systemd.stop(&spec2).unwrap();
     assert_eq!(
         fake.take(),
-        vec![format!(
-            "systemctl disable --now {name}.service {name}.socket"
-        )]
+        vec![
+            format!("systemctl disable --now {name}.service {name}.socket"),
+            "systemctl daemon-reload".to_string(),
+        ]
     );
+    assert!(!systemd.unit_path(&spec2, "service").exists());
+    assert!(!systemd.unit_path(&spec2, "socket").exists());
 }
 
 #[test]

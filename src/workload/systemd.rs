@@ -160,9 +160,12 @@ impl Systemd {
     }
 
     /// Where the fingerprint of the running build is kept (systemd cannot
-    /// tell us which build a restart picked up).
-    fn fingerprint_path(spec: &ServiceSpec) -> PathBuf {
-        spec.run_dir.join("systemd.fingerprint")
+    /// tell us which build a restart picked up). Not under /run: after a
+    /// reboot systemd starts the same units on the same `current`, and the
+    /// `start` hook that follows must see that nothing needs a restart.
+    fn fingerprint_path(&self, spec: &ServiceSpec) -> PathBuf {
+        self.under_root(&format!("/var/lib/{}", spec.name))
+            .join("systemd.fingerprint")
     }
 
     fn systemctl(&self, args: &[&str]) -> Result<CommandOutput, ServiceError> {
@@ -241,7 +244,7 @@ impl ServiceManager for Systemd {
         let service_path = self.unit_path(spec, "service");
         let units_current = std::fs::read_to_string(&socket_path).is_ok_and(|t| t == socket_text)
             && std::fs::read_to_string(&service_path).is_ok_and(|t| t == service_text);
-        let fingerprint = std::fs::read_to_string(Self::fingerprint_path(spec)).ok();
+        let fingerprint = std::fs::read_to_string(self.fingerprint_path(spec)).ok();
         let was_active = self.active_state(spec)? == "active";
         if was_active && units_current && fingerprint.as_deref() == Some(&*spec.fingerprint) {
             return Ok(ServiceChange::Unchanged);
@@ -276,11 +279,11 @@ impl ServiceManager for Systemd {
                 self.journal_tail(spec)
             )));
         }
-        write_atomic(
-            &Self::fingerprint_path(spec),
-            spec.fingerprint.as_bytes(),
-            0o644,
-        )?;
+        let fingerprint_path = self.fingerprint_path(spec);
+        if let Some(dir) = fingerprint_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomic(&fingerprint_path, spec.fingerprint.as_bytes(), 0o644)?;
         Ok(if was_active {
             ServiceChange::Replaced
         } else {
@@ -290,7 +293,7 @@ impl ServiceManager for Systemd {
 
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError> {
         spec.validate()?;
-        let fingerprint = std::fs::read_to_string(Self::fingerprint_path(spec)).unwrap_or_default();
+        let fingerprint = std::fs::read_to_string(self.fingerprint_path(spec)).unwrap_or_default();
         Ok(match self.active_state(spec)?.as_str() {
             "active" | "reloading" => ServiceState::Running { fingerprint },
             "inactive" | "" => ServiceState::Stopped,
@@ -304,8 +307,29 @@ impl ServiceManager for Systemd {
         let socket_unit = format!("{}.socket", spec.name);
         let service_unit = format!("{}.service", spec.name);
         // Disabled too, so a reboot does not bring back a stopped service.
-        self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
-        let _ = std::fs::remove_file(Self::fingerprint_path(spec));
+        // With no unit file left (remove after stop) there is nothing to
+        // stop, and systemctl would refuse to disable what does not exist.
+        if self.unit_path(spec, "service").exists() || self.unit_path(spec, "socket").exists() {
+            self.systemctl_ok(&["disable", "--now", &service_unit, &socket_unit])?;
+        }
+        let _ = std::fs::remove_file(self.fingerprint_path(spec));
+        // Juju runs stop only when the unit goes: its unit files and log
+        // rotation go with it, so the machine keeps no trace of the service.
+        let mut removed = false;
+        for path in [
+            self.unit_path(spec, "service"),
+            self.unit_path(spec, "socket"),
+            self.logrotate_path(spec),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if removed {
+            self.systemctl_ok(&["daemon-reload"])?;
+        }
         Ok(())
     }
 }

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub mod load;
 
 #[path = "../common/ports.rs"]
 pub mod ports;
@@ -215,71 +215,5 @@ pub fn get_path(addr: &str, path: &str) -> Result<String, String> {
             "HTTP {} {}: {}",
             answer.status, answer.reason, answer.body
         ))
-    }
-}
-
-/// A bounded load: `clients` threads looping GET / (a new connection per
-/// request) until told to stop (or a request cap), counting answers other
-/// than "It works! Revision N" as failures and keeping the first few.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    errors: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    pub fn start(addr: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (stop, sent, failed, errors) =
-                    (stop.clone(), sent.clone(), failed.clone(), errors.clone());
-                let addr = addr.to_string();
-                std::thread::spawn(move || {
-                    // Bounded: at most 200,000 requests per client.
-                    for _ in 0..200_000 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        match get(&addr) {
-                            Ok(body) if body.starts_with("It works! Revision ") => {}
-                            other => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                let mut errors = errors.lock().unwrap();
-                                if errors.len() < 5 {
-                                    errors.push(format!("{other:?}"));
-                                }
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            sent,
-            failed,
-            errors,
-            threads,
-        }
-    }
-
-    pub fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            errors,
-        )
     }
 }

@@ -141,12 +141,19 @@ impl BenchEnv {
 /// The build benchmark's requirements.txt.
 pub const BUILD_REQUIREMENTS: &[&str] = &["flask", "psycopg[binary]", "pymongo"];
 
-/// Debian packages: curl (the venv+pip baseline downloads with it) and
-/// python3-venv (venvs; Debian splits it from python3).
+/// Debian packages: curl (the venv+pip baseline downloads with it),
+/// python3-venv (venvs; Debian splits it from python3), debootstrap and
+/// systemd-container (the container unit of `switch-systemd`).
 fn ensure_debian_packages() -> Result<(), String> {
     let mut missing = Vec::new();
     if !Path::new("/usr/bin/curl").exists() {
         missing.push("curl");
+    }
+    if !Path::new("/usr/sbin/debootstrap").exists() {
+        missing.push("debootstrap");
+    }
+    if !Path::new("/usr/bin/systemd-nspawn").exists() {
+        missing.push("systemd-container");
     }
     let has_venv = Command::new("/usr/bin/python3")
         .args(["-c", "import ensurepip, venv"])

@@ -46,6 +46,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     ("builds", "a new build installed end to end vs venv+pip"),
     ("switch", "switching builds under load"),
     (
+        "switch-systemd",
+        "the same on a container unit booted with systemd",
+    ),
+    (
         "serving",
         "requests/s through the charm's gunicorn vs by hand",
     ),
@@ -96,7 +100,8 @@ impl Row {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [hooks|builds|switch|serving|scale]...";
+const USAGE: &str =
+    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale]...";
 
 /// The `bench` subcommand: parse `args`, run, write the reports.
 pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
@@ -108,7 +113,7 @@ pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
             "-h" | "--help" => {
                 println!("{USAGE}");
                 for (name, what) in BENCHMARKS {
-                    println!("  {name:8} {what}");
+                    println!("  {name:14} {what}");
                 }
                 return Ok(());
             }
@@ -134,6 +139,7 @@ pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
             "hooks" => hooks::run(&env),
             "builds" => builds::run(&env),
             "switch" => switch::run(&env),
+            "switch-systemd" => switch::run_systemd(&env),
             "serving" => serving::run(&env),
             "scale" => scale::run(&env),
             _ => unreachable!("names come from BENCHMARKS"),

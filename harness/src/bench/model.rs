@@ -78,16 +78,19 @@ impl SimModel {
         port: u16,
         config: &[(&str, String)],
     ) -> Result<SimModel, String> {
-        Self::deploy_charm(env, name, port, None, config)
+        Self::deploy_on(env, name, port, None, config, "directory")
     }
 
-    /// [`SimModel::deploy`], of the charm directory `charm` when given.
-    pub fn deploy_charm(
+    /// [`SimModel::deploy`] of the charm directory `charm` when given (else
+    /// this source tree), on `machines` (`charm-sim deploy --machines`:
+    /// `directory` or `container`).
+    pub fn deploy_on(
         env: &BenchEnv,
         name: &str,
         port: u16,
         charm: Option<&Path>,
         config: &[(&str, String)],
+        machines: &str,
     ) -> Result<SimModel, String> {
         let dir = env.dir.join("models").join(name);
         let model = SimModel {
@@ -102,7 +105,12 @@ impl SimModel {
         }
         let mut args: Vec<String> = vec!["deploy".into()];
         args.extend(charm.map(|c| c.display().to_string()));
-        args.extend(["--units".into(), "1".into()]);
+        args.extend([
+            "--units".into(),
+            "1".into(),
+            "--machines".into(),
+            machines.into(),
+        ]);
         let port_setting = ("listen_port", port.to_string());
         for (key, value) in std::iter::once(&port_setting).chain(config) {
             args.push("--config".into());

@@ -8,6 +8,11 @@
 //! unit is asked, again and again, to switch to a build that imports fine
 //! but answers 500 (broken at run time): the pre-flight must refuse it
 //! before any request reaches it.
+//!
+//! `switch` measures a directory unit (the charm's direct supervisor);
+//! `switch-systemd` the same on a container unit, a machine booted with
+//! systemd where the charm uses systemd's socket and service units, as on
+//! a real Juju unit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +26,7 @@ use super::stats::{percentile, Summary};
 use super::{BenchmarkResult, Row};
 
 const PORT: u16 = 18503;
+const SYSTEMD_PORT: u16 = 18506;
 /// Client threads and the rate each keeps: 500 requests/s in all.
 const THREADS: usize = 2;
 const RATE_PER_THREAD: f64 = 250.0;
@@ -82,18 +88,54 @@ fn charm_with_broken_build(env: &BenchEnv) -> Result<PathBuf, String> {
     Ok(charm)
 }
 
+/// Where the benchmark's unit runs.
+struct Substrate {
+    name: &'static str,
+    title: &'static str,
+    machines: &'static str,
+    port: u16,
+}
+
 pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
+    run_on(
+        env,
+        &Substrate {
+            name: "switch",
+            title: "Switching builds under load",
+            machines: "directory",
+            port: PORT,
+        },
+    )
+}
+
+pub fn run_systemd(env: &BenchEnv) -> Result<BenchmarkResult, String> {
+    run_on(
+        env,
+        &Substrate {
+            name: "switch-systemd",
+            title: "Switching builds under load, container unit (systemd)",
+            machines: "container",
+            port: SYSTEMD_PORT,
+        },
+    )
+}
+
+fn run_on(env: &BenchEnv, substrate: &Substrate) -> Result<BenchmarkResult, String> {
     let round_trips = if env.quick { 3 } else { 10 };
     let broken_attempts = if env.quick { 2 } else { 5 };
     let charm = charm_with_broken_build(env)?;
-    let model = SimModel::deploy_charm(
+    let model = SimModel::deploy_on(
         env,
-        "switch",
-        PORT,
+        substrate.name,
+        substrate.port,
         Some(&charm),
         &[("build_label", "r1".into()), ("workers", "2".into())],
+        substrate.machines,
     )?;
-    eprintln!("bench switch: installing r2 and a broken build beside r1");
+    eprintln!(
+        "bench {}: installing r2 and a broken build beside r1",
+        substrate.name
+    );
     model.cli(&["config", APP, "build_label=broken", "current_symlink=r1"])?;
     model.cli(&["config", APP, "build_label=r2", "current_symlink=r1"])?;
     let addr = model.unit_addr()?;
@@ -109,7 +151,8 @@ pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
         request_timeout: Duration::from_secs(5),
     };
     eprintln!(
-        "bench switch: {} switches under {} requests/s",
+        "bench {}: {} switches under {} requests/s",
+        substrate.name,
         2 * round_trips,
         THREADS as f64 * RATE_PER_THREAD
     );
@@ -154,7 +197,7 @@ pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
     }
     let records = load.finish();
     drop(model);
-    let mut outcome = analyse(&records, &windows, round_trips)?;
+    let mut outcome = analyse(substrate, &records, &windows, round_trips)?;
     add_broken_build_rows(&mut outcome, &records, &broken_windows);
     Ok(outcome)
 }
@@ -226,6 +269,7 @@ fn add_broken_build_rows(
 }
 
 fn analyse(
+    substrate: &Substrate,
     records: &[RequestRecord],
     windows: &[Window],
     round_trips: usize,
@@ -338,9 +382,10 @@ fn analyse(
         ));
     }
     Ok(BenchmarkResult {
-        name: "switch",
-        title: "Switching builds under load".into(),
+        name: substrate.name,
+        title: substrate.title.into(),
         results: json!({
+            "machines": substrate.machines,
             "round_trips": round_trips,
             "switches": windows.len(),
             "load": {
@@ -367,6 +412,10 @@ fn analyse(
         notes: vec![
             format!("{THREADS} client threads at {RATE_PER_THREAD} requests/s each, a new TCP connection per request (no keep-alive), 5 s timeout; a failure is a connection error, a timeout or any status but 200."),
             format!("A switch window runs from the moment `charm-sim run {UNIT} set-current-symlink` starts until {} ms after it returns; steady state is the {} s of load before the first switch. Actions are {} ms apart.", ms(WINDOW_TAIL), STEADY.as_secs(), PAUSE.as_millis()),
+            match substrate.machines {
+                "container" => "The unit is a systemd-nspawn machine booted with systemd (`charm-sim deploy --machines container`): the charm pre-flights the new build, then restarts `wsgi-app.service` while `wsgi-app.socket` holds the listener; the client runs on the host, over loopback.".to_string(),
+                _ => "The unit is a directory with the charm's direct supervisor, which starts the new master on the held socket before the old one retires.".to_string(),
+            },
         ],
     })
 }

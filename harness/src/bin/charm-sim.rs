@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use harness::sim::store::Machines;
 use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
 
 #[derive(Parser)]
@@ -49,6 +50,11 @@ enum Command {
         /// The application name [default: the charm's name]
         #[arg(long)]
         name: Option<String>,
+        /// What each unit is: `directory` (its own root directory, the
+        /// charm's direct supervisor) or `container` (a systemd-nspawn
+        /// machine booted with systemd over a cached Debian 12 root; root only)
+        #[arg(long, default_value = "directory", value_parser = ["directory", "container"])]
+        machines: String,
     },
     /// Set config options (key= resets to default) and run config-changed; without settings, show config
     Config {
@@ -138,6 +144,15 @@ enum Command {
         #[arg(long)]
         no_retry: bool,
     },
+    /// Power a container unit's machine off, boot it again, then run start (as Juju does)
+    Reboot {
+        unit: String,
+        /// Only queue start; it runs with the next command that runs hooks
+        #[arg(long)]
+        no_hooks: bool,
+    },
+    /// Run every unit's NRPE checks from this machine with check_nrpe (container units)
+    Nagios,
     /// Remove every unit, end every process the model started, delete the model
     Destroy,
 }
@@ -202,7 +217,22 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             units,
             config,
             name,
-        } => commands::deploy(g, charm.as_deref(), units, &config, name.as_deref())?,
+            machines,
+        } => {
+            let machines = if machines == "container" {
+                Machines::Container
+            } else {
+                Machines::Directory
+            };
+            commands::deploy(
+                g,
+                charm.as_deref(),
+                units,
+                &config,
+                name.as_deref(),
+                machines,
+            )?
+        }
         Command::Config { app, settings } => commands::config(g, &app, &settings)?,
         Command::AddUnit { app, count } => commands::add_unit(g, &app, count)?,
         Command::RemoveUnit { unit } => commands::remove_unit(g, &unit)?,
@@ -246,6 +276,8 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
         Command::Status { format } => commands::status(g, format.as_deref() == Some("json"))?,
         Command::ShowUnit { unit } => commands::show_unit(g, &unit)?,
         Command::Resolve { unit, no_retry } => commands::resolve(g, &unit, no_retry)?,
+        Command::Reboot { unit, no_hooks } => commands::reboot(g, &unit, no_hooks)?,
+        Command::Nagios => return Ok(if commands::nagios(g)? { 0 } else { 1 }),
         Command::Destroy => commands::destroy(g)?,
     }
     Ok(0)

@@ -56,9 +56,14 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
-/// systemd-analyze, make, readelf (the pack test checks glibc versions).
+/// systemd-analyze, make, readelf (the pack test checks glibc versions);
+/// for the container units of tests/e2e_machines.rs, debootstrap (their
+/// Debian root), systemd-nspawn and check_nrpe (asking their nrpe).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/readelf", "binutils"),
+    ("/usr/sbin/debootstrap", "debootstrap"),
+    ("/usr/bin/systemd-nspawn", "systemd-container"),
+    ("/usr/lib/nagios/plugins/check_nrpe", "nagios-nrpe-plugin"),
     (
         "/usr/lib/nagios/plugins/check_http",
         "monitoring-plugins-basic",
@@ -114,6 +119,10 @@ fn test(extra: &[String]) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("{}: {e}", counts.display())),
     }
+    // The container units' Debian root: made once (about two minutes),
+    // then cached in /var/cache/wsgi-app between runs.
+    harness::sim::container::ensure_root(harness::sim::context::Progress { quiet: false })
+        .map_err(|e| e.to_string())?;
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["test", "--workspace", "--all-targets"])

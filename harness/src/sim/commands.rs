@@ -14,10 +14,11 @@ use serde_json::{json, Map, Value};
 use wsgi_app::ops::UnitHook;
 
 use super::charm;
+use super::container::{self, Machine};
 use super::context::{self, ContextInfo, Program, Progress};
 use super::engine::{self, Hook, OnFailure};
 use super::flags;
-use super::store::{App, Bag, Model, Relation, Unit};
+use super::store::{App, Bag, Machines, Model, Relation, Unit};
 use super::{actions, reaper, status, ErrorContext, Result};
 use crate::schema::{CharmMeta, Role};
 use crate::sim_err;
@@ -78,6 +79,43 @@ fn open_locked(g: &Global) -> Result<(Model, ModelLock)> {
 
 fn tool_exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the charm-sim executable")
+}
+
+/// The executable the unit's hook tools link to. Container units see the
+/// model directory only, so they get a copy of charm-sim inside it.
+fn tool_exe_for(model: &Model) -> Result<PathBuf> {
+    let exe = tool_exe()?;
+    if model.machines()? == Machines::Directory {
+        return Ok(exe);
+    }
+    let copy = model.dir().join("bin").join("charm-sim");
+    if !copy.exists() {
+        let dir = model.dir().join("bin");
+        fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+        let temp = dir.join(".charm-sim.new");
+        // From /proc/self/exe: the running binary even when a rebuild has
+        // replaced (or deleted) the file it was started from.
+        fs::copy("/proc/self/exe", &temp).context(format!("cannot copy {}", exe.display()))?;
+        fs::rename(&temp, &copy).context(format!("cannot create {}", copy.display()))?;
+    }
+    Ok(copy)
+}
+
+/// Wait for the machines of the model's container units to boot.
+fn wait_for_machines(model: &Model, units: &[Unit], g: &Global) -> Result<()> {
+    if model.machines()? != Machines::Container {
+        return Ok(());
+    }
+    for unit in units {
+        let machine = Machine::new(model.dir(), unit.number);
+        let state = machine.wait_running()?;
+        g.progress().say(format!(
+            "{}: machine {} booted ({state})",
+            unit.name,
+            machine.name()
+        ));
+    }
+    Ok(())
 }
 
 fn charm_app(model: &Model, name: &str) -> Result<App> {
@@ -181,7 +219,15 @@ fn settle(model: &Model, g: &Global) -> Result<()> {
 /// Add one unit of `app`: its directory, relation scopes, and its hooks.
 fn add_one_unit(model: &Model, app: &App, g: &Global) -> Result<Unit> {
     let unit = model.add_unit(app)?;
-    context::prepare_unit_dir(model, &unit, &tool_exe()?)?;
+    context::prepare_unit_dir(model, &unit, &tool_exe_for(model)?)?;
+    if model.machines()? == Machines::Container {
+        let root = container::ensure_root(g.progress())?;
+        let machine = Machine::new(model.dir(), unit.number);
+        let uuid = model.uuid()?;
+        let name = format!("{}-{}", unit.dir_name(), &uuid[..8]);
+        machine.create(&root, &name, &unit.address)?;
+        machine.boot(model.dir())?;
+    }
     for rel in model.relations()? {
         if rel.app == app.name && !rel.dying {
             model.enter_scope(rel.id, &unit.name, &unit.address)?;
@@ -202,6 +248,7 @@ pub fn deploy(
     units: u32,
     config: &[String],
     name: Option<&str>,
+    machines: Machines,
 ) -> Result<()> {
     let progress = g.progress();
     if Model::exists(&g.model_dir) {
@@ -246,6 +293,11 @@ pub fn deploy(
         .iter()
         .map(|s| charm::parse_setting(&meta, s))
         .collect::<Result<_>>()?;
+    if machines == Machines::Container {
+        // Before anything is deployed: the root may take minutes to make,
+        // and a host that cannot run containers should say so first.
+        container::ensure_root(progress)?;
+    }
 
     if !staging.exists() {
         match (&source_tree, charm_path) {
@@ -270,6 +322,7 @@ pub fn deploy(
     if model.app(&app_name)?.is_some() {
         return Err(sim_err!("an application named {app_name:?} already exists"));
     }
+    model.set_meta("machines", machines.as_str())?;
     model.add_charm_app(&app_name, &meta)?;
     for (key, value) in &settings {
         model.set_config(&app_name, key, value.as_ref())?;
@@ -281,9 +334,11 @@ pub fn deploy(
         model.dir().display()
     ));
     let app = model.require_app(&app_name)?;
+    let mut added = Vec::new();
     for _ in 0..units {
-        add_one_unit(&model, &app, g)?;
+        added.push(add_one_unit(&model, &app, g)?);
     }
+    wait_for_machines(&model, &added, g)?;
     let drained = settle(&model, g);
     print_units(&model, g)?;
     drained
@@ -344,9 +399,11 @@ pub fn config(g: &Global, app_name: &str, settings: &[String]) -> Result<()> {
 pub fn add_unit(g: &Global, app_name: &str, count: u32) -> Result<()> {
     let (model, _lock) = open_locked(g)?;
     let app = charm_app(&model, app_name)?;
+    let mut added = Vec::new();
     for _ in 0..count {
-        add_one_unit(&model, &app, g)?;
+        added.push(add_one_unit(&model, &app, g)?);
     }
+    wait_for_machines(&model, &added, g)?;
     let drained = settle(&model, g);
     print_units(&model, g)?;
     drained
@@ -776,6 +833,99 @@ pub fn resolve(g: &Global, unit_name: &str, no_retry: bool) -> Result<()> {
     drained
 }
 
+// ----- machines ----------------------------------------------------------------------
+
+/// `charm-sim reboot UNIT [--no-hooks]`: power the unit's machine off, boot
+/// it again, then run `start` as Juju does after a reboot (with
+/// `--no-hooks`, start is queued for the next command that runs hooks).
+pub fn reboot(g: &Global, unit_name: &str, no_hooks: bool) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let unit = charm_unit(&model, unit_name)?;
+    if model.machines()? != Machines::Container {
+        return Err(sim_err!(
+            "{unit_name} has no machine to reboot: this model's units are directories \
+             (deploy with --machines container)"
+        ));
+    }
+    let progress = g.progress();
+    let machine = Machine::new(model.dir(), unit.number);
+    progress.say(format!("{}: powering off {}", unit.name, machine.name()));
+    machine.poweroff()?;
+    machine.note("rebooting");
+    machine.boot(model.dir())?;
+    let state = machine.wait_running()?;
+    progress.say(format!(
+        "{}: machine {} booted again ({state})",
+        unit.name,
+        machine.name()
+    ));
+    engine::enqueue_hook(&model, &unit.name, Hook::Unit(UnitHook::Start))?;
+    if no_hooks {
+        progress.say(format!(
+            "{}: start is queued; it runs with the next command that runs hooks",
+            unit.name
+        ));
+        return Ok(());
+    }
+    let drained = settle(&model, g);
+    print_units(&model, g)?;
+    drained
+}
+
+/// Where Debian's nagios-nrpe-plugin puts `check_nrpe`.
+pub const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
+
+/// `charm-sim nagios`: ask every unit's nrpe, from this machine, for each
+/// check its configuration defines (like the old charm's `make nagios`).
+/// `false` when any check is not OK.
+pub fn nagios(g: &Global) -> Result<bool> {
+    let model = Model::open(&g.model_dir)?;
+    if model.machines()? != Machines::Container {
+        return Err(sim_err!(
+            "this model's units are directories, with no NRPE server; \
+             deploy with --machines container to run their checks"
+        ));
+    }
+    if !Path::new(CHECK_NRPE).exists() {
+        return Err(sim_err!(
+            "{CHECK_NRPE} is missing (apt-get install nagios-nrpe-plugin)"
+        ));
+    }
+    let mut all_ok = true;
+    for app in model.apps()?.into_iter().filter(|a| !a.remote) {
+        for unit in model.units(&app.name)? {
+            let machine = Machine::new(model.dir(), unit.number);
+            let checks = container::nrpe_checks(&machine);
+            if checks.is_empty() {
+                println!(
+                    "{}  (no NRPE checks; relate nrpe-external-master)",
+                    unit.name
+                );
+            }
+            for check in checks {
+                let out = std::process::Command::new(CHECK_NRPE)
+                    .args(["-H", &unit.address, "-t", "30", "-c", &check])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .context(format!("cannot run {CHECK_NRPE}"))?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let first = text.lines().next().unwrap_or("").trim();
+                let state = match out.status.code() {
+                    Some(0) => "OK",
+                    Some(1) => "WARNING",
+                    Some(2) => "CRITICAL",
+                    _ => "UNKNOWN",
+                };
+                if state != "OK" {
+                    all_ok = false;
+                }
+                println!("{}  {check}  {state}  {first}", unit.name);
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
 // ----- status, show-unit -------------------------------------------------------------
 
 /// `charm-sim status [--format json]`.
@@ -839,11 +989,24 @@ pub fn destroy(g: &Global) -> Result<()> {
         // Hooks may fail here; destroy goes on regardless (like --force).
         engine::drain(&model, progress, OnFailure::Continue)?;
     }
+    // Machines outlive their units (as with Juju); they go with the model.
+    let mut problems = Vec::new();
+    for machine in Machine::all(&dir) {
+        progress.say(format!("powering off machine {}", machine.name()));
+        if let Err(e) = machine.destroy() {
+            problems.push(e.to_string());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(sim_err!(
+            "cannot remove the model's machines (the model directory is kept):\n{}",
+            problems.join("\n")
+        ));
+    }
     let ended = reaper::end_processes_under(&dir)?;
     if ended > 0 {
         progress.say(format!("ended {ended} leftover process(es)"));
     }
-    let mut problems = Vec::new();
     for listener in reaper::listeners_on(&addresses) {
         let owners = reaper::socket_owners(listener.inode);
         problems.push(format!(

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{now, random_hex, Model, Unit};
+use super::container::Machine;
+use super::store::{now, random_hex, Machines, Model, Unit};
 use super::tools::TOOL_NAMES;
 use super::{charm, ErrorContext, Result, JUJU_VERSION, MODEL_ENV};
 use crate::sim_err;
@@ -137,12 +138,16 @@ pub fn hook_env(
         ),
         // How the emulated tools find the model.
         (MODEL_ENV.into(), model.dir().display().to_string()),
-        // The wsgi-app charm's machine overrides: its own root, its own
-        // loopback address, and no systemd.
-        ("WSGI_APP_ROOT".into(), paths.root.display().to_string()),
+        // The wsgi-app charm's own loopback address.
         ("WSGI_APP_BIND_ADDRESS".into(), unit.address.clone()),
-        ("WSGI_APP_SERVICE_MANAGER".into(), "direct".into()),
     ];
+    if model.machines()? == Machines::Directory {
+        // A directory unit: the charm's own root, and no systemd. A
+        // container unit is a whole machine: the charm finds systemd there
+        // and picks it by itself, as on a real unit.
+        env.push(("WSGI_APP_ROOT".into(), paths.root.display().to_string()));
+        env.push(("WSGI_APP_SERVICE_MANAGER".into(), "direct".into()));
+    }
     // The charm's test-only kill point, when charm-sim itself was given one
     // (end-to-end crash tests).
     if let Some(point) = std::env::var("WSGI_APP_CRASH_AT")
@@ -336,19 +341,42 @@ fn run_in(
     )
     .context("cannot write hooks.log")?;
 
+    // On a container unit the program runs inside the unit's machine (the
+    // model directory is at the same path there).
+    let machine = match model.machines()? {
+        Machines::Container => Some(Machine::new(model.dir(), unit.number)),
+        Machines::Directory => None,
+    };
+    let start = |program: &std::ffi::OsStr| -> Result<Command> {
+        Ok(match &machine {
+            Some(machine) => {
+                let mut c = machine.enter(&paths.charm)?;
+                c.arg(program);
+                c
+            }
+            None => Command::new(program),
+        })
+    };
+
     let mut command = match program {
         Program::Command(argv) => {
             let (first, rest) = argv
                 .split_first()
                 .ok_or_else(|| sim_err!("no command given to run"))?;
-            let mut c = Command::new(first);
+            let mut c = match start(first.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return Ok(not_started(&mut log, e)),
+            };
             c.args(rest);
             c
         }
         Program::Handler => {
             let path = info.dispatch_path.as_deref().unwrap_or_default();
             match find_handler(&paths.charm, path) {
-                Handler::Found(file) => Command::new(file),
+                Handler::Found(file) => match start(file.as_os_str()) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(not_started(&mut log, e)),
+                },
                 Handler::Missing => {
                     writeln!(log, "=== skipped {label}: no handler in the charm ===").ok();
                     return Ok(ProgramOutcome {
@@ -455,6 +483,16 @@ fn run_in(
         stdout,
         stderr,
     })
+}
+
+/// A machine that is not running fails the run like a program that cannot
+/// start (so `destroy` goes on past it).
+fn not_started(log: &mut fs::File, e: super::SimError) -> ProgramOutcome {
+    writeln!(log, "=== failed: {e} ===").ok();
+    ProgramOutcome {
+        start_error: Some(e.to_string()),
+        ..ProgramOutcome::default()
+    }
 }
 
 /// Follows a unit's workload status (and an action's log) while a program

@@ -25,6 +25,9 @@
 //! - [`actions`]: action parameters from the command line, validated
 //!   against actions.yaml.
 //! - [`status`]: `status` and `show-unit` output.
+//! - [`container`]: units as machines booted with systemd (systemd-nspawn
+//!   over a cached debootstrapped Debian root): making the root, booting,
+//!   entering and powering off a unit's machine.
 //! - [`reaper`]: finding and ending every process a model started, for
 //!   `destroy` and `remove-unit`.
 //! - [`commands`]: the `charm-sim` subcommands.
@@ -32,6 +35,7 @@
 pub mod actions;
 pub mod charm;
 pub mod commands;
+pub mod container;
 pub mod context;
 pub mod engine;
 pub mod flags;

@@ -205,6 +205,24 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a model's units are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machines {
+    /// A directory each, with the charm's direct supervisor (the default).
+    Directory,
+    /// A systemd-nspawn container booted with systemd each.
+    Container,
+}
+
+impl Machines {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machines::Directory => "directory",
+            Machines::Container => "container",
+        }
+    }
+}
+
 /// An open model.
 pub struct Model {
     dir: PathBuf,
@@ -318,6 +336,31 @@ impl Model {
 
     pub fn name(&self) -> Result<String> {
         self.meta("name")
+    }
+
+    /// Set a model-wide setting.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// What the model's units run on (`charm-sim deploy --machines`);
+    /// models made before the option are directories.
+    pub fn machines(&self) -> Result<Machines> {
+        let kind: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'machines'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match kind.as_deref() {
+            None | Some("directory") => Ok(Machines::Directory),
+            Some("container") => Ok(Machines::Container),
+            Some(other) => Err(sim_err!("model database has unknown machines {other:?}")),
+        }
     }
 
     pub fn uuid(&self) -> Result<String> {
