@@ -22,11 +22,12 @@ use std::fmt::Display;
 use serde_json::{Map, Value};
 use wsgi_app::ops::{
     backend::check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port,
-    RelationId, Scope, Status, ToolCall,
+    RelationId, Scope, SecretContent, SecretInfo, SecretRead, SecretRef, Status, ToolCall,
 };
 
 use crate::context::ActionOutput;
 use crate::schema::CharmMeta;
+use crate::secrets::{self, Asker};
 use crate::state::{default_network, merge_bag, Relation, State};
 
 /// What the running hook is about, as Juju's hook context knows it.
@@ -485,6 +486,45 @@ impl Backend for MemoryBackend<'_> {
                 message: format!("no network config found for binding {binding:?}"),
             })
         }
+    }
+
+    // Secrets: the rules live in `crate::secrets`.
+
+    fn secret_get(
+        &mut self,
+        secret: SecretRef<'_>,
+        read: SecretRead,
+    ) -> Result<SecretContent, ModelError> {
+        self.call(ToolCall::secret_get(secret, read));
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+        };
+        secrets::secret_get(
+            &mut self.state.secrets,
+            &self.state.relations,
+            &asker,
+            secret,
+            read,
+        )
+    }
+
+    fn secret_info_get(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError> {
+        self.call(ToolCall::secret_info_get(secret));
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+        };
+        secrets::secret_info_get(&mut self.state.secrets, &asker, secret)
+    }
+
+    fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
+        self.call(ToolCall::secret_ids());
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+        };
+        Ok(secrets::secret_ids(&self.state.secrets, &asker))
     }
 }
 
