@@ -323,3 +323,39 @@ fn the_model_retries_an_owners_refresh_without_it() {
         ]
     );
 }
+
+/// Juju before 3.0.3 has no secrets: the tools are missing, as on a real
+/// 2.9 agent (where providers send plain bag fields instead, §2.5).
+#[test]
+fn juju_without_secrets_has_no_secret_tools() {
+    let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+    let log = seen.clone();
+    let mut ctx = probe(move |ctx, _, _| {
+        let answer = ctx.model.secret_content(
+            SecretRef::Id("secret:cn8f3mvmp25c7a5b6b2g"),
+            SecretRead::Tracked,
+        );
+        log.borrow_mut().push(match answer {
+            Err(ModelError::ToolMissing { tool }) => tool,
+            other => format!("{other:?}"),
+        });
+        Ok(())
+    });
+    let secret = Secret::new("postgresql", creds("pw")).with_id("secret:cn8f3mvmp25c7a5b6b2g");
+    ctx.juju_version("2.9.49");
+    let out = ctx
+        .run(
+            on::update_status(),
+            State::new().with_secret(secret.clone()),
+        )
+        .unwrap();
+    assert!(out.succeeded());
+    assert!(!out.tool_calls.iter().any(|c| c.starts_with("secret-")));
+    ctx.juju_version("3.0.3");
+    ctx.run(on::update_status(), State::new().with_secret(secret))
+        .unwrap();
+    // From 3.0.3 the tool answers (here: not granted).
+    let seen = seen.borrow();
+    assert_eq!(seen[0], "secret-get");
+    assert!(seen[1].starts_with("Err(AccessDenied"), "{}", seen[1]);
+}

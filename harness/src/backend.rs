@@ -40,6 +40,8 @@ pub struct HookScope {
     pub breaking: Option<u32>,
     /// The action's validated params, when an action runs.
     pub action: Option<Map<String, Value>>,
+    /// Juju before 3.0.3: the secret tools do not exist.
+    pub secrets_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -495,6 +497,11 @@ impl Backend for MemoryBackend<'_> {
         secret: SecretRef<'_>,
         read: SecretRead,
     ) -> Result<SecretContent, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-get".into(),
+            });
+        }
         self.call(ToolCall::secret_get(secret, read));
         let asker = Asker {
             app: &self.app,
@@ -510,6 +517,11 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn secret_info_get(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-info-get".into(),
+            });
+        }
         self.call(ToolCall::secret_info_get(secret));
         let asker = Asker {
             app: &self.app,
@@ -519,6 +531,11 @@ impl Backend for MemoryBackend<'_> {
     }
 
     fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-ids".into(),
+            });
+        }
         self.call(ToolCall::secret_ids());
         let asker = Asker {
             app: &self.app,

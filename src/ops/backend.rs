@@ -467,6 +467,31 @@ pub trait Backend {
     fn secret_ids(&mut self) -> Result<Vec<String>, ModelError>;
 }
 
+/// Whether a Juju agent of `version` (`JUJU_VERSION`, e.g. `3.6.4`,
+/// `2.9.49`, `3.0-beta2`) has secrets and their hook tools: 3.0.3 and later,
+/// as ops' `JujuVersion.has_secrets` says (modern-interfaces.md §2.3). An
+/// unreadable version counts as without.
+pub fn juju_has_secrets(version: &str) -> bool {
+    let mut parts = version.trim().splitn(3, '.');
+    let number = |part: Option<&str>| -> Option<u32> {
+        let digits: String = part?.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let (Some(major), Some(minor_part)) = (number(parts.next()), parts.next()) else {
+        return false;
+    };
+    let Some(minor) = number(Some(minor_part)) else {
+        return false;
+    };
+    // `3.0-beta2`: a tag where the patch would be, so patch 0.
+    let patch = if minor_part.contains('-') {
+        0
+    } else {
+        number(parts.next()).unwrap_or(0)
+    };
+    (major, minor, patch) >= (3, 0, 3)
+}
+
 /// Juju's refusal of `secret-info-get` with both an ID and a label.
 pub fn secret_info_ref_error() -> ModelError {
     ModelError::Usage {
@@ -514,6 +539,16 @@ mod tests {
         }
         assert!(Port::from_str("90-80/tcp").is_err());
         assert!(Port::from_str("80/sctp").is_err());
+    }
+
+    #[test]
+    fn secrets_arrive_with_juju_3_0_3() {
+        for yes in ["3.0.3", "3.1.0", "3.6.4", "4.0.0", "3.6-rc1.1"] {
+            assert!(juju_has_secrets(yes), "{yes}");
+        }
+        for no in ["2.9.49", "3.0.2", "3.0-beta2", "3", "", "three"] {
+            assert!(!juju_has_secrets(no), "{no}");
+        }
     }
 
     #[test]
