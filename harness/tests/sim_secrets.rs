@@ -2,7 +2,8 @@
 //! `secret-get`, `secret-info-get` and `secret-ids` run as subprocesses,
 //! with Juju's owner and consumer rules, exit codes and formats; a new
 //! revision queues `secret-changed` for the units tracking an older one;
-//! and `charm-sim add-secret` / `rotate-secret` drive it from the CLI.
+//! and `charm-sim add-secret` / `rotate-secret` / `revoke-secret` drive it
+//! from the CLI.
 
 mod common;
 

@@ -110,6 +110,14 @@ enum Command {
         #[arg(value_name = "KEY=VALUE", required = true)]
         content: Vec<String>,
     },
+    /// Take back a remote application's grant of a secret on a relation
+    RevokeSecret {
+        #[arg(value_name = "SECRET_URI")]
+        uri: String,
+        /// The relation (id, or ENDPOINT:ID) to revoke it on
+        #[arg(long, value_name = "RELATION")]
+        relation: String,
+    },
     /// Relate APP:ENDPOINT to a remote application
     Relate {
         #[arg(value_name = "APP:ENDPOINT")]
@@ -258,6 +266,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             let revision = commands::rotate_secret(g, &uri, &content)?;
             println!("{uri} revision {revision}");
         }
+        Command::RevokeSecret { uri, relation } => commands::revoke_secret(g, &uri, &relation)?,
         Command::Relate { first, second } => commands::relate(g, &first, &second)?,
         Command::Unrelate { first, second } => commands::unrelate(g, &first, &second)?,
         Command::Run {

@@ -484,6 +484,17 @@ pub fn rotate_secret(g: &Global, uri: &str, settings: &[String]) -> Result<u32> 
     Ok(revision)
 }
 
+/// `charm-sim revoke-secret URI --relation REL`: the owner takes a grant
+/// back; the other side's reads are refused from now on.
+pub fn revoke_secret(g: &Global, uri: &str, relation: &str) -> Result<()> {
+    let number = relation.rsplit(':').next().unwrap_or_default();
+    let id: i64 = number.parse().map_err(|_| {
+        sim_err!("--relation {relation:?}: expected a relation id (e.g. 3 or db:3)")
+    })?;
+    let (model, _lock) = open_locked(g)?;
+    super::secrets::revoke(&model, uri, id)
+}
+
 /// Split `APP[:ENDPOINT]`.
 fn split_endpoint(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {
