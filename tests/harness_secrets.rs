@@ -359,3 +359,48 @@ fn juju_without_secrets_has_no_secret_tools() {
     assert_eq!(seen[0], "secret-get");
     assert!(seen[1].starts_with("Err(AccessDenied"), "{}", seen[1]);
 }
+
+/// A deferred secret-changed is stored by its identifying variables only
+/// (the ID and label, never content) and comes back whole at the next
+/// dispatch.
+#[test]
+fn a_deferred_secret_changed_comes_back_with_its_id_and_label() {
+    let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+    let log = seen.clone();
+    let ctx = probe(move |ctx, event, _| {
+        if let Event::Secret(secret) = event {
+            log.borrow_mut().push(format!(
+                "{} {} {:?}",
+                secret.id, secret.label, secret.revision
+            ));
+            if log.borrow().len() == 1 {
+                ctx.defer();
+            }
+        }
+        Ok(())
+    });
+    let uri = "secret:cn8f3mvmp25c7a5b6b2g";
+    let out = ctx
+        .run(on::secret_changed(uri, LABEL), State::new())
+        .unwrap();
+    assert!(out.succeeded());
+    assert_eq!(out.deferred.len(), 1);
+    let stored: Vec<(&String, &String)> = out.deferred[0]
+        .iter()
+        .filter(|(k, _)| k.starts_with("JUJU_SECRET"))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (&"JUJU_SECRET_ID".to_string(), &uri.to_string()),
+            (&"JUJU_SECRET_LABEL".to_string(), &LABEL.to_string())
+        ]
+    );
+    let out = ctx.run(on::update_status(), out.state).unwrap();
+    assert!(out.succeeded());
+    assert!(out.deferred.is_empty());
+    assert_eq!(
+        *seen.borrow(),
+        [format!("{uri} {LABEL} None"), format!("{uri} {LABEL} None")]
+    );
+}
