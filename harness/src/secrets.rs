@@ -14,8 +14,10 @@
 //! - the **consumer label**: bound by a read with both an ID and `--label`;
 //!   from then on `--label` alone finds the secret.
 //!
-//! Both change at once, not at the hook's commit: Juju's controller records
-//! them while answering the read [derived from the secretsmanager facade].
+//! Both change at once, not at the hook's commit: the hook context sends a
+//! consumer's read straight to the controller, which records them while
+//! answering; only the hook's own secret-add/secret-set are buffered
+//! (juju `HookContext.GetSecret`, read in source).
 //! A consumer without a live grant gets `permission denied`.
 //!
 //! [`State::publish_secret_revision`] is the owner publishing new content:

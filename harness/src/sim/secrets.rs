@@ -11,8 +11,8 @@
 //! a live relation between its application and the owner; its first read
 //! tracks the latest revision, `--refresh` moves it, `--peek` does not; a
 //! read by ID with `--label` binds the label. Tracking and labels change at
-//! once, not at the hook's commit, as Juju's controller records them while
-//! answering [derived].
+//! once, not at the hook's commit: Juju's hook context sends the read
+//! straight to the controller (`HookContext.GetSecret`).
 //!
 //! The tables are created on first use (`ensure`), so this module owns its
 //! schema the way `store.rs` owns the rest of the model's.
