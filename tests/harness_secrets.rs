@@ -62,7 +62,7 @@ fn a_consumer_keeps_its_tracked_revision_until_it_refreshes() {
     // The label is unknown until a read by ID binds it.
     assert!(matches!(
         b.secret_get(SecretRef::Label(LABEL), SecretRead::Tracked),
-        Err(ModelError::SecretNotFound(m)) if m.contains("not found")
+        Err(ModelError::SecretNotFound(m)) if m == format!("consumer label {LABEL:?} not found")
     ));
     // The first read tracks the latest revision and binds the label.
     let by_id = SecretRef::IdWithLabel {
@@ -232,6 +232,25 @@ fn an_owner_reads_the_latest_and_may_not_refresh() {
         b.secret_get(SecretRef::Id(&theirs.id), SecretRead::Tracked),
         Err(ModelError::AccessDenied(_))
     ));
+}
+
+/// Juju treats a consumer's first read as a refresh, whatever its flags:
+/// even a first `--peek` starts tracking the latest revision.
+#[test]
+fn a_first_peek_starts_tracking() {
+    let meta = meta();
+    let (state, id) = world();
+    let mut b = MemoryBackend::new(&meta, state, HookScope::default());
+    assert_eq!(
+        password(b.secret_get(SecretRef::Id(&id), SecretRead::Peek)),
+        "pw-1"
+    );
+    let (mut state, _) = b.finish(true);
+    assert_eq!(state.secret(&id).unwrap().tracked, Some(1));
+    assert_eq!(
+        state.publish_secret_revision(&id, creds("pw-2")),
+        Some(on::secret_changed(&id, ""))
+    );
 }
 
 /// A charm's secret-changed handler re-reads with `--refresh` through the

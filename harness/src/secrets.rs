@@ -10,7 +10,8 @@
 //! - the **tracked revision**: the first read starts tracking the latest;
 //!   later reads keep returning the tracked one until a read with
 //!   `--refresh` moves it to the latest; `--peek` shows the latest once and
-//!   moves nothing;
+//!   moves nothing (but a first read, even a peek, starts tracking: Juju
+//!   treats a consumer it does not know yet as a refresh);
 //! - the **consumer label**: bound by a read with both an ID and `--label`;
 //!   from then on `--label` alone finds the secret.
 //!
@@ -193,7 +194,11 @@ fn find<'s>(
                         s.consumer_label.as_deref() == Some(label)
                     }
                 })
-                .ok_or_else(|| not_found(format!("with label {label:?}")))
+                // Owned secrets are looked up first; what is left is a
+                // consumer label, and Juju's error says so.
+                .ok_or_else(|| {
+                    ModelError::SecretNotFound(format!("consumer label {label:?} not found"))
+                })
         }
     }
 }
@@ -234,7 +239,12 @@ pub(crate) fn secret_get(
     }
     let latest = found.latest();
     let revision = match read {
-        SecretRead::Peek => latest,
+        // A first read tracks the latest whatever its flags (Juju's
+        // getConsumedRevision treats a consumer it does not know as a refresh).
+        SecretRead::Peek => {
+            found.tracked.get_or_insert(latest);
+            latest
+        }
         SecretRead::Refresh => {
             found.tracked = Some(latest);
             latest

@@ -121,7 +121,7 @@ fn a_consumer_tracks_its_revision_until_it_refreshes() {
     let ctx = f.hook("fake/0");
 
     f.run(&ctx, "secret-get", &["--label", LABEL])
-        .failed(1, "not found");
+        .failed(1, &format!("consumer label {LABEL:?} not found"));
     assert_eq!(f.password(&ctx, &[&uri, "--label", LABEL]), "pw-1");
     assert_eq!(
         secrets::consumer(&f.model, &uri, "fake/0").unwrap(),
@@ -235,6 +235,15 @@ fn grants_owners_and_usage_follow_juju() {
     assert_eq!(
         f.run(&ctx, "secret-ids", &["--format=json"]).json(),
         json!([ours])
+    );
+
+    // A first read, even a peek, starts tracking.
+    let peeked = secrets::add_secret(&f.model, "pg", None, "", &creds("first")).unwrap();
+    secrets::grant(&f.model, &peeked, 0).unwrap();
+    assert_eq!(f.password(&ctx, &[&peeked, "--peek"]), "first");
+    assert_eq!(
+        secrets::consumer(&f.model, &peeked, "fake/1").unwrap(),
+        Some((Some(1), None))
     );
 
     // Revoked, or the relation gone: refused.

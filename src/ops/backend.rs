@@ -325,7 +325,8 @@ pub enum SecretRead {
     Tracked,
     /// `--refresh`: the latest, and track it from now on (consumers only).
     Refresh,
-    /// `--peek`: the latest, this once; the tracked revision stays.
+    /// `--peek`: the latest, this once; the tracked revision stays (a
+    /// consumer's very first read starts tracking the latest regardless).
     Peek,
 }
 

@@ -9,7 +9,8 @@
 //! (the owning unit, or any unit of the owning application) always reads
 //! the latest revision and may not `--refresh`; a consumer needs a grant on
 //! a live relation between its application and the owner; its first read
-//! tracks the latest revision, `--refresh` moves it, `--peek` does not; a
+//! (even a peek) tracks the latest revision, `--refresh` moves it, a later
+//! `--peek` does not; a
 //! read by ID with `--label` binds the label. Tracking and labels change at
 //! once, not at the hook's commit: Juju's hook context sends the read
 //! straight to the controller (`HookContext.GetSecret`).
@@ -393,7 +394,8 @@ fn find(
             return Ok(candidate);
         }
     }
-    Err(not_found(format!("with label {label:?}")))
+    // Owned secrets are looked up first; what is left is a consumer label.
+    Err(runtime(format!("consumer label {label:?} not found")))
 }
 
 /// A grant on a live relation between the unit's application and the owner.
@@ -470,8 +472,10 @@ pub fn secret_get(
             (Some(_), Some(label)) => Some(label.to_string()),
             _ => was_label,
         };
+        // A first read tracks the latest whatever its flags: Juju treats a
+        // consumer it does not know as a refresh (`getConsumedRevision`).
         let tracked_now = if peek {
-            was_tracked
+            Some(was_tracked.unwrap_or(latest))
         } else if refresh {
             Some(latest)
         } else {
