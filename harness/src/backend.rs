@@ -506,6 +506,7 @@ impl Backend for MemoryBackend<'_> {
         let asker = Asker {
             app: &self.app,
             unit: &self.unit,
+            leader: self.state.leader,
         };
         secrets::secret_get(
             &mut self.state.secrets,
@@ -526,6 +527,7 @@ impl Backend for MemoryBackend<'_> {
         let asker = Asker {
             app: &self.app,
             unit: &self.unit,
+            leader: self.state.leader,
         };
         secrets::secret_info_get(&mut self.state.secrets, &asker, secret)
     }
@@ -540,6 +542,7 @@ impl Backend for MemoryBackend<'_> {
         let asker = Asker {
             app: &self.app,
             unit: &self.unit,
+            leader: self.state.leader,
         };
         Ok(secrets::secret_ids(&self.state.secrets, &asker))
     }

@@ -171,6 +171,7 @@ fn permission_denied() -> ModelError {
 pub(crate) struct Asker<'a> {
     pub app: &'a str,
     pub unit: &'a str,
+    pub leader: bool,
 }
 
 fn find<'s>(
@@ -218,14 +219,14 @@ pub(crate) fn secret_get(
                 "secret owner cannot use --refresh".into(),
             ));
         }
-        if let SecretRef::IdWithLabel { .. } = secret {
-            return Err(ModelError::ToolFailed {
-                tool: "secret-get".into(),
-                code: 1,
-                message:
-                    "either URI or label should be used for getting an owned secret but not both"
-                        .into(),
-            });
+        // ID and label from the owner (or, for an application's secret,
+        // its leader) relabel it, as Juju 3.6's controller does
+        // (`updateLabelForAppOwnedOrUnitOwnedSecret`); older agents refused
+        // the pair only with --refresh (LP#2042596), refused above.
+        if let SecretRef::IdWithLabel { label, .. } = secret {
+            if found.owner_unit.is_some() || asker.leader {
+                found.owner_label = label.to_string();
+            }
         }
         let latest = found.latest();
         let content = found.content(latest).cloned().unwrap_or_default();

@@ -214,15 +214,10 @@ fn grants_owners_and_usage_follow_juju() {
     f.run(&ctx, "secret-info-get", &[&ours, "--label", "admin"])
         .failed(2, "specify either a secret URI or label but not both");
 
-    // The owner: latest always, no --refresh, not ID and label together.
+    // The owner: latest always, no --refresh.
     assert_eq!(f.password(&ctx, &["--label", "admin"]), "own");
     f.run(&ctx, "secret-get", &[&ours, "--refresh"])
         .failed(1, "secret owner cannot use --refresh");
-    f.run(&ctx, "secret-get", &[&ours, "--label", "admin"])
-        .failed(
-            1,
-            "either URI or label should be used for getting an owned secret but not both",
-        );
     assert_eq!(
         f.run(
             &ctx,
@@ -236,6 +231,17 @@ fn grants_owners_and_usage_follow_juju() {
         f.run(&ctx, "secret-ids", &["--format=json"]).json(),
         json!([ours])
     );
+
+    // ID and label together: a non-leader just reads; the leader
+    // relabels its application's secret (Juju 3.6).
+    let label_of = |f: &Fixture| secrets::secret(&f.model, &ours).unwrap().unwrap().label;
+    assert!(!f.model.require_unit("fake/1").unwrap().leader);
+    assert_eq!(f.password(&ctx, &[&ours, "--label", "admin-2"]), "own");
+    assert_eq!(label_of(&f), "admin");
+    let leader = f.hook("fake/0");
+    assert_eq!(f.password(&leader, &[&ours, "--label", "admin-2"]), "own");
+    assert_eq!(label_of(&f), "admin-2");
+    assert_eq!(f.password(&ctx, &["--label", "admin-2"]), "own");
 
     // A first read, even a peek, starts tracking.
     let peeked = secrets::add_secret(&f.model, "pg", None, "", &creds("first")).unwrap();

@@ -457,10 +457,16 @@ pub fn secret_get(
         if refresh {
             return Err(runtime("secret owner cannot use --refresh"));
         }
-        if uri.is_some() && label.is_some() {
-            return Err(runtime(
-                "either URI or label should be used for getting an owned secret but not both",
-            ));
+        // ID and label from the owner (or its application's leader)
+        // relabel it, as Juju 3.6's controller does; older agents refused
+        // the pair only with --refresh (LP#2042596), refused above.
+        if let (Some(_), Some(label)) = (uri, label) {
+            if found.owner_unit.is_some() || model.require_unit(&unit.name)?.leader {
+                model.conn().execute(
+                    "UPDATE secrets SET label = ?1 WHERE id = ?2",
+                    params![label, found.id],
+                )?;
+            }
         }
         latest
     } else {
