@@ -562,3 +562,96 @@ fn harness_events_round_trip_through_the_parser() {
         );
     }
 }
+
+/// Owner hooks: rotate has no revision; expired and remove must have one
+/// (Juju exports `JUJU_SECRET_REVISION` for those only, and only above 0).
+#[test]
+fn secret_owner_hooks_and_their_revisions() {
+    let env = with(&[
+        ("JUJU_DISPATCH_PATH", "hooks/secret-rotate"),
+        ("JUJU_SECRET_ID", "secret:cn8f3mvmp25c7a5b6b2g"),
+        ("JUJU_SECRET_LABEL", "database.7.user.secret"),
+    ]);
+    let event = parse(env).unwrap();
+    assert!(!event.is_deferrable());
+    assert_eq!(event.name(), "secret-rotate");
+    let Event::Secret(secret) = event else {
+        panic!("not a secret event")
+    };
+    assert_eq!(secret.hook, SecretHook::Rotate);
+    assert_eq!(secret.label(), Some("database.7.user.secret"));
+    assert_eq!(secret.revision, None);
+
+    let env = with(&[
+        ("JUJU_DISPATCH_PATH", "hooks/secret-expired"),
+        ("JUJU_SECRET_ID", "secret:cn8f3mvmp25c7a5b6b2g"),
+        ("JUJU_SECRET_REVISION", "12"),
+    ]);
+    let event = parse(env).unwrap();
+    assert!(!event.is_deferrable());
+    assert!(matches!(
+        event,
+        Event::Secret(SecretEvent {
+            hook: SecretHook::Expired,
+            revision: Some(12),
+            ..
+        })
+    ));
+
+    for hook in ["hooks/secret-expired", "hooks/secret-remove"] {
+        let env = with(&[
+            ("JUJU_DISPATCH_PATH", hook),
+            ("JUJU_SECRET_ID", "secret:cn8f3mvmp25c7a5b6b2g"),
+        ]);
+        assert_eq!(
+            parse(env),
+            Err(EventError::Missing {
+                var: "JUJU_SECRET_REVISION",
+                path: hook.into()
+            })
+        );
+    }
+    for bad in ["0", "-1", "two"] {
+        let env = with(&[
+            ("JUJU_DISPATCH_PATH", "hooks/secret-remove"),
+            ("JUJU_SECRET_ID", "secret:cn8f3mvmp25c7a5b6b2g"),
+            ("JUJU_SECRET_REVISION", bad),
+        ]);
+        assert!(
+            matches!(
+                parse(env),
+                Err(EventError::Invalid {
+                    var: "JUJU_SECRET_REVISION",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// secret-changed is a consumer's hook: deferrable, revision-less, and
+/// refused without the secret's ID.
+#[test]
+fn secret_changed_needs_the_id_and_may_be_deferred() {
+    let env = with(&[
+        ("JUJU_DISPATCH_PATH", "hooks/secret-changed"),
+        ("JUJU_SECRET_ID", "secret:cn8f3mvmp25c7a5b6b2g"),
+        ("JUJU_SECRET_LABEL", ""),
+    ]);
+    let event = parse(env).unwrap();
+    assert!(event.is_deferrable());
+    let Event::Secret(secret) = event else {
+        panic!("not a secret event")
+    };
+    assert_eq!(secret.label(), None);
+
+    let env = with(&[("JUJU_DISPATCH_PATH", "hooks/secret-changed")]);
+    assert_eq!(
+        parse(env),
+        Err(EventError::Missing {
+            var: "JUJU_SECRET_ID",
+            path: "hooks/secret-changed".into()
+        })
+    );
+}

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use wsgi_app::ops::{
-    Backend, BagOwner, HookTools, LogLevel, Model, ModelError, Port, Protocol, Scope, Status,
-    StatusName,
+    Backend, BagOwner, HookTools, LogLevel, Model, ModelError, Port, Protocol, Scope, SecretOwner,
+    SecretRead, SecretRef, Status, StatusName,
 };
 
 const TOOLS: &[&str] = &[
@@ -35,6 +35,9 @@ const TOOLS: &[&str] = &[
     "close-port",
     "opened-ports",
     "network-get",
+    "secret-get",
+    "secret-info-get",
+    "secret-ids",
 ];
 
 const FAKE_TOOL: &str = r#"#!/bin/sh
@@ -518,5 +521,175 @@ fn only_peers_may_read_their_own_application_bag_without_leading() {
             .filter(|c| c[0] == "relation-get")
             .count(),
         0
+    );
+}
+
+const URI: &str = "secret:cn8f3mvmp25c7a5b6b2g";
+
+/// secret-get, secret-info-get and secret-ids with ops' argv
+/// (modern-interfaces.md §6.4) and Juju's JSON shapes (§6.1).
+#[test]
+fn secret_tools_use_ops_argv_and_parse_json() {
+    let tools = FakeTools::new();
+    let mut b = tools.backend();
+    tools.answer(
+        "secret-get",
+        r#"{"username":"relation-7","password":"p@ss w:rd/%","uris":"postgresql://x"}"#,
+    );
+    let label = "database.7.user.secret";
+    let cases = [
+        (
+            SecretRef::Id(URI),
+            SecretRead::Tracked,
+            vec!["--format=json", URI],
+        ),
+        (
+            SecretRef::Label(label),
+            SecretRead::Tracked,
+            vec!["--format=json", "--label", label],
+        ),
+        (
+            SecretRef::IdWithLabel { id: URI, label },
+            SecretRead::Tracked,
+            vec!["--format=json", URI, "--label", label],
+        ),
+        (
+            SecretRef::IdWithLabel { id: URI, label },
+            SecretRead::Refresh,
+            vec!["--format=json", URI, "--label", label, "--refresh"],
+        ),
+        (
+            SecretRef::Label(label),
+            SecretRead::Peek,
+            vec!["--format=json", "--label", label, "--peek"],
+        ),
+    ];
+    for (secret, read, args) in cases {
+        let content = b.secret_get(secret, read).unwrap();
+        assert_eq!(content.get("password"), Some("p@ss w:rd/%"));
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["password", "uris", "username"]
+        );
+        let mut expected = argv(&["secret-get"]);
+        expected.extend(argv(&args));
+        assert_eq!(tools.last_call(), expected, "{secret} {read:?}");
+    }
+
+    tools.answer(
+        "secret-info-get",
+        &format!(
+            r#"{{"{URI}":{{"revision":3,"label":"db-pass","owner":"application","rotation":"monthly","expiry":"2026-12-01T00:00:00Z","rotates":"2026-12-01T00:00:00Z"}}}}"#
+        ),
+    );
+    let info = b.secret_info_get(SecretRef::Id(URI)).unwrap();
+    assert_eq!(
+        tools.last_call(),
+        argv(&["secret-info-get", "--format=json", URI])
+    );
+    assert_eq!(info.id, URI);
+    assert_eq!(info.revision, 3);
+    assert_eq!(info.label, "db-pass");
+    assert_eq!(info.owner, SecretOwner::Application);
+    assert_eq!(info.rotation.as_deref(), Some("monthly"));
+    assert_eq!(info.expiry.as_deref(), Some("2026-12-01T00:00:00Z"));
+    assert_eq!(info.description, None);
+    b.secret_info_get(SecretRef::Label("db-pass")).unwrap();
+    assert_eq!(
+        tools.last_call(),
+        argv(&["secret-info-get", "--format=json", "--label", "db-pass"])
+    );
+
+    tools.answer("secret-ids", &format!(r#"["{URI}"]"#));
+    assert_eq!(b.secret_ids().unwrap(), [URI]);
+    assert_eq!(tools.last_call(), argv(&["secret-ids", "--format=json"]));
+}
+
+/// Juju's secret errors (§6.2) become typed errors; nothing the tool
+/// printed on stdout (the content) reaches an error or a Debug print.
+#[test]
+fn secret_failures_are_typed_and_never_show_content() {
+    let tools = FakeTools::new();
+    let mut b = tools.backend();
+
+    tools.fail(
+        "secret-get",
+        1,
+        "ERROR secret \"cn8f3mvmp25c7a5b6b2g\" not found\n",
+    );
+    assert!(matches!(
+        b.secret_get(SecretRef::Id(URI), SecretRead::Tracked),
+        Err(ModelError::SecretNotFound(m)) if m.contains("not found")
+    ));
+    tools.fail("secret-get", 1, "ERROR secret owner cannot use --refresh\n");
+    assert!(matches!(
+        b.secret_get(SecretRef::Id(URI), SecretRead::Refresh),
+        Err(ModelError::SecretOwnerCannotRefresh(_))
+    ));
+    tools.fail("secret-get", 1, "ERROR permission denied\n");
+    assert!(matches!(
+        b.secret_get(SecretRef::Id(URI), SecretRead::Tracked),
+        Err(ModelError::AccessDenied(m)) if m == "permission denied"
+    ));
+    tools.fail(
+        "secret-get",
+        2,
+        "ERROR specify one of --peek or --refresh but not both\n",
+    );
+    assert!(matches!(
+        b.secret_get(SecretRef::Id(URI), SecretRead::Peek),
+        Err(ModelError::Usage { .. })
+    ));
+
+    // ID and label together: refused as Juju refuses it, without a call.
+    let calls = tools.calls().len();
+    match b.secret_info_get(SecretRef::IdWithLabel {
+        id: URI,
+        label: "x",
+    }) {
+        Err(ModelError::Usage { tool, message }) => {
+            assert_eq!(tool, "secret-info-get");
+            assert_eq!(message, "specify either a secret URI or label but not both");
+        }
+        other => panic!("expected a usage error, got {other:?}"),
+    }
+    assert_eq!(tools.calls().len(), calls);
+
+    // Output that is not a flat map of strings: the error names the key,
+    // never a value.
+    let tools = FakeTools::new();
+    let mut b = tools.backend();
+    for out in [
+        r#"{"password":["hunter2-secret"]}"#,
+        r#"["hunter2-secret"]"#,
+        "password: hunter2-secret\n",
+        "{\"password\":\"hunter2-secret",
+    ] {
+        tools.answer("secret-get", out);
+        let err = b
+            .secret_get(SecretRef::Id(URI), SecretRead::Tracked)
+            .unwrap_err();
+        assert!(matches!(err, ModelError::BadOutput { .. }), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+    std::fs::write(
+        tools.dir.path().join("secret-get.out"),
+        b"{\"password\":\"\xff\"}",
+    )
+    .unwrap();
+    assert!(matches!(
+        b.secret_get(SecretRef::Id(URI), SecretRead::Tracked),
+        Err(ModelError::BadOutput { .. })
+    ));
+
+    tools.answer("secret-get", r#"{"password":"hunter2-secret"}"#);
+    let content = b
+        .secret_get(SecretRef::Id(URI), SecretRead::Tracked)
+        .unwrap();
+    let shown = format!("{content:?}");
+    assert!(
+        shown.contains("password") && !shown.contains("hunter2"),
+        "{shown}"
     );
 }

@@ -22,11 +22,12 @@ use std::fmt::Display;
 use serde_json::{Map, Value};
 use wsgi_app::ops::{
     backend::check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port,
-    RelationId, Scope, Status, ToolCall,
+    RelationId, Scope, SecretContent, SecretInfo, SecretRead, SecretRef, Status, ToolCall,
 };
 
 use crate::context::ActionOutput;
 use crate::schema::CharmMeta;
+use crate::secrets::{self, Asker};
 use crate::state::{default_network, merge_bag, Relation, State};
 
 /// What the running hook is about, as Juju's hook context knows it.
@@ -39,6 +40,8 @@ pub struct HookScope {
     pub breaking: Option<u32>,
     /// The action's validated params, when an action runs.
     pub action: Option<Map<String, Value>>,
+    /// Juju before 3.0.3: the secret tools do not exist.
+    pub secrets_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -485,6 +488,63 @@ impl Backend for MemoryBackend<'_> {
                 message: format!("no network config found for binding {binding:?}"),
             })
         }
+    }
+
+    // Secrets: the rules live in `crate::secrets`.
+
+    fn secret_get(
+        &mut self,
+        secret: SecretRef<'_>,
+        read: SecretRead,
+    ) -> Result<SecretContent, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-get".into(),
+            });
+        }
+        self.call(ToolCall::secret_get(secret, read));
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+            leader: self.state.leader,
+        };
+        secrets::secret_get(
+            &mut self.state.secrets,
+            &self.state.relations,
+            &asker,
+            secret,
+            read,
+        )
+    }
+
+    fn secret_info_get(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-info-get".into(),
+            });
+        }
+        self.call(ToolCall::secret_info_get(secret));
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+            leader: self.state.leader,
+        };
+        secrets::secret_info_get(&mut self.state.secrets, &asker, secret)
+    }
+
+    fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
+        if self.scope.secrets_unavailable {
+            return Err(ModelError::ToolMissing {
+                tool: "secret-ids".into(),
+            });
+        }
+        self.call(ToolCall::secret_ids());
+        let asker = Asker {
+            app: &self.app,
+            unit: &self.unit,
+            leader: self.state.leader,
+        };
+        Ok(secrets::secret_ids(&self.state.secrets, &asker))
     }
 }
 

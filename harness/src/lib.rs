@@ -54,8 +54,12 @@
 //! - [`charm_contents`]: what the charm contains; charm-sim lays it out and
 //!   [`xtask::pack`] zips it into the `.charm` for real Juju.
 //!
-//! What it does not model: storage and secrets beyond their hook
-//! environments, `relation-list` membership before `-joined` (the State's
+//! - [`Secret`] (`secrets`): Juju secrets with owners, revisions, grants
+//!   on relations and each consumer's tracked revision and label.
+//!
+//! What it does not model: storage beyond its hook environment, secret
+//! writes (`secret-add`, `secret-set`, grants from the charm), rotation
+//! and expiry schedules, `relation-list` membership before `-joined` (the State's
 //! units are listed from `-created` on), and anything the charm does on
 //! the machine other than through `Runner` and `ServiceManager` (plain
 //! file writes land in the temporary root, which is shared, not rolled
@@ -67,6 +71,7 @@ pub mod context;
 pub mod on;
 pub mod recorder;
 pub mod schema;
+pub mod secrets;
 pub mod sim;
 pub mod state;
 pub mod xtask;
@@ -78,6 +83,7 @@ pub use recorder::{
     failure, output, CommandMatch, CommandRecorder, FakeServices, ServiceCall, REDACTED,
 };
 pub use schema::CharmMeta;
+pub use secrets::Secret;
 pub use state::{bag, MachineDir, Relation, ServiceRecord, State, StoreImage};
 
 /// The test's setup is not something Juju would produce, or a chained

@@ -288,6 +288,9 @@ pub struct State {
     /// Make the next service start fail (the old master, if any, keeps
     /// running). Cleared once a start has failed.
     pub service_fails_to_start: bool,
+    /// The Juju secrets this unit owns or may be granted
+    /// (`crate::secrets`).
+    pub secrets: Vec<crate::secrets::Secret>,
 }
 
 impl Default for State {
@@ -310,6 +313,7 @@ impl Default for State {
             machine: MachineDir::new(),
             services: BTreeMap::new(),
             service_fails_to_start: false,
+            secrets: Vec::new(),
         }
     }
 }

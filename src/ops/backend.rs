@@ -269,8 +269,133 @@ pub enum ModelError {
     BadOutput { tool: String, detail: String },
     #[error("not running an action")]
     NotAnAction,
+    /// Juju knows no secret by that ID or label (for this unit), or the
+    /// revision asked for is gone. ops' `SecretNotFoundError`.
+    #[error("secret not found: {0}")]
+    SecretNotFound(String),
+    /// The owner of a secret asked for `--refresh`, which Juju allows
+    /// consumers only; the owner always reads the latest revision.
+    #[error("secret owner cannot use --refresh: {0}")]
+    SecretOwnerCannotRefresh(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Which secret a `secret-get` or `secret-info-get` is about: by ID (the
+/// `secret:…` URI, passed on unchanged), by the label this unit bound, or
+/// (consumers only, `secret-get` only) by ID while binding a label to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretRef<'a> {
+    Id(&'a str),
+    Label(&'a str),
+    IdWithLabel { id: &'a str, label: &'a str },
+}
+
+impl<'a> SecretRef<'a> {
+    pub fn id(&self) -> Option<&'a str> {
+        match *self {
+            SecretRef::Id(id) | SecretRef::IdWithLabel { id, .. } => Some(id),
+            SecretRef::Label(_) => None,
+        }
+    }
+
+    pub fn label(&self) -> Option<&'a str> {
+        match *self {
+            SecretRef::Label(label) | SecretRef::IdWithLabel { label, .. } => Some(label),
+            SecretRef::Id(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for SecretRef<'_> {
+    /// Names the secret in messages (IDs and labels are not secret).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Id(id) => write!(f, "{id}"),
+            SecretRef::Label(label) => write!(f, "label {label:?}"),
+            SecretRef::IdWithLabel { id, label } => write!(f, "{id} (label {label:?})"),
+        }
+    }
+}
+
+/// Which revision `secret-get` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretRead {
+    /// The revision this unit tracks (the latest on its first read).
+    Tracked,
+    /// `--refresh`: the latest, and track it from now on (consumers only).
+    Refresh,
+    /// `--peek`: the latest, this once; the tracked revision stays (a
+    /// consumer's very first read starts tracking the latest regardless).
+    Peek,
+}
+
+/// A secret's content: key → decoded value. Its `Debug` shows the keys
+/// only, so the values cannot reach a log or an error by accident.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretContent(BTreeMap<String, String>);
+
+impl SecretContent {
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        SecretContent(values)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values, for the one place that must write them (the app's
+    /// environment file).
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        self.0
+    }
+}
+
+impl fmt::Debug for SecretContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()?;
+        f.write_str(" (values hidden)")
+    }
+}
+
+/// Who owns a secret, as `secret-info-get` says.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::AsRefStr, strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum SecretOwner {
+    Application,
+    Unit,
+}
+
+/// What `secret-info-get` tells the owner of a secret (no content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// The ID as Juju printed it (the key of its JSON answer).
+    pub id: String,
+    pub revision: u32,
+    /// The owner's label; empty when none was set.
+    pub label: String,
+    pub owner: SecretOwner,
+    pub description: Option<String>,
+    /// The rotation policy (`never`, `hourly`, …), when one is set.
+    pub rotation: Option<String>,
+    /// RFC 3339, as Juju prints it.
+    pub expiry: Option<String>,
+    /// RFC 3339: when `secret-rotate` runs next.
+    pub rotates: Option<String>,
 }
 
 /// Everything the framework can ask of Juju. One call, one hook tool; no
@@ -329,6 +454,51 @@ pub trait Backend {
         binding: &str,
         relation: Option<(&str, u32)>,
     ) -> Result<Network, ModelError>;
+    /// `secret-get --format=json [<id>] [--label L] [--refresh|--peek]`.
+    fn secret_get(
+        &mut self,
+        secret: SecretRef<'_>,
+        read: SecretRead,
+    ) -> Result<SecretContent, ModelError>;
+    /// `secret-info-get --format=json <id>` or `--label L` (owners only;
+    /// ID and label together is refused, as Juju refuses it).
+    fn secret_info_get(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError>;
+    /// `secret-ids --format=json`: the secrets this unit (or, as leader,
+    /// its application) owns.
+    fn secret_ids(&mut self) -> Result<Vec<String>, ModelError>;
+}
+
+/// Whether a Juju agent of `version` (`JUJU_VERSION`, e.g. `3.6.4`,
+/// `2.9.49`, `3.0-beta2`) has secrets and their hook tools: 3.0.3 and later,
+/// as ops' `JujuVersion.has_secrets` says (modern-interfaces.md §2.3). An
+/// unreadable version counts as without.
+pub fn juju_has_secrets(version: &str) -> bool {
+    let mut parts = version.trim().splitn(3, '.');
+    let number = |part: Option<&str>| -> Option<u32> {
+        let digits: String = part?.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let (Some(major), Some(minor_part)) = (number(parts.next()), parts.next()) else {
+        return false;
+    };
+    let Some(minor) = number(Some(minor_part)) else {
+        return false;
+    };
+    // `3.0-beta2`: a tag where the patch would be, so patch 0.
+    let patch = if minor_part.contains('-') {
+        0
+    } else {
+        number(parts.next()).unwrap_or(0)
+    };
+    (major, minor, patch) >= (3, 0, 3)
+}
+
+/// Juju's refusal of `secret-info-get` with both an ID and a label.
+pub fn secret_info_ref_error() -> ModelError {
+    ModelError::Usage {
+        tool: "secret-info-get".into(),
+        message: "specify either a secret URI or label but not both".into(),
+    }
 }
 
 /// The key rules `action-set` enforces for each dot-separated segment.
@@ -370,6 +540,16 @@ mod tests {
         }
         assert!(Port::from_str("90-80/tcp").is_err());
         assert!(Port::from_str("80/sctp").is_err());
+    }
+
+    #[test]
+    fn secrets_arrive_with_juju_3_0_3() {
+        for yes in ["3.0.3", "3.1.0", "3.6.4", "4.0.0", "3.6-rc1.1"] {
+            assert!(juju_has_secrets(yes), "{yes}");
+        }
+        for no in ["2.9.49", "3.0.2", "3.0-beta2", "3", "", "three"] {
+            assert!(!juju_has_secrets(no), "{no}");
+        }
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub enum StorageHook {
     Detaching,
 }
 
+/// `secret-changed` runs on consumers when the owner publishes a new
+/// revision; the other three run on the owner (for an application's
+/// secret, on its leader).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::AsRefStr)]
 #[strum(serialize_all = "kebab-case")]
 pub enum SecretHook {
@@ -82,6 +85,13 @@ pub enum SecretHook {
     Rotate,
     Expired,
     Remove,
+}
+
+impl SecretHook {
+    /// Whether Juju names a revision (`JUJU_SECRET_REVISION`) for this hook.
+    pub fn carries_revision(self) -> bool {
+        matches!(self, SecretHook::Expired | SecretHook::Remove)
+    }
 }
 
 /// One relation: the endpoint it is on and Juju's id for it (`db:7`).
@@ -135,9 +145,21 @@ pub struct StorageEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretEvent {
     pub hook: SecretHook,
+    /// `JUJU_SECRET_ID`: the full URI (`secret:…`), to pass to `secret-get`
+    /// unchanged.
     pub id: String,
+    /// `JUJU_SECRET_LABEL`: the label this unit bound (or the owner's);
+    /// empty when there is none.
     pub label: String,
+    /// Set for secret-remove and secret-expired only.
     pub revision: Option<u32>,
+}
+
+impl SecretEvent {
+    /// The label, when Juju gave one.
+    pub fn label(&self) -> Option<&str> {
+        Some(self.label.as_str()).filter(|l| !l.is_empty())
+    }
 }
 
 /// Every event Juju can send a machine charm.
@@ -275,13 +297,21 @@ impl<E: Name, A: Name> Event<E, A> {
         })
     }
 
+    /// Juju exports `JUJU_SECRET_REVISION` (a number above 0) for the hooks
+    /// about one revision, secret-remove and secret-expired, and for no
+    /// other (juju-hook-tools.md §1.2, modern-interfaces.md §6.3).
     fn parse_secret(vars: &EventVars, path: &str, hook: SecretHook) -> Result<Self, EventError> {
         let revision = match var(vars, "JUJU_SECRET_REVISION") {
+            None if hook.carries_revision() => {
+                return Err(require(vars, "JUJU_SECRET_REVISION", path).unwrap_err())
+            }
             None => None,
-            Some(r) => Some(r.parse::<u32>().map_err(|_| EventError::Invalid {
-                var: "JUJU_SECRET_REVISION",
-                value: r.to_string(),
-                why: "expected a number".into(),
+            Some(r) => Some(r.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                EventError::Invalid {
+                    var: "JUJU_SECRET_REVISION",
+                    value: r.to_string(),
+                    why: "expected a revision number from 1 up".into(),
+                }
             })?),
         };
         Ok(Event::Secret(SecretEvent {

@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::backend::{Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Scope, Status};
+use super::backend::{
+    secret_info_ref_error, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Scope,
+    SecretContent, SecretInfo, SecretOwner, SecretRead, SecretRef, Status,
+};
 use super::event::RelationId;
 
 /// One hook-tool call as Juju receives it: the tool, its arguments and,
@@ -170,6 +173,39 @@ impl ToolCall {
             .chain([binding]);
         Self::new("network-get", args)
     }
+
+    /// ops' order: format, the ID, the label, then the revision choice
+    /// (modern-interfaces.md §6.4). IDs and labels are not secret; the
+    /// content comes back on stdout only.
+    pub fn secret_get(secret: SecretRef<'_>, read: SecretRead) -> Self {
+        let label = secret.label().into_iter().flat_map(|l| ["--label", l]);
+        let read = match read {
+            SecretRead::Tracked => None,
+            SecretRead::Refresh => Some("--refresh"),
+            SecretRead::Peek => Some("--peek"),
+        };
+        let args = ["--format=json"]
+            .into_iter()
+            .chain(secret.id())
+            .chain(label)
+            .chain(read);
+        Self::new("secret-get", args)
+    }
+
+    /// By ID or by label; with both, the ID is sent and the label too, so
+    /// Juju gives its own refusal (`HookTools` refuses before that).
+    pub fn secret_info_get(secret: SecretRef<'_>) -> Self {
+        let label = secret.label().into_iter().flat_map(|l| ["--label", l]);
+        let args = ["--format=json"]
+            .into_iter()
+            .chain(secret.id())
+            .chain(label);
+        Self::new("secret-info-get", args)
+    }
+
+    pub fn secret_ids() -> Self {
+        Self::new("secret-ids", ["--format=json"])
+    }
 }
 
 /// Runs hook tools found on `PATH` (or in `tools_dir` when given).
@@ -254,6 +290,15 @@ impl HookTools {
 /// Map a failed tool run to a typed error, matching on stderr as ops does.
 fn classify_failure(tool: &str, code: i32, message: String) -> ModelError {
     let lower = message.to_lowercase();
+    if tool.starts_with("secret-") {
+        // Juju's texts (modern-interfaces.md §6.2); ops maps any "not found".
+        if lower.contains("secret owner cannot use --refresh") {
+            return ModelError::SecretOwnerCannotRefresh(message);
+        }
+        if lower.contains("not found") {
+            return ModelError::SecretNotFound(message);
+        }
+    }
     let about_relations = tool.starts_with("relation-") || tool.starts_with("network-");
     if about_relations && lower.contains("relation not found") {
         return ModelError::RelationNotFound(message);
@@ -278,6 +323,75 @@ fn classify_failure(tool: &str, code: i32, message: String) -> ModelError {
         code,
         message,
     }
+}
+
+/// `secret-get --format=json`'s answer: a flat map of decoded strings.
+/// Anything else is reported without quoting the output, which may hold
+/// the secret's values.
+fn parse_secret_content(out: &[u8]) -> Result<SecretContent, ModelError> {
+    let bad = |what: &str| ModelError::BadOutput {
+        tool: "secret-get".into(),
+        detail: format!("{what} (content not shown)"),
+    };
+    let text = std::str::from_utf8(out).map_err(|_| bad("not UTF-8"))?;
+    let value: Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
+    let Value::Object(map) = value else {
+        return Err(bad("not a JSON object"));
+    };
+    let mut content = BTreeMap::new();
+    for (key, value) in map {
+        let Value::String(value) = value else {
+            return Err(bad(&format!("the value of key {key:?} is not a string")));
+        };
+        content.insert(key, value);
+    }
+    Ok(SecretContent::new(content))
+}
+
+#[derive(serde::Deserialize)]
+struct SecretInfoJson {
+    #[serde(default)]
+    revision: u32,
+    #[serde(default)]
+    label: String,
+    owner: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    rotation: Option<String>,
+    #[serde(default)]
+    expiry: Option<String>,
+    #[serde(default)]
+    rotates: Option<String>,
+}
+
+/// `secret-info-get --format=json`'s answer: `{"<id>": {...}}`; ops takes
+/// the first key as the ID.
+fn parse_secret_info(out: &[u8]) -> Result<SecretInfo, ModelError> {
+    let bad = |detail: String| ModelError::BadOutput {
+        tool: "secret-info-get".into(),
+        detail,
+    };
+    let map: BTreeMap<String, SecretInfoJson> =
+        serde_json::from_slice(out).map_err(|e| bad(e.to_string()))?;
+    let (id, raw) = map
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("no secret in the answer".into()))?;
+    let owner = raw
+        .owner
+        .parse::<SecretOwner>()
+        .map_err(|_| bad(format!("unknown owner {:?}", raw.owner)))?;
+    Ok(SecretInfo {
+        id,
+        revision: raw.revision,
+        label: raw.label,
+        owner,
+        description: raw.description.filter(|d| !d.is_empty()),
+        rotation: raw.rotation.filter(|r| !r.is_empty()),
+        expiry: raw.expiry.filter(|e| !e.is_empty()),
+        rotates: raw.rotates.filter(|r| !r.is_empty()),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -430,5 +544,26 @@ impl Backend for HookTools {
     ) -> Result<Network, ModelError> {
         let relation_id = relation.map(|(_, id)| id);
         self.run_json(&ToolCall::network_get(binding, relation_id))
+    }
+
+    fn secret_get(
+        &mut self,
+        secret: SecretRef<'_>,
+        read: SecretRead,
+    ) -> Result<SecretContent, ModelError> {
+        let out = self.run(&ToolCall::secret_get(secret, read))?;
+        parse_secret_content(&out)
+    }
+
+    fn secret_info_get(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError> {
+        if let SecretRef::IdWithLabel { .. } = secret {
+            return Err(secret_info_ref_error());
+        }
+        let out = self.run(&ToolCall::secret_info_get(secret))?;
+        parse_secret_info(&out)
+    }
+
+    fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
+        self.run_json(&ToolCall::secret_ids())
     }
 }

@@ -17,14 +17,14 @@ pub mod model;
 pub mod store;
 
 pub use backend::{
-    Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Protocol, Scope, Status,
-    StatusName,
+    Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Protocol, Scope, SecretContent,
+    SecretInfo, SecretOwner, SecretRead, SecretRef, Status, StatusName,
 };
 pub use config::{ConfigError, ConfigReader};
 pub use dispatch::{run, Charm, Dispatch, DispatchOutcome, HandlerError, HookContext};
 pub use event::{
-    ActionEvent, Event, EventError, EventVars, RelationEvent, RelationHook, RelationId, SecretHook,
-    StorageHook, UnitHook,
+    ActionEvent, Event, EventError, EventVars, RelationEvent, RelationHook, RelationId,
+    SecretEvent, SecretHook, StorageHook, UnitHook,
 };
 pub use hooktools::{HookTools, ToolCall};
 pub use model::{Model, Remembered};

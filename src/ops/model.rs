@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::backend::{
     check_action_result_key, Backend, Bag, BagOwner, LogLevel, ModelError, Network, Port, Scope,
-    Status,
+    SecretContent, SecretInfo, SecretRead, SecretRef, Status,
 };
 use super::event::{Name, RelationId};
 
@@ -84,6 +84,9 @@ pub struct Model<'b, E> {
     bags: HashMap<(String, u32, BagOwner), Bag>,
     networks: HashMap<(String, Option<(String, u32)>), Network>,
     ports: Option<Vec<Port>>,
+    /// Secret content read at the tracked revision in this dispatch, by
+    /// (ID, label) as asked. In memory only, never stored.
+    secrets: HashMap<(Option<String>, Option<String>), SecretContent>,
 }
 
 impl<'b, E: Name> Model<'b, E> {
@@ -102,6 +105,7 @@ impl<'b, E: Name> Model<'b, E> {
             bags: HashMap::new(),
             networks: HashMap::new(),
             ports: None,
+            secrets: HashMap::new(),
         }
     }
 
@@ -347,6 +351,64 @@ impl<'b, E: Name> Model<'b, E> {
         now.dedup();
         self.ports = Some(now);
         Ok(())
+    }
+
+    /// A secret's content, by ID, by the label this unit bound to it, or by
+    /// ID while binding a label (a consumer's first read, after which the
+    /// label alone finds it).
+    ///
+    /// [`SecretRead::Tracked`] returns the revision this unit tracks and is
+    /// cached for the dispatch; [`SecretRead::Refresh`] moves to the latest
+    /// (a `secret-changed` handler's read) and, when Juju answers that this
+    /// unit owns the secret (owners may not refresh, and always read the
+    /// latest), is retried once without it, as ops' data libraries do;
+    /// [`SecretRead::Peek`] shows the latest without tracking it.
+    ///
+    /// Errors name the secret, never its content:
+    /// [`ModelError::SecretNotFound`], [`ModelError::AccessDenied`] (not
+    /// granted to this unit, or the grant was revoked), …
+    pub fn secret_content(
+        &mut self,
+        secret: SecretRef<'_>,
+        read: SecretRead,
+    ) -> Result<SecretContent, ModelError> {
+        let key = (
+            secret.id().map(str::to_string),
+            secret.label().map(str::to_string),
+        );
+        if read == SecretRead::Tracked {
+            if let Some(content) = self.secrets.get(&key) {
+                return Ok(content.clone());
+            }
+        }
+        let content = match self.backend.secret_get(secret, read) {
+            Err(ModelError::SecretOwnerCannotRefresh(_)) if read == SecretRead::Refresh => {
+                self.backend.secret_get(secret, SecretRead::Tracked)?
+            }
+            other => other?,
+        };
+        match read {
+            SecretRead::Peek => {}
+            SecretRead::Tracked => {
+                self.secrets.insert(key, content.clone());
+            }
+            SecretRead::Refresh => {
+                // What was read at the old revision, under any name, is stale.
+                self.secrets.clear();
+                self.secrets.insert(key, content.clone());
+            }
+        }
+        Ok(content)
+    }
+
+    /// `secret-info-get` for a secret this unit (or its application) owns.
+    pub fn secret_info(&mut self, secret: SecretRef<'_>) -> Result<SecretInfo, ModelError> {
+        self.backend.secret_info_get(secret)
+    }
+
+    /// The IDs of the secrets this unit (or, as leader, its application) owns.
+    pub fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
+        self.backend.secret_ids()
     }
 
     /// Set this unit's status now (Juju shows it at once, even if the hook fails).

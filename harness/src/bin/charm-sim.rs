@@ -96,6 +96,34 @@ enum Command {
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
     },
+    /// Create a secret owned by a remote application, granted on its relations; prints the URI
+    AddSecret {
+        #[arg(value_name = "REMOTE_APP")]
+        owner: String,
+        /// The owner's label for it
+        #[arg(long, default_value = "")]
+        label: String,
+        /// A relation (id, or ENDPOINT:ID) whose other side may read it (repeatable)
+        #[arg(long, value_name = "RELATION")]
+        grant: Vec<String>,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        content: Vec<String>,
+    },
+    /// Publish a new revision of a remote application's secret; consumers run secret-changed
+    RotateSecret {
+        #[arg(value_name = "SECRET_URI")]
+        uri: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        content: Vec<String>,
+    },
+    /// Take back a remote application's grant of a secret on a relation
+    RevokeSecret {
+        #[arg(value_name = "SECRET_URI")]
+        uri: String,
+        /// The relation (id, or ENDPOINT:ID) to revoke it on
+        #[arg(long, value_name = "RELATION")]
+        relation: String,
+    },
     /// Relate APP:ENDPOINT to a remote application
     Relate {
         #[arg(value_name = "APP:ENDPOINT")]
@@ -255,6 +283,20 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?
         }
+        Command::AddSecret {
+            owner,
+            label,
+            grant,
+            content,
+        } => println!(
+            "{}",
+            commands::add_secret(g, &owner, &label, &grant, &content)?
+        ),
+        Command::RotateSecret { uri, content } => {
+            let revision = commands::rotate_secret(g, &uri, &content)?;
+            println!("{uri} revision {revision}");
+        }
+        Command::RevokeSecret { uri, relation } => commands::revoke_secret(g, &uri, &relation)?,
         Command::Relate { first, second } => commands::relate(g, &first, &second)?,
         Command::Unrelate { first, second } => commands::unrelate(g, &first, &second)?,
         Command::Run {

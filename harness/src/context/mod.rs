@@ -283,7 +283,10 @@ impl<C: Charm> Context<C> {
         let state = self.checked(state)?;
         let env = self.hook_env(&event, &state)?;
 
-        let mut scope = HookScope::default();
+        let mut scope = HookScope {
+            secrets_unavailable: !wsgi_app::ops::backend::juju_has_secrets(&self.juju_version),
+            ..HookScope::default()
+        };
         if let EventSpec::Action { name, params, .. } = &event {
             match self.meta.action_params(name, params)? {
                 Ok(params) => scope.action = Some(params),

@@ -492,6 +492,69 @@ pub fn set_remote_data(g: &Global, target: &str, settings: &[String]) -> Result<
     settle(&model, g)
 }
 
+// ----- secrets (the rules live in `super::secrets`) -----------------------------------
+
+/// `charm-sim add-secret REMOTE_APP [--label L] [--grant REL]... k=v ...`:
+/// a secret owned by a remote application, granted on its relations, as a
+/// provider's leader creates one. Prints the URI.
+pub fn add_secret(
+    g: &Global,
+    owner: &str,
+    label: &str,
+    grants: &[String],
+    settings: &[String],
+) -> Result<String> {
+    let content = key_values(settings)?;
+    let (model, _lock) = open_locked(g)?;
+    let app = model.require_app(owner)?;
+    if !app.remote {
+        return Err(sim_err!(
+            "{owner:?} is the charm under test; its own hooks create its secrets"
+        ));
+    }
+    let mut relation_ids = Vec::new();
+    for grant in grants {
+        let number = grant.rsplit(':').next().unwrap_or_default();
+        let id: i64 = number
+            .parse()
+            .map_err(|_| sim_err!("--grant {grant:?}: expected a relation id (e.g. 3 or db:3)"))?;
+        relation_ids.push(id);
+    }
+    let uri = super::secrets::add_secret(&model, owner, None, label, &content)?;
+    for id in relation_ids {
+        super::secrets::grant(&model, &uri, id)?;
+    }
+    Ok(uri)
+}
+
+/// `charm-sim rotate-secret URI k=v ...`: the owner publishes a new
+/// revision; consumers tracking an older one run `secret-changed`.
+pub fn rotate_secret(g: &Global, uri: &str, settings: &[String]) -> Result<u32> {
+    let content = key_values(settings)?;
+    let (model, _lock) = open_locked(g)?;
+    let found =
+        super::secrets::secret(&model, uri)?.ok_or_else(|| sim_err!("secret {uri:?} not found"))?;
+    if !model.require_app(&found.owner_app)?.remote {
+        return Err(sim_err!(
+            "{uri} belongs to the charm under test; its own hooks publish its revisions"
+        ));
+    }
+    let (revision, _) = super::secrets::publish_revision(&model, uri, &content)?;
+    settle(&model, g)?;
+    Ok(revision)
+}
+
+/// `charm-sim revoke-secret URI --relation REL`: the owner takes a grant
+/// back; the other side's reads are refused from now on.
+pub fn revoke_secret(g: &Global, uri: &str, relation: &str) -> Result<()> {
+    let number = relation.rsplit(':').next().unwrap_or_default();
+    let id: i64 = number.parse().map_err(|_| {
+        sim_err!("--relation {relation:?}: expected a relation id (e.g. 3 or db:3)")
+    })?;
+    let (model, _lock) = open_locked(g)?;
+    super::secrets::revoke(&model, uri, id)
+}
+
 /// Split `APP[:ENDPOINT]`.
 fn split_endpoint(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {

@@ -43,6 +43,14 @@ pub struct ContextInfo {
     pub broken_relation: Option<i64>,
     pub action_id: Option<i64>,
     pub action_name: Option<String>,
+    /// Secret hooks: `JUJU_SECRET_ID`, `JUJU_SECRET_LABEL` and (remove,
+    /// expired) `JUJU_SECRET_REVISION`.
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    #[serde(default)]
+    pub secret_label: Option<String>,
+    #[serde(default)]
+    pub secret_revision: Option<u32>,
 }
 
 /// Where a unit's things live on disk.
@@ -173,6 +181,17 @@ pub fn hook_env(
         ));
         if let Some(departing) = info.departing_unit.as_ref().filter(|d| !d.is_empty()) {
             env.push(("JUJU_DEPARTING_UNIT".into(), departing.clone()));
+        }
+    }
+    if let Some(id) = &info.secret_id {
+        env.push(("JUJU_SECRET_ID".into(), id.clone()));
+        env.push((
+            "JUJU_SECRET_LABEL".into(),
+            info.secret_label.clone().unwrap_or_default(),
+        ));
+        // Juju exports the revision only when above 0 (§1.2).
+        if let Some(revision) = info.secret_revision.filter(|r| *r > 0) {
+            env.push(("JUJU_SECRET_REVISION".into(), revision.to_string()));
         }
     }
     if let (Some(id), Some(name)) = (info.action_id, &info.action_name) {

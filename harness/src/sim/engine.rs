@@ -16,7 +16,7 @@
 use std::fs;
 
 use serde::{Deserialize, Serialize};
-use wsgi_app::ops::{RelationHook, UnitHook};
+use wsgi_app::ops::{RelationHook, SecretHook, UnitHook};
 
 use super::context::{self, ContextInfo, Program, Progress, UnitPaths};
 use super::reaper;
@@ -38,6 +38,17 @@ pub enum Hook {
         /// `None` for created, broken and app-level changed.
         remote_unit: Option<String>,
         departing_unit: Option<String>,
+    },
+    /// A secret hook (`sim::secrets` queues `secret-changed`).
+    Secret {
+        #[serde(with = "juju_name")]
+        kind: SecretHook,
+        /// The URI, for `JUJU_SECRET_ID`.
+        id: String,
+        /// For `JUJU_SECRET_LABEL`; empty when none.
+        label: String,
+        /// For secret-remove and secret-expired only.
+        revision: Option<u32>,
     },
 }
 
@@ -68,6 +79,7 @@ impl Hook {
             Hook::Relation { kind, endpoint, .. } => {
                 format!("{endpoint}-relation-{}", kind.as_ref())
             }
+            Hook::Secret { kind, .. } => format!("secret-{}", kind.as_ref()),
         }
     }
 
@@ -107,6 +119,17 @@ impl Hook {
             if *kind == RelationHook::Broken {
                 info.broken_relation = Some(*relation_id);
             }
+        }
+        if let Hook::Secret {
+            id,
+            label,
+            revision,
+            ..
+        } = self
+        {
+            info.secret_id = Some(id.clone());
+            info.secret_label = Some(label.clone());
+            info.secret_revision = *revision;
         }
         info
     }

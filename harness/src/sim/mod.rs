@@ -41,6 +41,7 @@ pub mod engine;
 pub mod flags;
 pub mod output;
 pub mod reaper;
+pub mod secrets;
 pub mod status;
 pub mod store;
 pub mod tools;

@@ -27,6 +27,7 @@ use super::context::{ContextInfo, UnitPaths};
 use super::engine::{enqueue_hook, live_units, Hook};
 use super::flags::{self, Flag, Parsed};
 use super::output::{render, Format};
+use super::secrets;
 use super::store::{App, Bag, Model, Relation, Unit};
 use super::MODEL_ENV;
 
@@ -50,6 +51,9 @@ pub const TOOL_NAMES: &[&str] = &[
     "relation-ids",
     "relation-list",
     "relation-set",
+    "secret-get",
+    "secret-ids",
+    "secret-info-get",
     "status-get",
     "status-set",
     "unit-get",
@@ -175,6 +179,18 @@ fn flags_of(tool: &str) -> (Vec<Flag>, bool) {
             ],
             true,
         ),
+        "secret-get" => (
+            vec![
+                format,
+                output,
+                Flag::value("label", None),
+                Flag::switch("peek", None),
+                Flag::switch("refresh", None),
+            ],
+            true,
+        ),
+        "secret-info-get" => (vec![format, output, Flag::value("label", None)], true),
+        "secret-ids" => (vec![format, output], true),
         _ => (vec![], false),
     }
 }
@@ -296,6 +312,11 @@ fn run_tool_inner(name: &str, args: &[String]) -> ToolResult<Reply> {
         "leader-get" => leader_get(&ctx, &parsed, format),
         "leader-set" => leader_set(&ctx, &parsed),
         "application-version-set" => application_version_set(&ctx, &parsed),
+        "secret-get" => secrets::secret_get(&ctx.model, &ctx.unit, &parsed, format).map(Reply::out),
+        "secret-info-get" => {
+            secrets::secret_info_get(&ctx.model, &ctx.unit, &parsed, format).map(Reply::out)
+        }
+        "secret-ids" => secrets::secret_ids(&ctx.model, &ctx.unit, &parsed, format).map(Reply::out),
         other => Err(runtime(format!(
             "{other} is not a hook tool charm-sim emulates"
         ))),
@@ -329,6 +350,9 @@ fn no_extra(args: &[String], allowed: usize) -> ToolResult {
 
 /// Argument checks that Juju makes in Init(), before it looks at any state.
 fn precheck(name: &str, parsed: &Parsed) -> ToolResult {
+    if name.starts_with("secret-") {
+        return secrets::precheck(name, parsed);
+    }
     let args = &parsed.args;
     match name {
         "config-get" => {

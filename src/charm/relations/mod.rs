@@ -13,12 +13,14 @@
 //! | [`mongodb`] | `mongodb` (requires) | `mongodb` | §3(b) |
 //! | [`http`] | `manager-service` (requires), `website` (provides) | `http` | §3(c) |
 //! | [`nrpe`] | `nrpe-external-master` (provides) | `nrpe-external-master` | §3(d) |
+//! | [`database_client`] | (not wired yet) | `postgresql_client`, `mongodb_client` | modern-interfaces.md §2, §3, §6 |
 //!
 //! The helpers they share are parsers for formats the remote side speaks:
 //! [`libpq`] connection strings, [`cidr`] subnets, and the [`percent`]
 //! encoding of URL parts.
 
 pub mod cidr;
+pub mod database_client;
 pub mod http;
 pub mod libpq;
 pub mod mongodb;
