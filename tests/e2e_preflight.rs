@@ -3,7 +3,10 @@
 //! real gunicorn, and a bounded load (two clients, a new connection per
 //! request) through every switch: builds that answer 500, answer 200
 //! without the expected text, hang on `/`, or take 20 s to import, each
-//! followed by a good build. Not one request may fail.
+//! followed by a good build. Not one request may fail, and once a switch
+//! returns only the build it reported answers. On both service managers:
+//! directory units (the direct supervisor) and container units (machines
+//! booted with systemd, where the charm uses systemd's units).
 
 mod e2e_support;
 
@@ -67,8 +70,25 @@ def application(environ, start_response):
 "#;
 
 #[test]
-fn broken_builds_are_refused_before_any_request_reaches_them() {
-    let sim = Sim::new("127.0.61");
+fn broken_builds_are_refused_before_any_request_reaches_them_on_the_direct_supervisor() {
+    broken_builds_are_refused("directory", "127.0.61");
+}
+
+#[test]
+fn broken_builds_are_refused_before_any_request_reaches_them_under_systemd() {
+    broken_builds_are_refused("container", "127.0.62");
+}
+
+/// Every answer on fresh connections, right after a switch returned, comes
+/// from the build it reported.
+fn only_the_reported_build_answers(addr: &str, expected: &str) {
+    for request in 0..20 {
+        assert_eq!(get(addr).unwrap(), expected, "request {request}");
+    }
+}
+
+fn broken_builds_are_refused(machines: &str, block: &str) {
+    let sim = Sim::new(block);
     let charm = sim.charm_dir();
     for (label, source) in [
         ("answers500", ANSWERS_500),
@@ -82,6 +102,8 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
     sim.ok(&[
         "deploy",
         &charm,
+        "--machines",
+        machines,
         "--units",
         "1",
         "--config",
@@ -131,11 +153,7 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
             &format!("current_symlink={next}"),
         ]);
         let revision = &next[1..];
-        assert_eq!(
-            get(&addr).unwrap(),
-            format!("It works! Revision {revision}"),
-            "the good build after {broken}"
-        );
+        only_the_reported_build_answers(&addr, &format!("It works! Revision {revision}"));
         let status = sim.status_json();
         assert_eq!(
             sim.workload_status(&status, "wsgi-app/0"),
@@ -156,7 +174,7 @@ fn broken_builds_are_refused_before_any_request_reaches_them() {
             &format!("build_label={label}"),
             &format!("current_symlink={label}"),
         ]);
-        assert_eq!(get(&addr).unwrap(), answer);
+        only_the_reported_build_answers(&addr, answer);
         let status = sim.status_json();
         assert_eq!(
             sim.workload_status(&status, "wsgi-app/0"),

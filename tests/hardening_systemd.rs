@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use wsgi_app::workload::service::{gunicorn_args, venv_python, Listen, ServiceSpec};
-use wsgi_app::workload::systemd::{service_unit, socket_unit};
+use wsgi_app::workload::systemd::{gunicorn_config_path, service_unit, socket_unit};
 
 /// Split an ExecStart= value as systemd does (`extract_first_word` with
 /// quotes and C escapes), then undo `$$` and `%%`.
@@ -120,7 +120,7 @@ fn units_with_hostile_paths_verify_and_read_back() {
             &current,
             Listen::SocketActivation,
             3,
-            None,
+            Some(&gunicorn_config_path(&spec)),
         ));
         assert_eq!(systemd_words(exec), expected, "{name}");
         let env_line = service

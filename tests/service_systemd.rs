@@ -15,7 +15,7 @@ use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Runner};
 use wsgi_app::workload::service::HealthCriteria;
 use wsgi_app::workload::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
 use wsgi_app::workload::system::SystemRunner;
-use wsgi_app::workload::systemd::{service_unit, socket_unit, Systemd};
+use wsgi_app::workload::systemd::{gunicorn_config_path, service_unit, socket_unit, Systemd};
 
 /// Problems `systemd-analyze verify` reports about our unit files (it exits
 /// 0 on unknown keys, so its output is read as well).
@@ -80,7 +80,12 @@ fn rendered_units_pass_systemd_analyze_verify() {
     let current = spec.current_dir.display().to_string();
     for expected in [
         "Type=notify\n".to_string(),
-        format!("ExecStart={current}/venv/bin/python -m gunicorn --chdir {current}/code "),
+        // Workers report readiness themselves (see gunicorn_config).
+        "NotifyAccess=all\n".to_string(),
+        format!(
+            "ExecStart={current}/venv/bin/python -m gunicorn --config {} --chdir {current}/code ",
+            gunicorn_config_path(&spec).display()
+        ),
         format!("EnvironmentFile={}\n", spec.env_file.display()),
         "ExecReload=/bin/kill -HUP $MAINPID\n".into(),
         "Restart=on-failure\n".into(),
@@ -296,4 +301,38 @@ fn the_preflight_judges_a_build_in_private_and_leaves_nothing_behind() {
         "left running: {}",
         String::from_utf8_lossy(&gunicorns.stdout)
     );
+}
+
+#[test]
+fn readiness_is_a_worker_that_imported_the_app_not_a_booted_arbiter() {
+    let layout = Layout::new();
+    let dir = layout.path();
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify")).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let config = dir.join("gunicorn.conf.py");
+    std::fs::write(&config, wsgi_app::workload::systemd::gunicorn_config()).unwrap();
+    let python = service_support::test_venv().join("bin/python");
+    let mut gunicorn = Command::new(python)
+        .args(["-m", "gunicorn", "--config"])
+        .arg(&config)
+        .arg("--bind")
+        .arg(format!("unix:{}", dir.join("g.sock").display()))
+        .arg("--chdir")
+        .arg(dir.join("builds/r1/code"))
+        .args(["--workers", "1", "example_wsgi:application"])
+        .env("NOTIFY_SOCKET", dir.join("notify"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut message = [0u8; 512];
+    let received = notify.recv(&mut message);
+    let _ = gunicorn.kill();
+    let _ = gunicorn.wait();
+    let message = String::from_utf8_lossy(&message[..received.expect("a READY=1 within 60 s")]);
+    // Ours, from the worker; gunicorn's own (sent before any worker
+    // exists) says "Gunicorn arbiter booted".
+    assert_eq!(message, "READY=1\nSTATUS=a worker imported the application");
 }
