@@ -673,20 +673,7 @@ pub(crate) fn switch_to(
         Err(other) => return Err(other.into()),
     };
     if let Some(failure) = refused {
-        rollout.health = Some(failure.clone());
-        state::save_rollout(conn, &rollout)?;
-        state::set_refused_switch(
-            conn,
-            Some(&state::RefusedSwitch {
-                fingerprint: spec.fingerprint.clone(),
-                failure: failure.clone(),
-            }),
-        )?;
-        ctx.model.log(LogLevel::Error, &failure);
-        return Ok(SwitchOutcome::Refused {
-            failure,
-            kept: rollout.serving.clone(),
-        });
+        return refuse(ctx, &mut rollout, &spec, failure);
     }
     if !same_build {
         ctx.model.set_unit_status(&Status::maintenance(format!(
@@ -743,8 +730,20 @@ pub(crate) fn switch_to(
         let back_spec = app.service_spec(layout, config, back, &sha_of(back), env_hash)?;
         app.machine.services.ensure(&back_spec)?;
     }
+    refuse(ctx, &mut rollout, &spec, failure)
+}
+
+/// End a switch refused with `failure`: what serves still serves, and the
+/// refusal is remembered for `spec` so it is not judged again on every hook.
+fn refuse(
+    ctx: &mut Ctx<'_, '_>,
+    rollout: &mut Rollout,
+    spec: &ServiceSpec,
+    failure: String,
+) -> Result<SwitchOutcome, HandlerError> {
+    let conn = ctx.store.conn();
     rollout.health = Some(failure.clone());
-    state::save_rollout(conn, &rollout)?;
+    state::save_rollout(conn, rollout)?;
     state::set_refused_switch(
         conn,
         Some(&state::RefusedSwitch {

@@ -246,23 +246,39 @@ pub struct FailedBuild {
 const FAILED_BUILD: &str = "failed_build";
 
 pub fn failed_build(conn: &Connection) -> Result<Option<FailedBuild>, StoreError> {
+    fact(conn, FAILED_BUILD)
+}
+
+pub fn set_failed_build(conn: &Connection, failed: Option<&FailedBuild>) -> Result<(), StoreError> {
+    set_fact(conn, FAILED_BUILD, failed)
+}
+
+/// A fact kept as JSON under `key`; one that no longer parses (written by
+/// another version) reads as absent.
+fn fact<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     let value: Option<String> = conn
-        .query_row(
-            "SELECT value FROM facts WHERE key = ?1",
-            [FAILED_BUILD],
-            |r| r.get(0),
-        )
+        .query_row("SELECT value FROM facts WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
 }
 
-pub fn set_failed_build(conn: &Connection, failed: Option<&FailedBuild>) -> Result<(), StoreError> {
-    match failed {
-        Some(f) => conn.execute(
+/// Keep `value` as the fact `key`, or forget it (`None`).
+fn set_fact<T: serde::Serialize>(
+    conn: &Connection,
+    key: &str,
+    value: Option<&T>,
+) -> Result<(), StoreError> {
+    match value {
+        Some(v) => conn.execute(
             "INSERT OR REPLACE INTO facts (key, value) VALUES (?1, ?2)",
-            params![FAILED_BUILD, serde_json::to_string(f)?],
+            params![key, serde_json::to_string(v)?],
         )?,
-        None => conn.execute("DELETE FROM facts WHERE key = ?1", [FAILED_BUILD])?,
+        None => conn.execute("DELETE FROM facts WHERE key = ?1", [key])?,
     };
     Ok(())
 }
@@ -282,26 +298,12 @@ pub struct RefusedSwitch {
 const REFUSED_SWITCH: &str = "refused_switch";
 
 pub fn refused_switch(conn: &Connection) -> Result<Option<RefusedSwitch>, StoreError> {
-    let value: Option<String> = conn
-        .query_row(
-            "SELECT value FROM facts WHERE key = ?1",
-            [REFUSED_SWITCH],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+    fact(conn, REFUSED_SWITCH)
 }
 
 pub fn set_refused_switch(
     conn: &Connection,
     refused: Option<&RefusedSwitch>,
 ) -> Result<(), StoreError> {
-    match refused {
-        Some(r) => conn.execute(
-            "INSERT OR REPLACE INTO facts (key, value) VALUES (?1, ?2)",
-            params![REFUSED_SWITCH, serde_json::to_string(r)?],
-        )?,
-        None => conn.execute("DELETE FROM facts WHERE key = ?1", [REFUSED_SWITCH])?,
-    };
-    Ok(())
+    set_fact(conn, REFUSED_SWITCH, refused)
 }

@@ -14,13 +14,14 @@
 //! environment values go to gunicorn only, never into a message.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::workload::health::{self, HttpTarget};
 use crate::workload::service::{
-    app_ids, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env, venv_python,
-    write_atomic, HealthCriteria, ServiceError, ServiceSpec, IMPORT_TIMEOUT, SYSTEM_PATH,
+    app_ids, gunicorn_master, gunicorn_state_dir, last_lines, prepare_dirs, python_str,
+    read_app_env, venv_python, write_atomic, HealthCriteria, ServiceError, ServiceSpec,
+    IMPORT_TIMEOUT,
 };
 
 /// Consecutive good answers a build must give before it takes traffic.
@@ -148,7 +149,7 @@ fn start(
     let output = std::fs::File::create(&files.output)
         .map_err(|e| ServiceError::Other(format!("{}: {e}", files.output.display())))?;
     let env = read_app_env(&spec.env_file).map_err(ServiceError::Other)?;
-    let mut command = std::process::Command::new(&python);
+    let mut command = gunicorn_master(build_dir, env, (uid, gid));
     command
         .args(["-m", "gunicorn", "--config"])
         .arg(&files.config)
@@ -159,27 +160,8 @@ fn start(
         .args(["--workers", "1", "--graceful-timeout", "1"])
         .args(["--error-logfile", "-"])
         .arg(&spec.wsgi_application)
-        .current_dir(&code)
-        .env_clear()
-        .env(
-            "PATH",
-            format!("{}:{SYSTEM_PATH}", build_dir.join("venv/bin").display()),
-        )
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
         .stdout(output.try_clone()?)
         .stderr(output);
-    if let Some(home) = crate::workload::users::home_of(uid) {
-        command.env("HOME", home);
-    }
-    command.envs(env);
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-        if crate::workload::users::is_root() {
-            command.uid(uid).gid(gid);
-        }
-    }
     let child = command
         .spawn()
         .map_err(|e| ServiceError::StartFailed(format!("cannot run {}: {e}", python.display())))?;

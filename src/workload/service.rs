@@ -179,7 +179,7 @@ pub const GRACEFUL_TIMEOUT_SECS: u64 = 30;
 pub const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// `PATH` for gunicorn after the build's own `venv/bin`.
-pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The directory under `run_dir` that gunicorn (running as the app user)
 /// may write: readiness markers, control sockets, pre-flight sockets. The
@@ -249,6 +249,38 @@ pub fn gunicorn_args(
         spec.wsgi_application.clone(),
     ]);
     args
+}
+
+/// A gunicorn master for `build_dir` as a process to start: the build's
+/// Python, in its code directory, as the app user (`ids`, when we are
+/// root), with a clean environment (the venv first on `PATH`, `LANG`, the
+/// user's `HOME`) plus the app's own `env`, in a process group of its own
+/// (so it and its workers are signalled together), stdin closed. The
+/// caller adds gunicorn's arguments, the listener and where output goes.
+pub(crate) fn gunicorn_master(
+    build_dir: &Path,
+    env: Vec<(String, String)>,
+    (uid, gid): (u32, u32),
+) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(venv_python(build_dir));
+    command
+        .current_dir(build_dir.join("code"))
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:{SYSTEM_PATH}", build_dir.join("venv/bin").display()),
+        )
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null());
+    if let Some(home) = crate::workload::users::home_of(uid) {
+        command.env("HOME", home);
+    }
+    command.envs(env).process_group(0);
+    if crate::workload::users::is_root() {
+        command.uid(uid).gid(gid);
+    }
+    command
 }
 
 /// A Python string literal for `text` (JSON's string syntax is a subset).

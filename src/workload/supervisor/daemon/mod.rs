@@ -35,9 +35,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::workload::service::{
-    app_ids, gunicorn_args, gunicorn_state_dir, last_lines, prepare_dirs, python_str, read_app_env,
-    readiness_marker, venv_python, write_atomic, Listen, ServiceSpec, GRACEFUL_TIMEOUT_SECS,
-    IMPORT_TIMEOUT, SYSTEM_PATH,
+    app_ids, gunicorn_args, gunicorn_master, gunicorn_state_dir, last_lines, prepare_dirs,
+    python_str, read_app_env, readiness_marker, venv_python, write_atomic, Listen, ServiceSpec,
+    GRACEFUL_TIMEOUT_SECS, IMPORT_TIMEOUT,
 };
 use crate::workload::supervisor::protocol::{
     Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
@@ -410,34 +410,17 @@ impl Supervisor {
             file_len(&spec.log_dir.join("supervisor.log")),
         );
 
-        let mut command = std::process::Command::new(&python);
-        command
-            .args(gunicorn_args(
-                spec,
-                build_dir,
-                Listen::Bind("fd://3"),
-                spec.workers,
-                Some(&self.dirs.gunicorn_config()),
-            ))
-            .current_dir(build_dir.join("code"))
-            .env_clear()
-            .env(
-                "PATH",
-                format!("{}:{}", build_dir.join("venv/bin").display(), SYSTEM_PATH),
-            )
-            .env("LANG", "C.UTF-8")
-            .stdin(std::process::Stdio::null());
         let (uid, gid) = app_ids(spec).map_err(|e| e.to_string())?;
-        if let Some(home) = crate::workload::users::home_of(uid) {
-            command.env("HOME", home);
-        }
-        command.envs(env);
+        let mut command = gunicorn_master(build_dir, env, (uid, gid));
+        command.args(gunicorn_args(
+            spec,
+            build_dir,
+            Listen::Bind("fd://3"),
+            spec.workers,
+            Some(&self.dirs.gunicorn_config()),
+        ));
         {
             use std::os::unix::process::CommandExt;
-            command.process_group(0);
-            if crate::workload::users::is_root() {
-                command.uid(uid).gid(gid);
-            }
             // SAFETY: only dup2/fcntl between fork and exec.
             unsafe {
                 command.pre_exec(move || lend_listener_as_fd3(listener_fd));
