@@ -30,6 +30,10 @@ pub enum Endpoint {
     Pgsql,
     Mongodb,
     ManagerService,
+    /// `postgresql_client` (Charmed PostgreSQL 14 and 16).
+    Postgresql,
+    /// `mongodb_client` (Charmed MongoDB 6 and 8).
+    MongodbClient,
 }
 
 /// The actions in actions.yaml.
