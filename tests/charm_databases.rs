@@ -447,13 +447,13 @@ fn legacy_and_modern_for_the_same_database_are_blocked_naming_both() {
     assert_status(
         state,
         StatusName::Blocked,
-        "pgsql:3 and postgresql:5 are both related",
+        "pgsql:3 (old-postgresql) and postgresql:5 (postgresql) are both related, which the providers warn against: remove one (juju remove-relation wsgi-app:pgsql old-postgresql); pgsql:3 provides DATABASE_URL meanwhile",
     );
     let chain = answer(chain, user_secret(PASSWORD));
     assert_status(
         chain.state(),
         StatusName::Blocked,
-        "pgsql:3 and postgresql:5",
+        "pgsql:3 (old-postgresql) and postgresql:5",
     );
     assert_eq!(env_value(chain.state(), "DATABASE_URL"), None);
 
@@ -477,7 +477,7 @@ fn legacy_and_modern_for_the_same_database_are_blocked_naming_both() {
     assert_status(
         mongo.state(),
         StatusName::Blocked,
-        "mongodb:4 and mongodb-client:6 are both related",
+        "mongodb:4 (old-mongodb) and mongodb-client:6 (mongodb) are both related",
     );
 }
 

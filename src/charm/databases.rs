@@ -129,24 +129,26 @@ pub struct Refreshed {
     pub stale_ca_files: Vec<PathBuf>,
 }
 
-/// The relations of the modern endpoint whose legacy twin is also related:
-/// the legacy one keeps providing, the modern one is Blocked.
+/// Whether the modern endpoint and its legacy twin are both related: then
+/// the legacy relation keeps providing, and the modern one is Blocked.
 fn in_conflict(
     ctx: &mut Ctx<'_, '_>,
     report: &mut Report,
-    endpoint: Endpoint,
+    kind: DbKind,
     legacy: Endpoint,
     live: &[RelationId<Endpoint>],
 ) -> Result<bool, HandlerError> {
     let legacy_live = ctx.model.relations(legacy)?;
-    let (Some(modern), Some(old)) = (live.first(), legacy_live.first()) else {
+    let (Some(&modern), Some(&old)) = (live.first(), legacy_live.first()) else {
         return Ok(false);
     };
-    let app = ctx.model.app_name();
+    let app = ctx.model.app_name().to_string();
+    let old_remote = ctx.model.remote_app(old)?.to_string();
+    let modern_remote = ctx.model.remote_app(modern)?.to_string();
     report.blocked(format!(
-        "{old} and {modern} are both related: remove one (juju remove-relation {app}:{} or {app}:{}); the providers warn against relating both, and {old} provides the URL meanwhile",
+        "{old} ({old_remote}) and {modern} ({modern_remote}) are both related, which the providers warn against: remove one (juju remove-relation {app}:{} {old_remote}); {old} provides {} meanwhile",
         legacy.as_ref(),
-        endpoint.as_ref(),
+        kind.url_variables().0,
     ));
     Ok(true)
 }
@@ -172,7 +174,7 @@ pub fn refresh(
         let mut candidate: Option<(DbUrls, String)> = None;
         let mut ca = None;
         let mut problem: Option<DbProblem> = None;
-        let conflict = in_conflict(ctx, report, endpoint, legacy, &live)?;
+        let conflict = in_conflict(ctx, report, kind, legacy, &live)?;
         // `limit: 1`: one relation at most, but read them all the same.
         for &rel in &live {
             match relation_answer(ctx, report, rel, kind, &database, layout, focus)? {
