@@ -35,6 +35,11 @@ pub struct Config {
     pub nagios_index_content: String,
     pub nagios_expected_status: u16,
     pub manager_service_protocol: String,
+    /// `database_name`: what the postgresql and mongodb-client relations ask
+    /// for; `None` (empty) means the application's name. Checked against
+    /// what the provider refuses when the request is made, so a bad name
+    /// blocks those relations only.
+    pub database_name: Option<String>,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -249,6 +254,7 @@ impl Config {
 
         let manager_service_protocol = r.string("manager_service_protocol")?.trim().to_string();
         http::validate_manager_service_protocol(&manager_service_protocol)?;
+        let database_name = non_empty(r.string("database_name")?);
 
         Ok(Config {
             build_label,
@@ -271,6 +277,7 @@ impl Config {
             nagios_index_content,
             nagios_expected_status,
             manager_service_protocol,
+            database_name,
         })
     }
 

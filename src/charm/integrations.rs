@@ -10,11 +10,13 @@
 use std::collections::BTreeMap;
 
 use super::config::Config;
+use super::databases;
 use super::reconcile::Report;
 use super::relations::{self, PgsqlInput};
 use super::state;
 use super::{Ctx, Endpoint};
 use crate::ops::{Bag, BagOwner, HandlerError, RelationId, Scope};
+use crate::workload::layout::Layout;
 
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const MONGO_URL: &str = "MONGO_URL";
@@ -52,7 +54,7 @@ fn remote_unit_bags(
 /// character, from hostile or broken relation data) is refused with a
 /// Blocked status naming the variable and the relation, never a hook error:
 /// the remote side fixes its data and a later relation-changed retries.
-fn settle(
+pub(super) fn settle(
     ctx: &mut Ctx<'_, '_>,
     report: &mut Report,
     name: &str,
@@ -94,15 +96,21 @@ fn settle(
 
 /// Re-read every requires relation, record the URLs, and return the app's
 /// relation-provided environment.
+///
+/// Today's databases go first ([`databases::refresh`]); the legacy
+/// relations then keep a URL a live modern relation recorded.
 pub fn refresh(
     ctx: &mut Ctx<'_, '_>,
     config: &Config,
     report: &mut Report,
-) -> Result<Vec<(String, String)>, HandlerError> {
+    layout: &Layout,
+    focus: &databases::Focus,
+) -> Result<(Vec<(String, String)>, databases::Refreshed), HandlerError> {
+    let refreshed = databases::refresh(ctx, config, report, layout, focus)?;
     refresh_pgsql(ctx, report)?;
     refresh_mongodb(ctx, report)?;
     refresh_manager_service(ctx, config, report)?;
-    stored(ctx)
+    Ok((stored(ctx)?, refreshed))
 }
 
 fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), HandlerError> {
@@ -147,7 +155,8 @@ fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Handl
             Err(why) => waiting.push(why.to_string()),
         }
     }
-    if !settle(ctx, report, DATABASE_URL, candidate, &live)? {
+    let alive = databases::live_relations(ctx, DATABASE_URL)?;
+    if !settle(ctx, report, DATABASE_URL, candidate, &alive)? {
         if let Some(first) = waiting.into_iter().next() {
             report.waiting(first);
         }
@@ -168,7 +177,8 @@ fn refresh_mongodb(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Han
             break;
         }
     }
-    if !settle(ctx, report, MONGO_URL, candidate, &live)? && !live.is_empty() {
+    let alive = databases::live_relations(ctx, MONGO_URL)?;
+    if !settle(ctx, report, MONGO_URL, candidate, &alive)? && !live.is_empty() {
         report.waiting("waiting for mongodb to publish hostname and port");
     }
     Ok(())

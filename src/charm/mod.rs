@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod config;
+pub mod databases;
 pub mod integrations;
 pub mod nrpe;
 pub mod proxy;
@@ -30,6 +31,10 @@ pub enum Endpoint {
     Pgsql,
     Mongodb,
     ManagerService,
+    /// `postgresql_client` (Charmed PostgreSQL 14 and 16).
+    Postgresql,
+    /// `mongodb_client` (Charmed MongoDB 6 and 8).
+    MongodbClient,
 }
 
 /// The actions in actions.yaml.
@@ -51,6 +56,9 @@ pub struct WsgiApp {
     pub machine: Machine,
     /// What the last reconcile found, for the status.
     report: reconcile::Report,
+    /// Which database secrets this dispatch re-reads at their newest
+    /// revision (the event's relation, or a `secret-changed`).
+    db_focus: databases::Focus,
 }
 
 impl WsgiApp {
@@ -58,6 +66,7 @@ impl WsgiApp {
         WsgiApp {
             machine,
             report: reconcile::Report::default(),
+            db_focus: databases::Focus::default(),
         }
     }
 
@@ -76,6 +85,7 @@ impl ops::Charm for WsgiApp {
 
     fn handle(&mut self, ctx: &mut Ctx<'_, '_>, event: &WsgiEvent) -> Result<(), HandlerError> {
         let layout = self.layout(ctx);
+        self.db_focus = databases::Focus::of(event);
         match event {
             Event::Action(action) => {
                 // Switching actions reconcile, and so recompute the status.

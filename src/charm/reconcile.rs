@@ -181,10 +181,12 @@ impl WsgiApp {
         };
         self.report.port = Some(config.listen_port);
 
-        let relation_env = if depth == Depth::Full {
-            integrations::refresh(ctx, &config, &mut self.report)?
+        let (relation_env, ca_files) = if depth == Depth::Full {
+            let (env, refreshed) =
+                integrations::refresh(ctx, &config, &mut self.report, layout, &self.db_focus)?;
+            (env, Some(refreshed))
         } else {
-            integrations::stored(ctx)?
+            (integrations::stored(ctx)?, None)
         };
 
         self.ensure_packages(ctx, &config)?;
@@ -197,6 +199,9 @@ impl WsgiApp {
         self.ensure_build(ctx, layout, &config, &app_env, depth == Depth::Check)?;
         let installed = sync_build_records(ctx, layout)?;
 
+        if let Some(ca_files) = &ca_files {
+            write_ca_files(ca_files, &account)?;
+        }
         let env_changed = write_env_file(layout, &app_env, &account)
             .map_err(|e| format!("writing the environment file: {e}"))?;
         self.machine.crash_point("after-env-file");
@@ -908,6 +913,22 @@ fn write_env_file(
         0,
         account.gid,
     )?)
+}
+
+/// The databases' CA files, before the environment file names them: mode
+/// 0640, root and the app's group, like the environment file.
+fn write_ca_files(
+    refreshed: &super::databases::Refreshed,
+    account: &users::Account,
+) -> Result<(), HandlerError> {
+    for ca in &refreshed.ca_files {
+        envvars::write_group_readable(&ca.path, ca.pem.as_bytes(), 0, account.gid)
+            .map_err(|e| format!("writing a database CA: {e}"))?;
+    }
+    for stale in &refreshed.stale_ca_files {
+        envvars::remove_file(stale).map_err(|e| format!("removing a database CA: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A digest of the app's environment, part of the service fingerprint.

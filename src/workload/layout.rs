@@ -64,6 +64,11 @@ impl Layout {
     pub fn env_file(&self) -> PathBuf {
         self.etc.join("environment")
     }
+    /// The CA a database relation's provider sent (`tls-ca`), named by the
+    /// relation's endpoint; as private as the environment file.
+    pub fn database_ca_file(&self, endpoint: &str) -> PathBuf {
+        self.etc.join(format!("{endpoint}-ca.pem"))
+    }
     /// A venv of the charm's own, holding uv.
     pub fn tools_venv(&self) -> PathBuf {
         self.lib_dir.join("tools")

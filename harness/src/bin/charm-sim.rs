@@ -88,6 +88,11 @@ enum Command {
         /// How many units
         #[arg(long, default_value_t = 1)]
         units: u32,
+        /// Answer like Charmed PostgreSQL (postgresql_client) or Charmed
+        /// MongoDB (mongodb_client): credentials in a secret once our leader
+        /// has asked for a database [endpoint default: database]
+        #[arg(long)]
+        provider: bool,
     },
     /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
     SetRemoteData {
@@ -271,6 +276,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             unit_data,
             app_data,
             units,
+            provider,
         } => commands::add_remote(
             g,
             &name,
@@ -279,6 +285,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             &unit_data,
             &app_data,
             units,
+            provider,
         )?,
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?

@@ -429,7 +429,9 @@ fn key_values(args: &[String]) -> Result<Bag> {
 }
 
 /// `charm-sim add-remote NAME --interface IFACE [--endpoint EP] [--unit-data k=v]...
-/// [--app-data k=v]... [--units N]`.
+/// [--app-data k=v]... [--units N] [--provider]`; with `--provider`, a
+/// PostgreSQL or MongoDB that answers our requests (`super::providers`).
+#[allow(clippy::too_many_arguments)]
 pub fn add_remote(
     g: &Global,
     name: &str,
@@ -438,10 +440,15 @@ pub fn add_remote(
     unit_data: &[String],
     app_data: &[String],
     units: u32,
+    provider: bool,
 ) -> Result<()> {
     valid_app_name(name)?;
     let unit_data = key_values(unit_data)?;
-    let app_data = key_values(app_data)?;
+    let mut app_data = key_values(app_data)?;
+    let endpoint = match endpoint {
+        None if provider => Some("database"),
+        other => other,
+    };
     let _lock = lock_model(&g.model_dir, g.progress())?;
     let model = if Model::exists(&g.model_dir) {
         Model::open(&g.model_dir)?
@@ -450,6 +457,12 @@ pub fn add_remote(
     };
     if model.app(name)?.is_some() {
         return Err(sim_err!("an application named {name:?} already exists"));
+    }
+    if provider {
+        let early = super::providers::register(&model, name, interface)?;
+        for (k, v) in early {
+            app_data.entry(k).or_insert(v);
+        }
     }
     model.add_remote_app(name, interface, endpoint.unwrap_or(interface))?;
     model.update_remote_data(name, &app_data)?;

@@ -379,7 +379,8 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
                 }
             }
         }
-        if !ran {
+        // Emulated providers answer once our hooks have committed.
+        if !ran && !super::providers::answer_requests(model)? {
             break;
         }
     }

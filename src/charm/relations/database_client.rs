@@ -230,16 +230,32 @@ pub enum DbProblem {
         field: &'static str,
         why: String,
     },
+    /// Credentials that came before our request (Waiting): data_interfaces'
+    /// provider refuses to write them until the requirer's `database` is
+    /// there (`PrematureDataAccessError`, §2.2), so they answer no request
+    /// of ours.
+    Premature { relation: String },
+    /// The secret a field names cannot be read (`why` says how); Waiting
+    /// when the provider may still grant or publish it.
+    SecretUnreadable {
+        relation: String,
+        field: &'static str,
+        why: String,
+        waiting: bool,
+    },
 }
 
 impl DbProblem {
     /// Whether a later answer may fix it on its own (Waiting), or an
     /// operator must act (Blocked).
     pub fn is_waiting(&self) -> bool {
-        matches!(
-            self,
-            DbProblem::NotAnswered { .. } | DbProblem::Missing { .. }
-        )
+        match self {
+            DbProblem::NotAnswered { .. }
+            | DbProblem::Missing { .. }
+            | DbProblem::Premature { .. } => true,
+            DbProblem::SecretUnreadable { waiting, .. } => *waiting,
+            DbProblem::OtherDatabase { .. } | DbProblem::Malformed { .. } => false,
+        }
     }
 }
 
@@ -267,6 +283,16 @@ impl fmt::Display for DbProblem {
                 relation,
                 field,
                 why,
+            } => write!(f, "{relation}: {field} {why}"),
+            DbProblem::Premature { relation } => write!(
+                f,
+                "{relation}: the provider sent credentials before our request (no database in its answer); refused, waiting for its answer to our request"
+            ),
+            DbProblem::SecretUnreadable {
+                relation,
+                field,
+                why,
+                ..
             } => write!(f, "{relation}: {field} {why}"),
         }
     }

@@ -321,10 +321,24 @@ pub fn write_env_file(
     group_gid: u32,
 ) -> Result<bool, EnvFileError> {
     let content = render_env_file(vars)?;
+    write_group_readable(path, content.as_bytes(), owner_uid, group_gid)
+}
+
+/// Write `content` to `path` atomically, mode 0640 with the given owner and
+/// group (the app's group reads it, nobody else), unless it already holds
+/// exactly that. Returns whether it changed. Used for the environment file
+/// and for files that are as private as it is (a database's CA, named in a
+/// URL of that file).
+pub fn write_group_readable(
+    path: &Path,
+    content: &[u8],
+    owner_uid: u32,
+    group_gid: u32,
+) -> Result<bool, EnvFileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
 
     match std::fs::read(path) {
-        Ok(existing) if existing == content.as_bytes() => {
+        Ok(existing) if existing == content => {
             fix_mode_and_owner(path, owner_uid, group_gid)?;
             return Ok(false);
         }
@@ -343,7 +357,7 @@ pub fn write_env_file(
     std::os::unix::fs::fchown(&*file, Some(owner_uid), Some(group_gid)).map_err(io_error(path))?;
     file.set_permissions(std::fs::Permissions::from_mode(ENV_FILE_MODE))
         .map_err(io_error(path))?;
-    file.write_all(content.as_bytes()).map_err(io_error(path))?;
+    file.write_all(content).map_err(io_error(path))?;
     file.sync_all().map_err(io_error(path))?;
     temp.persist(path).map_err(|e| io_error(path)(e.error))?;
     // Make the rename itself durable.
@@ -351,6 +365,16 @@ pub fn write_env_file(
         .and_then(|d| d.sync_all())
         .map_err(io_error(dir))?;
     Ok(true)
+}
+
+/// Remove a file [`write_group_readable`] wrote; a missing file is fine.
+/// Returns whether there was one.
+pub fn remove_file(path: &Path) -> Result<bool, EnvFileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(path)(e)),
+    }
 }
 
 fn fix_mode_and_owner(path: &Path, owner_uid: u32, group_gid: u32) -> Result<(), EnvFileError> {

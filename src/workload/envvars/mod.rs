@@ -23,9 +23,12 @@ pub use option::*;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Variables the charm sets from relations, with the endpoint that sets each.
-pub const RELATION_VARIABLES: [(&str, &str); 3] = [
-    ("DATABASE_URL", "pgsql"),
-    ("MONGO_URL", "mongodb"),
+pub const RELATION_VARIABLES: [(&str, &str); 6] = [
+    ("DATABASE_URL", "postgresql or pgsql"),
+    ("DATABASE_READ_ONLY_URL", "postgresql"),
+    ("POSTGRESQL_DB_CONNECT_STRING", "postgresql"),
+    ("MONGO_URL", "mongodb-client or mongodb"),
+    ("MONGODB_DB_CONNECT_STRING", "mongodb-client"),
     ("MANAGER_SERVICE_URL", "manager-service"),
 ];
 

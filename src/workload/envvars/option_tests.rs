@@ -236,8 +236,11 @@ fn invalid_names_are_refused_with_their_position() {
 #[test]
 fn relation_variables_cannot_be_set() {
     for (name, relation) in [
-        ("DATABASE_URL", "pgsql"),
-        ("MONGO_URL", "mongodb"),
+        ("DATABASE_URL", "postgresql or pgsql"),
+        ("DATABASE_READ_ONLY_URL", "postgresql"),
+        ("POSTGRESQL_DB_CONNECT_STRING", "postgresql"),
+        ("MONGO_URL", "mongodb-client or mongodb"),
+        ("MONGODB_DB_CONNECT_STRING", "mongodb-client"),
         ("MANAGER_SERVICE_URL", "manager-service"),
     ] {
         let e = parse_err(&format!("A=1 {name}=x"));
