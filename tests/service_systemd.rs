@@ -273,6 +273,13 @@ fn the_preflight_judges_a_build_in_private_and_leaves_nothing_behind() {
     assert!(report.contains("GET /: HTTP 200"), "{report}");
     assert!(report.contains("3 times before taking traffic"), "{report}");
 
+    // A unit whose run directory is deep (a local model's, a test root's)
+    // still gets a socket path a unix socket can have (at most 108 bytes).
+    let mut deep = layout.spec(port, "r1-deep");
+    deep.run_dir = layout.path().join("d".repeat(120)).join("run");
+    let report = systemd.preflight(&deep, &criteria).unwrap();
+    assert!(report.contains("GET /: HTTP 200"), "{report}");
+
     match judge("r3") {
         Err(ServiceError::StartFailed(message)) => {
             assert!(message.contains("r3 is broken at import"), "{message}");

@@ -19,10 +19,14 @@ use std::time::{Duration, Instant};
 
 use crate::workload::health::{self, HttpTarget};
 use crate::workload::service::{
-    app_ids, gunicorn_master, gunicorn_state_dir, last_lines, prepare_dirs, python_str,
-    read_app_env, venv_python, write_atomic, HealthCriteria, ServiceError, ServiceSpec,
-    IMPORT_TIMEOUT,
+    app_ids, gunicorn_master, last_lines, prepare_dirs, python_str, read_app_env, venv_python,
+    write_atomic, HealthCriteria, ServiceError, ServiceSpec, IMPORT_TIMEOUT,
 };
+
+/// Where each pre-flight gets its private directory (mode 0700, the app
+/// user's): a unix socket's path must fit in 108 bytes, and a unit's run
+/// directory may be deep (a local model, a test root).
+const PREFLIGHT_PARENT: &str = "/tmp";
 
 /// Consecutive good answers a build must give before it takes traffic.
 pub const PASSES_NEEDED: u32 = 3;
@@ -48,12 +52,11 @@ pub fn judge(spec: &ServiceSpec, criteria: &HealthCriteria) -> Result<String, Se
         ))
     })?;
     let dir = tempfile::Builder::new()
-        .prefix("preflight-")
-        .tempdir_in(gunicorn_state_dir(&spec.run_dir))
+        .prefix(&format!("{}-preflight-", spec.name))
+        .tempdir_in(PREFLIGHT_PARENT)
         .map_err(|e| {
             ServiceError::Other(format!(
-                "creating a pre-flight directory in {}: {e}",
-                gunicorn_state_dir(&spec.run_dir).display()
+                "creating a pre-flight directory in {PREFLIGHT_PARENT}: {e}"
             ))
         })?;
     let (uid, gid) = app_ids(spec)?;
