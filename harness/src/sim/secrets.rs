@@ -28,7 +28,7 @@ use super::engine::{enqueue_hook, Hook};
 use super::flags::Parsed;
 use super::output::{render, Format};
 use super::store::{random_hex, Bag, Model, Unit};
-use super::tools::ToolError;
+use super::tools::{runtime, usage, ToolError};
 use super::Result;
 use crate::sim_err;
 
@@ -280,20 +280,6 @@ pub fn consumer(
 }
 
 // ---- the hook tools ----
-
-fn usage(message: impl Into<String>) -> ToolError {
-    ToolError {
-        code: 2,
-        message: message.into(),
-    }
-}
-
-fn runtime(message: impl Into<String>) -> ToolError {
-    ToolError {
-        code: 1,
-        message: message.into(),
-    }
-}
 
 impl From<rusqlite::Error> for ToolError {
     fn from(e: rusqlite::Error) -> Self {

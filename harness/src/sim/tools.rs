@@ -71,14 +71,16 @@ pub struct ToolError {
     pub message: String,
 }
 
-fn usage(message: impl Into<String>) -> ToolError {
+/// A usage error: exit code 2, as Juju's tools give for bad arguments.
+pub(super) fn usage(message: impl Into<String>) -> ToolError {
     ToolError {
         code: 2,
         message: message.into(),
     }
 }
 
-fn runtime(message: impl Into<String>) -> ToolError {
+/// A runtime error: exit code 1.
+pub(super) fn runtime(message: impl Into<String>) -> ToolError {
     ToolError {
         code: 1,
         message: message.into(),
