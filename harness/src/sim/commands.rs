@@ -743,8 +743,9 @@ pub fn unrelate(g: &Global, first: &str, second: &str) -> Result<()> {
 
 // ----- actions, exec, update-status, resolve ---------------------------------------------
 
-/// Base64 (standard alphabet, padded) for non-UTF-8 action output.
-fn base64(bytes: &[u8]) -> String {
+/// Base64 (standard alphabet, padded): non-UTF-8 action output, and
+/// `secret-get key#base64`.
+pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

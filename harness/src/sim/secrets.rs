@@ -405,28 +405,6 @@ fn granted(model: &Model, found: &SecretRow, unit: &Unit) -> Result<bool> {
     Ok(false)
 }
 
-/// Standard padded base64, for `key#base64`.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// `secret-get [<ID>] [<key>[#base64]] [--label L] [--peek|--refresh]`.
 pub fn secret_get(
     model: &Model,
@@ -504,7 +482,7 @@ pub fn secret_get(
                 .get(name)
                 .ok_or_else(|| runtime(format!("secret key {name:?} not found")))?;
             Value::String(if encode {
-                base64(v.as_bytes())
+                super::commands::base64(v.as_bytes())
             } else {
                 v.clone()
             })
@@ -562,15 +540,6 @@ pub fn secret_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_is_standard_and_padded() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"p@ss:w/rd"), "cEBzczp3L3Jk");
-    }
 
     #[test]
     fn new_ids_look_like_jujus() {
