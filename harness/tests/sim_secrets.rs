@@ -11,12 +11,12 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Sim, CHARM_SIM};
+use common::{Ran, Sim, CHARM_SIM};
 use harness::sim::context::{self, OpenContext};
 use harness::sim::engine::{Hook, Step};
 use harness::sim::secrets;
 use harness::sim::store::Model;
-use serde_json::{json, Value};
+use serde_json::json;
 use wsgi_app::ops::{SecretHook, UnitHook};
 
 const LABEL: &str = "db.0.user.secret";
@@ -25,31 +25,6 @@ struct Fixture {
     sim: Sim,
     model: Model,
     tools: PathBuf,
-}
-
-#[derive(Debug)]
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn json(&self) -> Value {
-        assert_eq!(self.code, 0, "tool failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
-    }
-
-    fn failed(&self, code: i32, contains: &str) {
-        assert_eq!(self.code, code, "expected exit {code}: {self:?}");
-        assert!(self.stdout.is_empty(), "{self:?}");
-        assert!(self.stderr.starts_with("ERROR "), "{self:?}");
-        assert!(
-            self.stderr.contains(contains),
-            "stderr lacks {contains:?}: {self:?}"
-        );
-    }
 }
 
 /// Two units of the fake charm related on `db` (relation 0) to `pg`.

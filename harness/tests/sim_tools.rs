@@ -14,7 +14,7 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Sim, CHARM_SIM};
+use common::{Ran, Sim, CHARM_SIM};
 use harness::sim::context::{self, ContextInfo, OpenContext};
 use harness::sim::engine::Hook;
 use harness::sim::store::Model;
@@ -27,37 +27,6 @@ struct Fixture {
     sim: Sim,
     model: Model,
     tools: PathBuf,
-}
-
-/// What a tool run printed and returned.
-#[derive(Debug)]
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn json(&self) -> Value {
-        assert_eq!(self.code, 0, "tool failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
-    }
-
-    /// A failure with exactly one `ERROR <msg>` line on stderr and nothing on stdout.
-    fn failed(&self, code: i32, contains: &str) {
-        assert_eq!(self.code, code, "expected exit {code}: {self:?}");
-        assert!(self.stdout.is_empty(), "stdout must stay empty: {self:?}");
-        assert!(
-            self.stderr.starts_with("ERROR "),
-            "stderr must start with ERROR: {self:?}"
-        );
-        assert_eq!(self.stderr.lines().count(), 1, "{self:?}");
-        assert!(
-            self.stderr.contains(contains),
-            "stderr lacks {contains:?}: {self:?}"
-        );
-    }
 }
 
 fn fixture() -> Fixture {

@@ -164,3 +164,34 @@ impl Sim {
         serde_json::from_str(&self.ok(&["status", "--format", "json"])).expect("status json")
     }
 }
+
+/// What a tool run printed and returned.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "tool failed: {}", self.stderr);
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// A failure with exactly one `ERROR <msg>` line on stderr and nothing on stdout.
+    pub fn failed(&self, code: i32, contains: &str) {
+        assert_eq!(self.code, code, "expected exit {code}: {self:?}");
+        assert!(self.stdout.is_empty(), "stdout must stay empty: {self:?}");
+        assert!(
+            self.stderr.starts_with("ERROR "),
+            "stderr must start with ERROR: {self:?}"
+        );
+        assert_eq!(self.stderr.lines().count(), 1, "{self:?}");
+        assert!(
+            self.stderr.contains(contains),
+            "stderr lacks {contains:?}: {self:?}"
+        );
+    }
+}
