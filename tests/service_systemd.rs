@@ -262,8 +262,12 @@ fn the_preflight_judges_a_build_in_private_and_leaves_nothing_behind() {
         let verdict = systemd.preflight(&spec, &criteria);
         // Private: the port was never bound, and nothing is left running.
         assert!(std::net::TcpStream::connect(spec.listen_address()).is_err());
-        let leftovers = std::fs::read_dir(spec.run_dir.join("gunicorn"))
+        // Its private directory (under /tmp, named after the service) is gone.
+        let prefix = format!("{}-preflight-", spec.name);
+        let leftovers = std::fs::read_dir("/tmp")
             .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .count();
         assert_eq!(leftovers, 0, "the pre-flight directory is removed");
         verdict

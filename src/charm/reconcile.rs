@@ -637,9 +637,7 @@ pub(crate) fn switch_to(
     // Judge the target privately first. Only a build with nothing to fall
     // back to (the first, or the one already serving, with a new
     // environment) may go on to serve after failing: the status says so.
-    let fallback = previous
-        .clone()
-        .filter(|_| matches!(running, ServiceState::Running { .. }));
+    let can_fall_back = previous.is_some() && matches!(running, ServiceState::Running { .. });
     builds::swap_symlink(&layout.candidate_link(), &relative_build(target))?;
     let candidate = ServiceSpec {
         current_dir: layout.candidate_link(),
@@ -661,7 +659,7 @@ pub(crate) fn switch_to(
         Err(ServiceError::StartFailed(detail)) => {
             Some(format!("build {target} did not start: {detail}"))
         }
-        Err(ServiceError::Unhealthy(detail)) if fallback.is_some() => {
+        Err(ServiceError::Unhealthy(detail)) if can_fall_back => {
             Some(format!("build {target} failed its pre-flight: {detail}"))
         }
         Err(ServiceError::Unhealthy(detail)) => {
@@ -720,8 +718,7 @@ pub(crate) fn switch_to(
         Err(ServiceError::StartFailed(detail)) => format!("build {target} did not start: {detail}"),
         Err(other) => return Err(other.into()),
     };
-    let nothing_else = rollout.serving.is_none() || rollout.serving.as_deref() == Some(target);
-    if started_ok && nothing_else {
+    if started_ok && previous.is_none() {
         rollout.serving = Some(target.to_string());
         rollout.switched_at = Some(builds::now());
         rollout.health = Some(failure.clone());

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::workload::health::{self, HttpTarget};
 use crate::workload::service::{
-    app_ids, gunicorn_master, last_lines, prepare_dirs, python_str, read_app_env, venv_python,
-    write_atomic, HealthCriteria, ServiceError, ServiceSpec, IMPORT_TIMEOUT,
+    app_ids, gunicorn_master, last_lines, python_str, read_app_env, venv_python, write_atomic,
+    HealthCriteria, ServiceError, ServiceSpec, IMPORT_TIMEOUT,
 };
 
 /// Where each pre-flight gets its private directory (mode 0700, the app
@@ -44,7 +44,6 @@ const BODY_QUOTE_CHARS: usize = 80;
 /// wrongly (or not at all).
 pub fn judge(spec: &ServiceSpec, criteria: &HealthCriteria) -> Result<String, ServiceError> {
     spec.validate()?;
-    prepare_dirs(spec)?;
     let build_dir = std::fs::canonicalize(&spec.current_dir).map_err(|e| {
         ServiceError::Other(format!(
             "{} does not lead to a build: {e}",
