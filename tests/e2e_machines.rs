@@ -61,7 +61,46 @@ fn exec(sim: &Sim, unit: &str, cmd: &[&str]) -> (bool, String) {
     sim.run(&args)
 }
 
-fn main_pid(sim: &Sim, unit: &str) -> String {
+/// The slot gunicorn serves from (`wsgi-app@a.service` or `@b`): the one
+/// active instance of the template, outside a switch.
+fn serving_slot(sim: &Sim, unit: &str) -> String {
+    let (ok, out) = exec(
+        sim,
+        unit,
+        &[
+            "systemctl",
+            "list-units",
+            "--state=active",
+            "--no-legend",
+            "--plain",
+            "wsgi-app@*.service",
+        ],
+    );
+    assert!(ok, "systemctl list-units on {unit}: {out}");
+    let active: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    if active.len() != 1 {
+        let (_, status) = exec(
+            sim,
+            unit,
+            &[
+                "systemctl",
+                "status",
+                "--no-pager",
+                "--lines=30",
+                "wsgi-app*",
+            ],
+        );
+        panic!("{unit}: not one slot serving: {out:?}\n{status}");
+    }
+    active[0].to_string()
+}
+
+/// The main process of systemd unit `service` in `unit`'s machine ("0"
+/// while there is none, e.g. during a restart).
+fn main_pid(sim: &Sim, unit: &str, service: &str) -> String {
     let (ok, out) = exec(
         sim,
         unit,
@@ -70,7 +109,7 @@ fn main_pid(sim: &Sim, unit: &str) -> String {
             "show",
             "--property=MainPID",
             "--value",
-            "wsgi-app.service",
+            service,
         ],
     );
     assert!(ok, "systemctl show on {unit}: {out}");
@@ -114,7 +153,7 @@ fn processes_of(machine: &Machine, uid: u32) -> Vec<String> {
 }
 
 fn unit_files(sim: &Sim, n: u32) -> Vec<(String, String)> {
-    ["wsgi-app.socket", "wsgi-app.service"]
+    ["wsgi-app.socket", "wsgi-app.service", "wsgi-app@.service"]
         .iter()
         .map(|f| {
             let path = in_machine(sim, n, &format!("/etc/systemd/system/{f}"));
@@ -152,6 +191,7 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
             "serving r1 on :8080",
             "{out}"
         );
+        let slot = serving_slot(&sim, unit);
         let (ok, active) = exec(
             &sim,
             unit,
@@ -160,28 +200,15 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
                 "is-active",
                 "wsgi-app.socket",
                 "wsgi-app.service",
+                &slot,
             ],
         );
         assert!(ok, "{unit}: wsgi-app units not active: {active}");
-        assert_eq!(active.split_whitespace().collect::<Vec<_>>(), ["active"; 2]);
+        assert_eq!(active.split_whitespace().collect::<Vec<_>>(), ["active"; 3]);
         // The charm chose systemd by itself: its units are in the machine,
         // and no direct supervisor runs.
-        let (_, listed) = exec(
-            &sim,
-            unit,
-            &[
-                "systemctl",
-                "list-units",
-                "--no-legend",
-                "--plain",
-                "wsgi-app*",
-            ],
-        );
-        assert!(
-            listed.contains("wsgi-app.service") && listed.contains("wsgi-app.socket"),
-            "{unit}: {listed}"
-        );
-        assert!(in_machine(&sim, n as u32, "/etc/systemd/system/wsgi-app.service").is_file());
+        assert_eq!(slot, "wsgi-app@a.service", "{unit}: the first build's slot");
+        assert!(in_machine(&sim, n as u32, "/etc/systemd/system/wsgi-app@.service").is_file());
         assert_eq!(get(&addrs[n]).unwrap(), "It works! Revision 1", "{unit}");
     }
 
@@ -216,8 +243,9 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
 
     // 3. SIGKILL the gunicorn master: systemd restarts it, no hook runs.
     let hooks_before = hooks_run(&sim, "wsgi-app/0");
-    let old_pid = main_pid(&sim, "wsgi-app/0");
-    assert_ne!(old_pid, "0", "wsgi-app.service has a main process");
+    let slot = serving_slot(&sim, "wsgi-app/0");
+    let old_pid = main_pid(&sim, "wsgi-app/0", &slot);
+    assert_ne!(old_pid, "0", "the serving slot has a main process");
     let (ok, out) = exec(
         &sim,
         "wsgi-app/0",
@@ -226,7 +254,7 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
             "kill",
             "--signal=KILL",
             "--kill-whom=main",
-            "wsgi-app.service",
+            &slot,
         ],
     );
     assert!(ok, "systemctl kill: {out}");
@@ -235,7 +263,7 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
     assert_eq!(body, "It works! Revision 2");
     let deadline = Instant::now() + Duration::from_secs(30);
     let new_pid = loop {
-        let pid = main_pid(&sim, "wsgi-app/0");
+        let pid = main_pid(&sim, "wsgi-app/0", &slot);
         if (pid != old_pid && pid != "0") || Instant::now() >= deadline {
             break pid;
         }
@@ -251,7 +279,8 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
     // 4. Reboot unit 1's machine: serving before any hook; then the start
     //    hook Juju runs after a reboot changes nothing.
     let hooks_before = hooks_run(&sim, "wsgi-app/1");
-    let pid_before_reboot = main_pid(&sim, "wsgi-app/1");
+    let slot = serving_slot(&sim, "wsgi-app/1");
+    let pid_before_reboot = main_pid(&sim, "wsgi-app/1", &slot);
     sim.ok(&["reboot", "wsgi-app/1", "--no-hooks"]);
     let body = serving_within(&addrs[1], Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("not serving after the reboot: {e}"));
@@ -261,7 +290,12 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
         hooks_before,
         "serving came from systemd's own units, before any hook"
     );
-    let pid_after_boot = main_pid(&sim, "wsgi-app/1");
+    assert_eq!(
+        serving_slot(&sim, "wsgi-app/1"),
+        slot,
+        "the same slot after boot"
+    );
+    let pid_after_boot = main_pid(&sim, "wsgi-app/1", &slot);
     assert_ne!(
         pid_after_boot, pid_before_reboot,
         "a new boot, a new master"
@@ -278,7 +312,7 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
     );
     assert_eq!(unit_files(&sim, 1), files, "start rewrote the unit files");
     assert_eq!(
-        main_pid(&sim, "wsgi-app/1"),
+        main_pid(&sim, "wsgi-app/1", &slot),
         pid_after_boot,
         "start restarted gunicorn"
     );

@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use wsgi_app::workload::service::{gunicorn_args, venv_python, Listen, ServiceSpec};
-use wsgi_app::workload::systemd::{gunicorn_config_path, service_unit, socket_unit};
+use wsgi_app::workload::systemd::{
+    anchor_unit, gunicorn_config_path, slot_link, slot_template, socket_unit,
+};
 
 /// Split an ExecStart= value as systemd does (`extract_first_word` with
 /// quotes and C escapes), then undo `$$` and `%%`.
@@ -88,13 +90,18 @@ fn units_with_hostile_paths_verify_and_read_back() {
         };
         let units = base.join("units");
         std::fs::create_dir_all(&units).unwrap();
-        let service = service_unit(&spec).unwrap();
-        std::fs::write(units.join("wsgi-app.service"), &service).unwrap();
+        // The template as systemd loads its instance `a`, whose python
+        // must exist (the slot's link leads to the build).
+        std::os::unix::fs::symlink(&current, slot_link(&spec, "a")).unwrap();
+        let service = slot_template(&spec).unwrap();
+        std::fs::write(units.join("wsgi-app@a.service"), &service).unwrap();
+        std::fs::write(units.join("wsgi-app.service"), anchor_unit(&spec).unwrap()).unwrap();
         std::fs::write(units.join("wsgi-app.socket"), socket_unit(&spec).unwrap()).unwrap();
         std::fs::set_permissions(&units, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         let out = std::process::Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
+            .arg(units.join("wsgi-app@a.service"))
             .arg(units.join("wsgi-app.service"))
             .arg(units.join("wsgi-app.socket"))
             .output()
@@ -114,10 +121,12 @@ fn units_with_hostile_paths_verify_and_read_back() {
             .lines()
             .find_map(|l| l.strip_prefix("ExecStart="))
             .unwrap();
-        let mut expected = vec![venv_python(&current).display().to_string()];
+        // `%i` is systemd's to expand: it reads back as written.
+        let slot_dir = slot_link(&spec, "%i");
+        let mut expected = vec![venv_python(&slot_dir).display().to_string()];
         expected.extend(gunicorn_args(
             &spec,
-            &current,
+            &slot_dir,
             Listen::SocketActivation,
             3,
             Some(&gunicorn_config_path(&spec)),

@@ -5,7 +5,8 @@
 
 mod service_support;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::rc::Rc;
@@ -15,7 +16,9 @@ use wsgi_app::workload::machine::{CommandOutput, CommandSpec, Runner};
 use wsgi_app::workload::service::HealthCriteria;
 use wsgi_app::workload::service::{ServiceChange, ServiceError, ServiceManager, ServiceState};
 use wsgi_app::workload::system::SystemRunner;
-use wsgi_app::workload::systemd::{gunicorn_config_path, service_unit, socket_unit, Systemd};
+use wsgi_app::workload::systemd::{
+    anchor_unit, gunicorn_config_path, slot_link, slot_template, socket_unit, Systemd,
+};
 
 /// Problems `systemd-analyze verify` reports about our unit files (it exits
 /// 0 on unknown keys, so its output is read as well).
@@ -69,24 +72,32 @@ fn rendered_units_pass_systemd_analyze_verify() {
     let units = layout.path().join("units");
     std::fs::create_dir_all(&units).unwrap();
     let socket = units.join(format!("{}.socket", spec.name));
-    let service = units.join(format!("{}.service", spec.name));
+    let anchor = units.join(format!("{}.service", spec.name));
+    // Verified as the instance systemd loads from the template.
+    let slot = units.join(format!("{}@a.service", spec.name));
     std::fs::write(&socket, socket_unit(&spec).unwrap()).unwrap();
-    let service_text = service_unit(&spec).unwrap();
-    std::fs::write(&service, &service_text).unwrap();
+    std::fs::write(&anchor, anchor_unit(&spec).unwrap()).unwrap();
+    let service_text = slot_template(&spec).unwrap();
+    std::fs::write(&slot, &service_text).unwrap();
 
-    verify(&[&socket, &service]).unwrap();
+    // systemd checks that the slot's python exists, as it will on a unit.
+    std::os::unix::fs::symlink("builds/r1", slot_link(&spec, "a")).unwrap();
+    verify(&[&socket, &anchor, &slot]).unwrap();
 
-    // What the service must say, beyond being valid.
-    let current = spec.current_dir.display().to_string();
+    // What a slot must say, beyond being valid.
+    let slot_dir = slot_link(&spec, "%i").display().to_string();
+    assert!(slot_dir.ends_with("/slot-%i"), "{slot_dir}");
     for expected in [
+        format!("Sockets={}.socket\n", spec.name),
         "Type=notify\n".to_string(),
         // Workers report readiness themselves (see gunicorn_config).
         "NotifyAccess=all\n".to_string(),
         format!(
-            "ExecStart={current}/venv/bin/python -m gunicorn --config {} --chdir {current}/code ",
+            "ExecStart={slot_dir}/venv/bin/python -m gunicorn --config {} --chdir {slot_dir}/code ",
             gunicorn_config_path(&spec).display()
         ),
         format!("EnvironmentFile={}\n", spec.env_file.display()),
+        format!("RuntimeDirectory={}-gunicorn-%i\n", spec.name),
         "ExecReload=/bin/kill -HUP $MAINPID\n".into(),
         "Restart=on-failure\n".into(),
         "NoNewPrivileges=yes\n".into(),
@@ -97,7 +108,15 @@ fn rendered_units_pass_systemd_analyze_verify() {
             "missing {expected:?} in\n{service_text}"
         );
     }
-    // gunicorn follows `current` itself (--chdir); systemd must not resolve it.
+    // The anchor the socket unit activates runs nothing.
+    let anchor_text = std::fs::read_to_string(&anchor).unwrap();
+    assert!(
+        anchor_text.contains("ExecStart=/bin/true\n"),
+        "{anchor_text}"
+    );
+    assert!(!anchor_text.contains("gunicorn --"), "{anchor_text}");
+    // gunicorn follows the slot's link itself (--chdir); systemd must not
+    // resolve it.
     assert!(
         !service_text
             .lines()
@@ -112,16 +131,18 @@ fn rendered_units_pass_systemd_analyze_verify() {
         service_text.replace("NoNewPrivileges", "NoNewPrivilege"),
     )
     .unwrap();
-    let err = verify(&[&socket, &broken]).unwrap_err();
+    let err = verify(&[&socket, &anchor, &broken]).unwrap_err();
     assert!(err.contains("NoNewPrivilege"), "{err}");
 }
 
-/// Plays systemctl and journalctl (recording them); runs anything else for
-/// real.
+/// Plays systemctl and journalctl (recording them, and which units it
+/// has started); runs anything else for real.
 #[derive(Default)]
 struct FakeSystemctl {
     commands: RefCell<Vec<CommandSpec>>,
-    active: Cell<bool>,
+    active: RefCell<BTreeSet<String>>,
+    /// Units whose start fails (a build that never becomes ready).
+    failing: RefCell<BTreeSet<String>>,
 }
 
 impl FakeSystemctl {
@@ -145,28 +166,65 @@ impl Runner for FakeSystemctl {
             }
         }
         self.commands.borrow_mut().push(recorded);
-        let ok = |stdout: &str| CommandOutput {
-            code: 0,
-            stdout: stdout.as_bytes().to_vec(),
+        let output = |code: i32, stdout: String| CommandOutput {
+            code,
+            stdout: stdout.into_bytes(),
             ..Default::default()
         };
-        match (cmd.program.as_str(), cmd.args.first().map(String::as_str)) {
-            ("systemctl", Some("is-active")) if self.active.get() => Ok(ok("active\n")),
-            ("systemctl", Some("is-active")) => Ok(CommandOutput {
-                code: 3,
-                stdout: b"inactive\n".to_vec(),
-                ..Default::default()
-            }),
-            ("systemctl", Some("restart")) => {
-                self.active.set(true);
-                Ok(ok(""))
+        if cmd.program != "systemctl" {
+            return if cmd.program == "journalctl" {
+                Ok(output(0, String::new()))
+            } else {
+                SystemRunner::default().run(cmd)
+            };
+        }
+        let units: Vec<String> = cmd
+            .args
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .cloned()
+            .collect();
+        let mut active = self.active.borrow_mut();
+        match cmd.args[0].as_str() {
+            "is-active" => {
+                let states: Vec<&str> = units
+                    .iter()
+                    .map(|u| {
+                        if active.contains(u) {
+                            "active"
+                        } else {
+                            "inactive"
+                        }
+                    })
+                    .collect();
+                let code = if states.iter().all(|s| *s == "active") {
+                    0
+                } else {
+                    3
+                };
+                Ok(output(code, states.join("\n") + "\n"))
             }
-            ("systemctl", Some("disable")) => {
-                self.active.set(false);
-                Ok(ok(""))
+            "start" | "restart" if self.failing.borrow().contains(&units[0]) => {
+                Ok(output(1, String::new()))
             }
-            ("systemctl", _) | ("journalctl", _) => Ok(ok("")),
-            _ => SystemRunner::default().run(cmd),
+            "start" | "restart" => {
+                active.extend(units);
+                Ok(output(0, String::new()))
+            }
+            "enable" if cmd.args.iter().any(|a| a == "--now") => {
+                active.extend(units);
+                Ok(output(0, String::new()))
+            }
+            "stop" => {
+                active.retain(|u| !units.contains(u));
+                Ok(output(0, String::new()))
+            }
+            "disable" if cmd.args.iter().any(|a| a == "--now") => {
+                active.retain(|u| !units.contains(u));
+                Ok(output(0, String::new()))
+            }
+            _ => Ok(output(0, String::new())),
         }
     }
 
@@ -176,31 +234,36 @@ impl Runner for FakeSystemctl {
 }
 
 #[test]
-fn a_switch_is_a_restart_while_the_socket_unit_holds_the_listener() {
+fn a_switch_starts_the_new_build_beside_the_old_and_then_stops_the_old() {
     let layout = Layout::new();
     let root = layout.path().join("root");
     let fake = Rc::new(FakeSystemctl::default());
     let systemd = Systemd::new(root.clone(), fake.clone());
     let spec1 = layout.spec(8080, "r1-fp");
     let name = &spec1.name;
+    let slot = |s: &str| format!("{name}@{s}.service");
+    let link_of = |s: &str| std::fs::read_link(slot_link(&spec1, s)).unwrap();
 
-    // First start: units written, reloaded, enabled, started. (The build
-    // was judged before, by the charm: `preflight`, tested below.)
+    // First start: units written, reloaded, enabled; r1 in slot a. (The
+    // build was judged before, by the charm: `preflight`, tested below.)
     assert_eq!(systemd.ensure(&spec1).unwrap(), ServiceChange::Started);
     assert_eq!(
         fake.take(),
         vec![
-            format!("systemctl is-active {name}.service"),
+            format!("systemctl is-active {} {}", slot("b"), slot("a")),
             "systemctl daemon-reload".to_string(),
             format!("systemctl enable --now {name}.socket"),
-            format!("systemctl enable {name}.service"),
-            format!("systemctl restart {name}.service"),
-            format!("systemctl is-active {name}.service"),
+            format!("systemctl enable --now {name}.service"),
+            format!("systemctl reset-failed {}", slot("a")),
+            format!("systemctl start {}", slot("a")),
+            format!("systemctl enable {}", slot("a")),
         ]
     );
+    assert_eq!(link_of("a"), Path::new("builds/r1"));
     let unit_dir = root.join("etc/systemd/system");
-    assert!(unit_dir.join(format!("{name}.socket")).is_file());
-    assert!(unit_dir.join(format!("{name}.service")).is_file());
+    for file in [".socket", ".service", "@.service"] {
+        assert!(unit_dir.join(format!("{name}{file}")).is_file(), "{file}");
+    }
     assert!(root.join("etc/logrotate.d").join(name).is_file());
     assert_eq!(
         systemd.state(&spec1).unwrap(),
@@ -214,35 +277,122 @@ fn a_switch_is_a_restart_while_the_socket_unit_holds_the_listener() {
     assert_eq!(systemd.ensure(&spec1).unwrap(), ServiceChange::Unchanged);
     assert_eq!(
         fake.take(),
-        vec![format!("systemctl is-active {name}.service")]
+        vec![format!("systemctl is-active {} {}", slot("a"), slot("b"))]
     );
 
-    // r2: a restart (the units did not change: no reload).
+    // r2: started in slot b while a serves, then a stopped (no reload: the
+    // units did not change).
     layout.point_current_at("r2");
     let spec2 = layout.spec(8080, "r2-fp");
     assert_eq!(systemd.ensure(&spec2).unwrap(), ServiceChange::Replaced);
     assert_eq!(
         fake.take(),
         vec![
-            format!("systemctl is-active {name}.service"),
+            format!("systemctl is-active {} {}", slot("a"), slot("b")),
             format!("systemctl enable --now {name}.socket"),
-            format!("systemctl enable {name}.service"),
-            format!("systemctl restart {name}.service"),
-            format!("systemctl is-active {name}.service"),
+            format!("systemctl enable --now {name}.service"),
+            format!("systemctl reset-failed {}", slot("b")),
+            format!("systemctl start {}", slot("b")),
+            format!("systemctl enable {}", slot("b")),
+            format!("systemctl disable --now {}", slot("a")),
+        ]
+    );
+    assert_eq!(link_of("b"), Path::new("builds/r2"));
+    assert_eq!(link_of("a"), Path::new("builds/r1"), "a's link left alone");
+
+    // r3 never becomes ready: slot a is stopped again, b keeps serving r2.
+    layout.point_current_at("r3");
+    let spec3 = layout.spec(8080, "r3-fp");
+    fake.failing.borrow_mut().insert(slot("a"));
+    let err = systemd.ensure(&spec3).unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::StartFailed(m) if m.contains(&slot("a"))),
+        "{err:?}"
+    );
+    let commands = fake.take();
+    assert_eq!(
+        commands[commands.len() - 4..],
+        [
+            format!("systemctl start {}", slot("a")),
+            format!(
+                "journalctl --unit {} --lines 20 --no-pager --output cat",
+                slot("a")
+            ),
+            format!("systemctl stop {}", slot("a")),
+            format!("systemctl reset-failed {}", slot("a")),
+        ]
+    );
+    assert_eq!(
+        systemd.state(&spec2).unwrap(),
+        ServiceState::Running {
+            fingerprint: "r2-fp".into()
+        },
+        "r2 still serves"
+    );
+    fake.take();
+
+    // A switch cut short after the record (both slots running): the next
+    // look stops the idle one.
+    fake.active.borrow_mut().insert(slot("a"));
+    assert_eq!(systemd.ensure(&spec2).unwrap(), ServiceChange::Unchanged);
+    assert_eq!(
+        fake.take(),
+        vec![
+            format!("systemctl is-active {} {}", slot("b"), slot("a")),
+            format!("systemctl disable --now {}", slot("a")),
         ]
     );
 
-    // Stop: both units stopped and disabled, their files removed.
+    // Stop: every unit stopped and disabled, the files and links removed.
     systemd.stop(&spec2).unwrap();
     assert_eq!(
         fake.take(),
         vec![
-            format!("systemctl disable --now {name}.service {name}.socket"),
+            format!(
+                "systemctl disable --now {} {} {name}.service {name}.socket",
+                slot("a"),
+                slot("b")
+            ),
             "systemctl daemon-reload".to_string(),
         ]
     );
-    assert!(!systemd.unit_path(&spec2, "service").exists());
-    assert!(!systemd.unit_path(&spec2, "socket").exists());
+    for file in [".socket", ".service", "@.service"] {
+        assert!(!unit_dir.join(format!("{name}{file}")).exists(), "{file}");
+    }
+    assert!(std::fs::symlink_metadata(slot_link(&spec2, "a")).is_err());
+    assert!(std::fs::symlink_metadata(slot_link(&spec2, "b")).is_err());
+}
+
+#[test]
+fn a_unit_from_before_the_slots_serves_until_the_first_slot_is_ready() {
+    let layout = Layout::new();
+    let root = layout.path().join("root");
+    let fake = Rc::new(FakeSystemctl::default());
+    let systemd = Systemd::new(root.clone(), fake.clone());
+    let spec = layout.spec(8080, "r1-fp");
+    let name = &spec.name;
+    // The single gunicorn unit an earlier charm wrote, running.
+    let unit_dir = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&unit_dir).unwrap();
+    std::fs::write(
+        unit_dir.join(format!("{name}.service")),
+        "[Service]\nExecStart=/srv/x/current/venv/bin/python -m gunicorn\n",
+    )
+    .unwrap();
+    fake.active.borrow_mut().insert(format!("{name}.service"));
+
+    assert_eq!(systemd.ensure(&spec).unwrap(), ServiceChange::Replaced);
+    let commands = fake.take();
+    let position = |c: &str| commands.iter().position(|x| x == c).expect(c);
+    let started = position(&format!("systemctl start {name}@a.service"));
+    let restarted = position(&format!("systemctl restart {name}.service"));
+    assert!(started < restarted, "{commands:#?}");
+    assert!(
+        !commands.contains(&format!("systemctl enable --now {name}.service")),
+        "the old unit is not touched before the slot is ready: {commands:#?}"
+    );
+    let anchor = std::fs::read_to_string(unit_dir.join(format!("{name}.service"))).unwrap();
+    assert_eq!(anchor, anchor_unit(&spec).unwrap());
 }
 
 #[test]

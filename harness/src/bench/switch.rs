@@ -11,8 +11,8 @@
 //!
 //! `switch` measures a directory unit (the charm's direct supervisor);
 //! `switch-systemd` the same on a container unit, a machine booted with
-//! systemd where the charm uses systemd's socket and service units, as on
-//! a real Juju unit.
+//! systemd where the charm uses systemd's socket unit and its two gunicorn
+//! slots, as on a real Juju unit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -413,7 +413,7 @@ fn analyse(
             format!("{THREADS} client threads at {RATE_PER_THREAD} requests/s each, a new TCP connection per request (no keep-alive), 5 s timeout; a failure is a connection error, a timeout or any status but 200."),
             format!("A switch window runs from the moment `charm-sim run {UNIT} set-current-symlink` starts until {} ms after it returns; steady state is the {} s of load before the first switch. Actions are {} ms apart.", ms(WINDOW_TAIL), STEADY.as_secs(), PAUSE.as_millis()),
             match substrate.machines {
-                "container" => "The unit is a systemd-nspawn machine booted with systemd (`charm-sim deploy --machines container`): the charm pre-flights the new build, then restarts `wsgi-app.service` while `wsgi-app.socket` holds the listener; the client runs on the host, over loopback.".to_string(),
+                "container" => "The unit is a systemd-nspawn machine booted with systemd (`charm-sim deploy --machines container`): the charm pre-flights the new build, then starts it in the idle slot (`wsgi-app@a.service` / `@b`) beside the serving one, both on `wsgi-app.socket`'s listener, and stops the old slot once a worker of the new one has imported the app; the client runs on the host, over loopback.".to_string(),
                 _ => "The unit is a directory with the charm's direct supervisor, which starts the new master on the held socket before the old one retires.".to_string(),
             },
         ],
