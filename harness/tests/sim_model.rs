@@ -41,6 +41,36 @@ fn deploy_runs_juju_order_and_elects_the_first_unit() {
 }
 
 #[test]
+fn units_run_their_hooks_side_by_side_as_juju_agents_do() {
+    // fake/0's install waits for fake/1's install to begin. Run one hook
+    // at a time across the model, it would wait in vain and fail.
+    let sim = Sim::new(
+        r#"if [ "$JUJU_DISPATCH_PATH" = hooks/install ] && [ "$JUJU_UNIT_NAME" = fake/0 ]; then
+  tries=0
+  until grep -q '^fake/1 hooks/install ' "$EVENTS"; do
+    tries=$((tries + 1)); [ $tries -gt 600 ] && exit 1; sleep 0.1
+  done
+fi
+exit 0"#,
+    );
+    sim.deploy(2);
+    for unit in ["fake/0", "fake/1"] {
+        assert_eq!(sim.events_of(unit)[0], "install", "{unit}");
+        assert_eq!(sim.events_of(unit).last().unwrap(), "start", "{unit}");
+    }
+    // Each unit still runs its own hooks in Juju's order, one at a time.
+    assert_eq!(
+        sim.events_of("fake/1"),
+        s(&[
+            "install",
+            "leader-settings-changed",
+            "config-changed",
+            "start"
+        ])
+    );
+}
+
+#[test]
 fn start_without_status_set_leaves_unknown() {
     let sim = Sim::new("exit 0");
     sim.deploy(1);

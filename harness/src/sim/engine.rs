@@ -4,7 +4,10 @@
 //! take (deploy: install → relation-created… → leader-elected /
 //! leader-settings-changed → config-changed → start → joined/changed…;
 //! relate: created → app-level changed → joined(u)+changed(u) per remote
-//! unit; …) and then [`drain`] runs them one at a time. A failed hook stays
+//! unit; …) and then [`drain`] runs them: each unit's steps one at a time
+//! in order, on an agent thread of its own beside the other units' (as each
+//! Juju unit agent runs its own hooks), until the model is quiet. A failed
+//! hook stays
 //! at the head of its unit's queue and the unit goes into error, so nothing
 //! else runs on it until `charm-sim resolve` retries (or skips) it, as with
 //! Juju. Other units carry on.
@@ -14,6 +17,7 @@
 //! failed hook to be resolved.
 
 use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use wsgi_app::ops::{RelationHook, SecretHook, UnitHook};
@@ -350,35 +354,14 @@ pub enum OnFailure {
     Continue,
 }
 
-/// Run every queued step, one hook at a time, unit by unit, until no unit
-/// that is not in error has anything left.
+/// Run every queued step until no unit that is not in error has anything
+/// left. Each unit runs its own queue, one hook at a time, on a thread of
+/// its own, beside the others, as each Juju unit agent does: a slow hook on
+/// one unit (a build install, a switch) does not hold back the others, and
+/// two units' hooks may run at the same moment.
 pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result<DrainReport> {
     loop {
-        let mut ran = false;
-        for unit in model.all_units()? {
-            if unit.agent.current == "error" {
-                continue;
-            }
-            while let Some(current) = model.unit(&unit.name)? {
-                if current.agent.current == "error" {
-                    break;
-                }
-                let Some((seq, step)) = model.next_step::<Step>(&current.name)? else {
-                    break;
-                };
-                ran = true;
-                let ok = run_step(model, &current, &step, progress)?;
-                if ok || on_failure == OnFailure::Continue {
-                    model.drop_step(seq)?;
-                    if !ok {
-                        model.set_agent_status(&current.name, "idle", "")?;
-                    }
-                }
-                if !ok && on_failure == OnFailure::Stop {
-                    break;
-                }
-            }
-        }
+        let ran = run_unit_agents(model, progress, on_failure)?;
         // Emulated providers answer once our hooks have committed.
         if !ran && !super::providers::answer_requests(model)? {
             break;
@@ -391,6 +374,108 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
         }
     }
     Ok(report)
+}
+
+/// What the unit agents of one drain share.
+struct Agents {
+    progress: Progress,
+    on_failure: OnFailure,
+    /// Agents running a step now: only they can queue new steps.
+    busy: AtomicUsize,
+    /// Whether any agent ran a step.
+    ran: AtomicBool,
+    /// Set by an agent that failed (not a hook: charm-sim itself), so the
+    /// others stop instead of waiting for its queue forever.
+    failed: AtomicBool,
+}
+
+/// How often an idle agent looks for new steps.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One agent per unit, until every queue a live agent can run is empty and
+/// no agent is busy; whether any step ran.
+fn run_unit_agents(model: &Model, progress: Progress, on_failure: OnFailure) -> Result<bool> {
+    let agents = Agents {
+        progress,
+        on_failure,
+        busy: AtomicUsize::new(0),
+        ran: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
+    };
+    let units = model.all_units()?;
+    let dir = model.dir();
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = units
+            .iter()
+            .map(|unit| {
+                let agents = &agents;
+                scope.spawn(move || {
+                    let outcome = unit_agent(dir, &unit.name, agents);
+                    if outcome.is_err() {
+                        agents.failed.store(true, Ordering::SeqCst);
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(sim_err!("a unit agent panicked")))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    Ok(agents.ran.load(Ordering::SeqCst))
+}
+
+/// Run `unit`'s steps in order until the whole model is quiet.
+fn unit_agent(dir: &std::path::Path, unit: &str, agents: &Agents) -> Result<()> {
+    // SQLite connections are not shared between threads: one per agent.
+    let model = Model::open(dir)?;
+    loop {
+        if agents.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Busy before looking: an agent that sees nobody busy and nothing
+        // queued knows no step can appear any more.
+        agents.busy.fetch_add(1, Ordering::SeqCst);
+        let stepped = run_next_step(&model, unit, agents);
+        agents.busy.fetch_sub(1, Ordering::SeqCst);
+        if stepped? {
+            continue;
+        }
+        if agents.busy.load(Ordering::SeqCst) == 0 && !model.any_runnable_step()? {
+            return Ok(());
+        }
+        std::thread::sleep(IDLE_POLL);
+    }
+}
+
+/// Run the head of `unit`'s queue, if it has one and is not in error;
+/// whether it did.
+fn run_next_step(model: &Model, unit: &str, agents: &Agents) -> Result<bool> {
+    let Some(current) = model.unit(unit)? else {
+        return Ok(false);
+    };
+    if current.agent.current == "error" {
+        return Ok(false);
+    }
+    let Some((seq, step)) = model.next_step::<Step>(&current.name)? else {
+        return Ok(false);
+    };
+    agents.ran.store(true, Ordering::SeqCst);
+    let ok = run_step(model, &current, &step, agents.progress)?;
+    if ok || agents.on_failure == OnFailure::Continue {
+        model.drop_step(seq)?;
+        if !ok {
+            model.set_agent_status(&current.name, "idle", "")?;
+        }
+    }
+    Ok(true)
 }
 
 /// Run one step; `false` when it was a hook that failed.

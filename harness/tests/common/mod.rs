@@ -63,11 +63,13 @@ fail:
 ";
 
 /// A dispatch script that appends `UNIT DISPATCH_PATH REMOTE_UNIT
-/// DEPARTING_UNIT` to the events file, then runs `body` (shell).
+/// DEPARTING_UNIT` to the events file (`$EVENTS` to `body`), then runs
+/// `body` (shell).
 pub fn dispatch_script(events: &Path, body: &str) -> String {
     format!(
         "#!/bin/sh\n\
-         echo \"$JUJU_UNIT_NAME $JUJU_DISPATCH_PATH $JUJU_REMOTE_UNIT ${{JUJU_DEPARTING_UNIT-}}\" >> '{}'\n\
+         EVENTS='{}'\n\
+         echo \"$JUJU_UNIT_NAME $JUJU_DISPATCH_PATH $JUJU_REMOTE_UNIT ${{JUJU_DEPARTING_UNIT-}}\" >> \"$EVENTS\"\n\
          {body}\n",
         events.display()
     )

@@ -273,6 +273,16 @@ impl Model {
         Ok(())
     }
 
+    /// Whether any unit that exists and is not in error has a step queued.
+    pub fn any_runnable_step(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM queue JOIN units ON units.name = queue.unit
+                           WHERE units.agent != 'error')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn queued_steps(&self, unit: &str) -> Result<usize> {
         Ok(self
             .conn
