@@ -472,7 +472,11 @@ fn invalid_options_are_blocked_with_the_fix_and_exit_zero() {
             json!("abc"),
             "archive_sha256: must be 64 hex digits",
         ),
-        ("wsgi_application", json!("app"), "wsgi_application"),
+        (
+            "wsgi_application",
+            json!("app:obj.attr"),
+            "wsgi_application",
+        ),
         ("requirements_path", json!("../x"), "requirements_path"),
         ("apt_dependencies", json!("ok bad;pkg"), "apt_dependencies"),
         (

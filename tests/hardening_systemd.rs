@@ -86,6 +86,7 @@ fn units_with_hostile_paths_verify_and_read_back() {
             group: "daemon".into(),
             log_dir: base.join("log"),
             run_dir: base.join("run"),
+            serving: wsgi_app::workload::service::Serving::default(),
             fingerprint: "f".repeat(64),
         };
         let units = base.join("units");

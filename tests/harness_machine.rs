@@ -133,6 +133,7 @@ fn spec(fingerprint: &str) -> ServiceSpec {
         group: "wsgi-app".into(),
         log_dir: "/var/log/wsgi-app".into(),
         run_dir: "/run/wsgi-app".into(),
+        serving: wsgi_app::workload::service::Serving::default(),
         fingerprint: fingerprint.into(),
     }
 }

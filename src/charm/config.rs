@@ -4,6 +4,7 @@
 use super::relations::{http, nrpe};
 use crate::ops::{ConfigError, ConfigReader};
 use crate::workload::builds::BuildSpec;
+use crate::workload::service::{Serving, WorkerClass, MAX_GRACEFUL_TIMEOUT_SECS};
 
 /// Labels that name symlinks, never builds.
 const RESERVED_LABELS: [&str; 2] = ["latest", "current"];
@@ -28,6 +29,8 @@ pub struct Config {
     pub listen_port: u16,
     /// 0 means 2 × cores + 1.
     pub workers: u32,
+    /// The `webserver_*` options.
+    pub serving: Serving,
     pub keep_builds: u32,
     pub nagios_context: String,
     pub nagios_servicegroups: String,
@@ -40,6 +43,37 @@ pub struct Config {
     /// what the provider refuses when the request is made, so a bad name
     /// blocks those relations only.
     pub database_name: Option<String>,
+}
+
+/// `wsgi_application` as gunicorn reads it: a module (dotted), then
+/// optionally `:` and a name or a call of a name with literal arguments
+/// (`myapp.wsgi:application`, `app:create_app()`,
+/// `app:create_app("production")`); the module alone means its
+/// `application`. The arguments themselves are gunicorn's to judge (at the
+/// pre-flight).
+fn check_wsgi_application(text: &str) -> Result<(), ConfigError> {
+    let identifier = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let (module, object) = text.split_once(':').unwrap_or((text, "application"));
+    let name = match object.split_once('(') {
+        Some((name, args)) if args.ends_with(')') => name.trim_end(),
+        Some(_) => "",
+        None => object,
+    };
+    let module_ok = !module.is_empty() && module.split('.').all(identifier);
+    if module_ok && identifier(name) && !text.chars().any(char::is_control) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "wsgi_application",
+        format!(
+            "{text:?} is not what gunicorn loads: use module:name (myapp.wsgi:application) \
+             or module:factory() (myapp:create_app())"
+        ),
+    ))
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -174,23 +208,7 @@ impl Config {
         }
 
         let wsgi_application = r.string("wsgi_application")?.trim().to_string();
-        let (module, callable) = wsgi_application.split_once(':').unwrap_or(("", ""));
-        let dotted_ok = |s: &str| {
-            !s.is_empty()
-                && s.split('.').all(|part| {
-                    !part.is_empty()
-                        && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-                        && !part.starts_with(|c: char| c.is_ascii_digit())
-                })
-        };
-        if !dotted_ok(module) || !dotted_ok(callable) {
-            return Err(ConfigError::new(
-                "wsgi_application",
-                format!(
-                    "{wsgi_application:?} must be module:callable, e.g. myapp.wsgi:application"
-                ),
-            ));
-        }
+        check_wsgi_application(&wsgi_application)?;
 
         let current_symlink =
             non_empty(r.string("current_symlink")?).unwrap_or_else(|| LATEST.into());
@@ -239,6 +257,30 @@ impl Config {
 
         let listen_port = r.int_in("listen_port", 1024..=65535)? as u16;
         let workers = r.int_in("workers", 0..=256)? as u32;
+        let worker_class = r
+            .string("webserver_worker_class")?
+            .trim()
+            .to_ascii_lowercase();
+        let serving = Serving {
+            worker_class: worker_class.parse::<WorkerClass>().map_err(|_| {
+                ConfigError::new(
+                    "webserver_worker_class",
+                    format!(
+                        "{worker_class:?} is not a worker class the charm offers; use one of {}",
+                        <WorkerClass as strum::VariantNames>::VARIANTS.join(", ")
+                    ),
+                )
+            })?,
+            threads: r.int_in("webserver_threads", 1..=1024)? as u32,
+            timeout: r.int_in("webserver_timeout", 0..=86_400)? as u32,
+            keepalive: r.int_in("webserver_keepalive", 0..=3600)? as u32,
+            max_requests: r.int_in("webserver_max_requests", 0..=100_000_000)? as u32,
+            max_requests_jitter: r.int_in("webserver_max_requests_jitter", 0..=100_000_000)? as u32,
+            graceful_timeout: r.int_in(
+                "webserver_graceful_timeout",
+                1..=MAX_GRACEFUL_TIMEOUT_SECS as i64,
+            )? as u32,
+        };
         let keep_builds = r.int_in("keep_builds", 2..=1000)? as u32;
 
         let nagios_index_path = r.string("nagios_index_path")?.to_string();
@@ -270,6 +312,7 @@ impl Config {
             update_make_target,
             listen_port,
             workers,
+            serving,
             keep_builds,
             nagios_context,
             nagios_servicegroups,

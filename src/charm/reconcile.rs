@@ -465,6 +465,7 @@ impl WsgiApp {
             &self.machine.bind_address,
             &config.listen_port.to_string(),
             &workers.to_string(),
+            &serde_json::to_string(&config.serving).expect("serving options serialise"),
         ] {
             fingerprint.update(part.as_bytes());
             fingerprint.update([0]);
@@ -481,6 +482,7 @@ impl WsgiApp {
             group: users::group_name(account.gid).unwrap_or_else(|| account.name.clone()),
             log_dir: layout.log_dir.clone(),
             run_dir: layout.run_dir.clone(),
+            serving: config.serving.clone(),
             fingerprint: hex(&fingerprint.finalize()),
         })
     }
@@ -629,6 +631,16 @@ pub(crate) fn switch_to(
         }
     }
     let previous = rollout.serving.clone().filter(|p| p != target);
+    if let Some(package) = config.serving.worker_class.needs_package() {
+        if builds::package_version(&app.machine, layout, target, package).is_none() {
+            let failure = format!(
+                "webserver_worker_class={} needs {package} in build {target}: add \
+                 gunicorn[{package}] to its requirements, or choose sync or gthread",
+                config.serving.worker_class
+            );
+            return refuse(ctx, &mut rollout, &spec, failure);
+        }
+    }
     if !same_build {
         ctx.model.set_unit_status(&Status::maintenance(format!(
             "judging build {target} before it takes traffic ({why})"

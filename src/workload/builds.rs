@@ -160,6 +160,16 @@ fn installed_version(machine: &Machine, venv: &Path, package: &str) -> Option<St
         .then_some(version)
 }
 
+/// The version of `package` installed in build `label`'s venv, if any.
+pub fn package_version(
+    machine: &Machine,
+    layout: &Layout,
+    label: &str,
+    package: &str,
+) -> Option<String> {
+    installed_version(machine, &layout.venv_dir(label), package)
+}
+
 /// Read a build's manifest; `None` when the build is absent or incomplete.
 pub fn read_manifest(layout: &Layout, label: &str) -> Option<Manifest> {
     let text = fs::read(layout.build_dir(label).join(BUILD_MANIFEST)).ok()?;

@@ -5,9 +5,9 @@
 //! [`ServiceManager::ensure`]; two managers implement it:
 //!
 //! - [`crate::workload::systemd::Systemd`] (machines booted with systemd): a
-//!   socket unit holds the listening socket, the service unit runs gunicorn
-//!   on it, and a switch is a pre-flight of the new build followed by a
-//!   restart while requests queue in the socket.
+//!   socket unit holds the listening socket, gunicorn runs on it in one of
+//!   two slot units, and a switch starts the new build in the idle slot
+//!   beside the serving one, then stops the old slot.
 //! - [`crate::workload::supervisor::client::DirectSupervisor`] (machines
 //!   without systemd, and the local model): the charm's own binary, run as
 //!   `wsgi-app supervise <run_dir>`, holds the socket and starts a new
@@ -42,8 +42,106 @@ pub struct ServiceSpec {
     pub log_dir: PathBuf,
     /// Pidfiles, control socket, readiness markers.
     pub run_dir: PathBuf,
+    /// gunicorn's worker model and limits.
+    #[serde(default)]
+    pub serving: Serving,
     /// Changes whenever a new master is needed (build, environment, options).
     pub fingerprint: String,
+}
+
+/// gunicorn's worker types the charm offers.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum WorkerClass {
+    /// One request at a time per worker process.
+    #[default]
+    Sync,
+    /// A pool of `threads` threads per worker process.
+    Gthread,
+    /// Green threads; the build must have gevent installed.
+    Gevent,
+}
+
+impl WorkerClass {
+    /// The Python package a build needs for this worker class, if any.
+    pub fn needs_package(self) -> Option<&'static str> {
+        match self {
+            WorkerClass::Gevent => Some("gevent"),
+            WorkerClass::Sync | WorkerClass::Gthread => None,
+        }
+    }
+}
+
+/// How gunicorn serves: its worker model and limits. The defaults are
+/// gunicorn's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serving {
+    pub worker_class: WorkerClass,
+    /// Threads per worker (gthread).
+    pub threads: u32,
+    /// Seconds a busy worker may stay silent before it is replaced (0:
+    /// never).
+    pub timeout: u32,
+    /// Seconds an idle keep-alive connection is held open.
+    pub keepalive: u32,
+    /// Requests after which a worker is replaced (0: never), and the random
+    /// extra per worker, so they are not all replaced at once.
+    pub max_requests: u32,
+    pub max_requests_jitter: u32,
+    /// Seconds in-flight requests get when a master is retired, after which
+    /// its workers are killed.
+    pub graceful_timeout: u32,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            worker_class: WorkerClass::Sync,
+            threads: 1,
+            timeout: 30,
+            keepalive: 2,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            graceful_timeout: GRACEFUL_TIMEOUT_SECS as u32,
+        }
+    }
+}
+
+impl Serving {
+    /// How long retiring a master may take before it is killed.
+    pub fn retire_within(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.graceful_timeout))
+    }
+
+    /// gunicorn's command-line options for these settings.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--worker-class".to_string(), self.worker_class.to_string()];
+        for (flag, value) in [
+            ("--threads", self.threads),
+            ("--timeout", self.timeout),
+            ("--keep-alive", self.keepalive),
+            ("--max-requests", self.max_requests),
+            ("--max-requests-jitter", self.max_requests_jitter),
+            ("--graceful-timeout", self.graceful_timeout),
+        ] {
+            args.push(flag.to_string());
+            args.push(value.to_string());
+        }
+        args
+    }
 }
 
 impl ServiceSpec {
@@ -171,8 +269,14 @@ pub trait ServiceManager {
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
 }
 
-/// Seconds gunicorn gives in-flight requests when a master is retired.
+/// Seconds gunicorn gives in-flight requests when a master is retired,
+/// unless the spec says otherwise (gunicorn's default).
 pub const GRACEFUL_TIMEOUT_SECS: u64 = 30;
+
+/// The longest graceful timeout a spec may ask for: waits that cannot see
+/// the spec (a supervisor stopping, a client waiting for an answer) are
+/// bounded by it.
+pub const MAX_GRACEFUL_TIMEOUT_SECS: u64 = 300;
 
 /// How long a new master's first worker may take to import the
 /// application (a slow import is judged when ready, not failed early).
@@ -240,8 +344,9 @@ pub fn gunicorn_args(
         build_dir.join("code").display().to_string(),
         "--workers".to_string(),
         workers.to_string(),
-        "--graceful-timeout".to_string(),
-        GRACEFUL_TIMEOUT_SECS.to_string(),
+    ]);
+    args.extend(spec.serving.args());
+    args.extend([
         "--access-logfile".to_string(),
         spec.log_dir.join("access.log").display().to_string(),
         "--error-logfile".to_string(),
@@ -420,6 +525,7 @@ mod tests {
             group: "wsgi-app".into(),
             log_dir: "/var/log/wsgi-app".into(),
             run_dir: "/run/wsgi-app".into(),
+            serving: Serving::default(),
             fingerprint: "r1-abc".into(),
         }
     }

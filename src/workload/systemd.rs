@@ -30,8 +30,8 @@ use crate::workload::machine::{CommandOutput, CommandSpec, Runner};
 use crate::workload::service::HealthCriteria;
 use crate::workload::service::{
     gunicorn_args, last_lines, logrotate_config, prepare_dirs, venv_python, write_atomic, Listen,
-    ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState, GRACEFUL_TIMEOUT_SECS,
-    IMPORT_TIMEOUT,
+    ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState, IMPORT_TIMEOUT,
+    MAX_GRACEFUL_TIMEOUT_SECS,
 };
 
 /// The two slots gunicorn runs in: one serves, the other takes the next
@@ -175,7 +175,7 @@ pub fn slot_template(spec: &ServiceSpec) -> Result<String, ServiceError> {
                 .join(" "),
         ),
         start_timeout: IMPORT_TIMEOUT.as_secs() + 30,
-        stop_timeout: GRACEFUL_TIMEOUT_SECS + 5,
+        stop_timeout: u64::from(spec.serving.graceful_timeout) + 5,
         protect_home: protect_home(spec),
     }
     .render()
@@ -297,7 +297,7 @@ impl Systemd {
     fn systemctl(&self, args: &[&str]) -> Result<CommandOutput, ServiceError> {
         let command = CommandSpec::new("systemctl")
             .args(args.iter().copied())
-            .timeout(IMPORT_TIMEOUT + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 60));
+            .timeout(IMPORT_TIMEOUT + Duration::from_secs(MAX_GRACEFUL_TIMEOUT_SECS + 60));
         Ok(self.runner.run(&command)?)
     }
 
@@ -584,6 +584,7 @@ mod tests {
             group: "app".into(),
             log_dir: "/var/log/app".into(),
             run_dir: "/run/app".into(),
+            serving: crate::workload::service::Serving::default(),
             fingerprint: "f".into(),
         };
         assert_eq!(protect_home(&spec), "yes");

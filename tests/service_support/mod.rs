@@ -116,6 +116,7 @@ impl Layout {
             group: group.into(),
             log_dir: self.path().join("log"),
             run_dir: self.path().join("run"),
+            serving: wsgi_app::workload::service::Serving::default(),
             fingerprint: fingerprint.into(),
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::workload::service::{
     last_lines, ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState,
-    GRACEFUL_TIMEOUT_SECS,
+    MAX_GRACEFUL_TIMEOUT_SECS,
 };
 use crate::workload::supervisor::daemon::READY_TIMEOUT;
 use crate::workload::supervisor::protocol::{
@@ -28,7 +28,7 @@ const CHARM_LOCK_WAIT: Duration = Duration::from_secs(120);
 /// requests (the graceful timeout, and the kill after it), plus slack for
 /// files and signals.
 const ANSWER_WAIT: Duration =
-    Duration::from_secs(2 * READY_TIMEOUT.as_secs() + GRACEFUL_TIMEOUT_SECS + 45);
+    Duration::from_secs(2 * READY_TIMEOUT.as_secs() + MAX_GRACEFUL_TIMEOUT_SECS + 45);
 
 /// Runs gunicorn under `<program> supervise <run_dir>`.
 #[derive(Debug, Clone)]
@@ -232,7 +232,7 @@ impl ServiceManager for DirectSupervisor {
             // SAFETY: kill(2) on the live supervisor (its lock is held).
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             // It waits up to the graceful timeout for in-flight requests.
-            let limit = Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 15);
+            let limit = Duration::from_secs(MAX_GRACEFUL_TIMEOUT_SECS + 15);
             let started = Instant::now();
             while dirs.running_supervisor()?.is_some() {
                 if started.elapsed() > limit {

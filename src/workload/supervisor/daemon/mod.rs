@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::workload::service::{
     app_ids, gunicorn_args, gunicorn_master, gunicorn_state_dir, last_lines, prepare_dirs,
     python_str, read_app_env, readiness_marker, venv_python, write_atomic, Listen, ServiceSpec,
-    GRACEFUL_TIMEOUT_SECS, IMPORT_TIMEOUT,
+    IMPORT_TIMEOUT, MAX_GRACEFUL_TIMEOUT_SECS,
 };
 use crate::workload::supervisor::protocol::{
     Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
@@ -322,7 +322,7 @@ impl Supervisor {
                 master.pid,
                 old.pid
             );
-            self.retire(old.pid);
+            self.retire(&old);
         } else {
             log!("master {} is ready", master.pid);
         }
@@ -339,7 +339,7 @@ impl Supervisor {
     /// the graceful timeout, and a group left after that goes here.
     fn await_retired(&mut self) {
         let groups: Vec<u32> = self.retiring.iter().map(|r| r.pid).collect();
-        let give_up = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 15);
+        let give_up = Instant::now() + Duration::from_secs(MAX_GRACEFUL_TIMEOUT_SECS + 15);
         while groups.iter().any(|pid| group_alive(*pid)) && !STOP.load(Ordering::SeqCst) {
             self.reap(None);
             if Instant::now() > give_up {
@@ -355,13 +355,13 @@ impl Supervisor {
         self.reap(None);
     }
 
-    fn retire(&mut self, pid: u32) {
+    fn retire(&mut self, master: &Master) {
         // SIGTERM is gunicorn's graceful stop: workers finish in-flight
         // requests (up to --graceful-timeout) and accept nothing new.
-        signal_pid(pid, libc::SIGTERM);
+        signal_pid(master.pid, libc::SIGTERM);
         self.retiring.push(Retiring {
-            pid,
-            kill_at: Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 10),
+            pid: master.pid,
+            kill_at: Instant::now() + master.spec.serving.retire_within() + Duration::from_secs(10),
         });
     }
 
@@ -620,7 +620,7 @@ impl Supervisor {
         log!("stopping");
         self.pending_restart = None;
         if let Some(master) = self.serving.take() {
-            self.retire(master.pid);
+            self.retire(&master);
         }
         // Close our copy now: with the masters gone, nothing listens.
         self.listener = None;
@@ -710,6 +710,7 @@ mod tests {
             group: "g".into(),
             log_dir: dir.join("log"),
             run_dir: dir.join("run"),
+            serving: crate::workload::service::Serving::default(),
             fingerprint: "f".into(),
         }
     }

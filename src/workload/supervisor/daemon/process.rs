@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{LISTEN_BACKLOG, TICK};
-use crate::workload::service::{write_atomic, ServiceSpec, GRACEFUL_TIMEOUT_SECS};
+use crate::workload::service::{write_atomic, ServiceSpec, MAX_GRACEFUL_TIMEOUT_SECS};
 use crate::workload::supervisor::protocol::{is_our_master, RunDir};
 
 pub(super) static HUP: AtomicBool = AtomicBool::new(false);
@@ -121,7 +121,7 @@ pub(super) fn stop_orphaned_master(dirs: &RunDir) {
     };
     log!("stopping gunicorn master {pid} left by a previous supervisor");
     signal_group(pid, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT_SECS + 5);
+    let deadline = Instant::now() + Duration::from_secs(MAX_GRACEFUL_TIMEOUT_SECS + 5);
     while is_our_master(dirs, pid) && Instant::now() < deadline {
         std::thread::sleep(TICK);
     }
