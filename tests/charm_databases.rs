@@ -86,6 +86,20 @@ fn assert_password_nowhere(outputs: &[Output], password: &str) {
     }
 }
 
+/// The unit's store file holds no byte sequence of `password`, whole or
+/// percent-encoded.
+fn assert_store_holds_no(state: &State, password: &str) {
+    let bytes = state.stored_state.as_ref().expect("a store").bytes();
+    let encoded = wsgi_app::charm::relations::percent::encode_component(password);
+    for needle in [password, encoded.as_str()] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the store file holds the password ({} bytes searched)",
+            bytes.len()
+        );
+    }
+}
+
 #[test]
 fn the_leader_writes_the_request_and_non_leaders_do_not() {
     let ctx = context();
@@ -226,6 +240,74 @@ fn no_secret_reaches_a_log_a_status_or_a_hook_tool() {
         .run(on::relation_broken(5))
         .unwrap();
     assert_password_nowhere(chain.outputs(), PASSWORD);
+}
+
+#[test]
+fn secret_content_never_enters_the_store_and_the_app_keeps_its_url() {
+    let ctx = context();
+    let secret = user_secret(PASSWORD);
+    let id = secret.id.clone();
+    let chain = answer(related(&ctx, serving_r1(&ctx)), secret);
+    let url = "postgresql://relation-5:s3cr3t%20p%40ss%2Fw%3Ard@10.0.0.5:5432/wsgi-app";
+    assert_eq!(
+        env_value(chain.state(), "DATABASE_URL").as_deref(),
+        Some(url)
+    );
+    assert_store_holds_no(chain.state(), PASSWORD);
+    let recorded: Vec<String> = chain
+        .state()
+        .stored_state
+        .as_ref()
+        .unwrap()
+        .query(|c| {
+            let mut stmt = c.prepare("SELECT value FROM relation_urls ORDER BY name")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .unwrap();
+    assert!(
+        recorded.contains(&"postgresql://relation-5:***@10.0.0.5:5432/wsgi-app".to_string()),
+        "{recorded:?}"
+    );
+
+    // Dispatches that do not read the secret keep the URL the app has.
+    let chain = chain
+        .run(on::update_status())
+        .unwrap()
+        .run(on::config_changed())
+        .unwrap();
+    assert_eq!(
+        env_value(chain.state(), "DATABASE_URL").as_deref(),
+        Some(url)
+    );
+    assert_store_holds_no(chain.state(), PASSWORD);
+
+    let mut state = chain.into_state();
+    let changed = state
+        .publish_secret_revision(&id, creds(ROTATED))
+        .expect("this unit tracks the secret");
+    let rotated = ctx
+        .chain(state)
+        .run(changed)
+        .unwrap()
+        .run(on::update_status())
+        .unwrap();
+    assert_eq!(
+        env_value(rotated.state(), "DATABASE_URL"),
+        Some("postgresql://relation-5:n3w%20s3cr3t%3F%23@10.0.0.5:5432/wsgi-app".into())
+    );
+    assert_store_holds_no(rotated.state(), ROTATED);
+    assert_store_holds_no(rotated.state(), PASSWORD);
+
+    // A grant taken back: the secret cannot be read, the app keeps its URL.
+    let revoked = rotated
+        .update_state(|s| s.revoke_secret(&id, 5))
+        .run(on::relation_changed(5, None))
+        .unwrap();
+    assert!(env_value(revoked.state(), "DATABASE_URL")
+        .unwrap()
+        .contains("n3w%20s3cr3t"));
+    assert_store_holds_no(revoked.state(), ROTATED);
 }
 
 #[test]
