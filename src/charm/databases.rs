@@ -297,7 +297,7 @@ fn record(
             Some((name, url)) => {
                 let candidate = Candidate {
                     url: url.expose().to_string(),
-                    recorded: url.redacted(),
+                    recorded: url.for_the_store(),
                     relation: relation.clone(),
                 };
                 if settle(ctx, report, name, Some(candidate), live)? {
