@@ -7,7 +7,7 @@ mod charm_support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use charm_support::*;
-use harness::{bag, on, Chain, Output, Relation, Secret, State};
+use harness::{bag, on, Chain, Output, Relation, Secret, State, StoreImage};
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::{Bag, StatusName};
 use wsgi_app::workload::envvars::read_env_file;
@@ -308,6 +308,45 @@ fn secret_content_never_enters_the_store_and_the_app_keeps_its_url() {
         .unwrap()
         .contains("n3w%20s3cr3t"));
     assert_store_holds_no(revoked.state(), ROTATED);
+}
+
+#[test]
+fn a_store_from_before_the_redaction_forgets_the_password_on_upgrade() {
+    let ctx = context();
+    let secret = user_secret(PASSWORD);
+    let id = secret.id.clone();
+    let chain = answer(related(&ctx, serving_r1(&ctx)), secret);
+    let url = env_value(chain.state(), "DATABASE_URL").unwrap();
+    // What a unit of schema 1 kept: the whole URL. Its grant is gone, so the
+    // upgrade cannot rebuild the URL and overwrite the row that way.
+    let mut state = chain.into_state().revoke_secret(&id, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, state.stored_state.as_ref().unwrap().bytes()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE relation_urls SET value = ?1 WHERE name = 'DATABASE_URL'",
+        [&url],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE ops_meta SET value = '1' WHERE key = 'charm_schema'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let old = std::fs::read(&path).unwrap();
+    let encoded = wsgi_app::charm::relations::percent::encode_component(PASSWORD);
+    assert!(
+        old.windows(encoded.len()).any(|w| w == encoded.as_bytes()),
+        "the old store holds the password"
+    );
+    state.stored_state = Some(StoreImage::from_bytes(old));
+
+    let upgraded = ctx.chain(state).run(on::upgrade_charm()).unwrap();
+    assert!(upgraded.last().succeeded());
+    assert_store_holds_no(upgraded.state(), PASSWORD);
+    assert_eq!(env_value(upgraded.state(), "DATABASE_URL"), Some(url));
 }
 
 #[test]
