@@ -7,7 +7,7 @@ mod charm_support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use charm_support::*;
-use harness::{bag, on, Chain, Output, Relation, Secret, State};
+use harness::{bag, on, Chain, Output, Relation, Secret, State, StoreImage};
 use wsgi_app::charm::WsgiApp;
 use wsgi_app::ops::{Bag, StatusName};
 use wsgi_app::workload::envvars::read_env_file;
@@ -83,6 +83,20 @@ fn assert_password_nowhere(outputs: &[Output], password: &str) {
                 "the password shows in: {text}"
             );
         }
+    }
+}
+
+/// The unit's store file holds no byte sequence of `password`, whole or
+/// percent-encoded.
+fn assert_store_holds_no(state: &State, password: &str) {
+    let bytes = state.stored_state.as_ref().expect("a store").bytes();
+    let encoded = wsgi_app::charm::relations::percent::encode_component(password);
+    for needle in [password, encoded.as_str()] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the store file holds the password ({} bytes searched)",
+            bytes.len()
+        );
     }
 }
 
@@ -226,6 +240,113 @@ fn no_secret_reaches_a_log_a_status_or_a_hook_tool() {
         .run(on::relation_broken(5))
         .unwrap();
     assert_password_nowhere(chain.outputs(), PASSWORD);
+}
+
+#[test]
+fn secret_content_never_enters_the_store_and_the_app_keeps_its_url() {
+    let ctx = context();
+    let secret = user_secret(PASSWORD);
+    let id = secret.id.clone();
+    let chain = answer(related(&ctx, serving_r1(&ctx)), secret);
+    let url = "postgresql://relation-5:s3cr3t%20p%40ss%2Fw%3Ard@10.0.0.5:5432/wsgi-app";
+    assert_eq!(
+        env_value(chain.state(), "DATABASE_URL").as_deref(),
+        Some(url)
+    );
+    assert_store_holds_no(chain.state(), PASSWORD);
+    let recorded: Vec<String> = chain
+        .state()
+        .stored_state
+        .as_ref()
+        .unwrap()
+        .query(|c| {
+            let mut stmt = c.prepare("SELECT value FROM relation_urls ORDER BY name")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .unwrap();
+    assert!(
+        recorded.contains(&"postgresql://relation-5:***@10.0.0.5:5432/wsgi-app".to_string()),
+        "{recorded:?}"
+    );
+
+    // Dispatches that do not read the secret keep the URL the app has.
+    let chain = chain
+        .run(on::update_status())
+        .unwrap()
+        .run(on::config_changed())
+        .unwrap();
+    assert_eq!(
+        env_value(chain.state(), "DATABASE_URL").as_deref(),
+        Some(url)
+    );
+    assert_store_holds_no(chain.state(), PASSWORD);
+
+    let mut state = chain.into_state();
+    let changed = state
+        .publish_secret_revision(&id, creds(ROTATED))
+        .expect("this unit tracks the secret");
+    let rotated = ctx
+        .chain(state)
+        .run(changed)
+        .unwrap()
+        .run(on::update_status())
+        .unwrap();
+    assert_eq!(
+        env_value(rotated.state(), "DATABASE_URL"),
+        Some("postgresql://relation-5:n3w%20s3cr3t%3F%23@10.0.0.5:5432/wsgi-app".into())
+    );
+    assert_store_holds_no(rotated.state(), ROTATED);
+    assert_store_holds_no(rotated.state(), PASSWORD);
+
+    // A grant taken back: the secret cannot be read, the app keeps its URL.
+    let revoked = rotated
+        .update_state(|s| s.revoke_secret(&id, 5))
+        .run(on::relation_changed(5, None))
+        .unwrap();
+    assert!(env_value(revoked.state(), "DATABASE_URL")
+        .unwrap()
+        .contains("n3w%20s3cr3t"));
+    assert_store_holds_no(revoked.state(), ROTATED);
+}
+
+#[test]
+fn a_store_from_before_the_redaction_forgets_the_password_on_upgrade() {
+    let ctx = context();
+    let secret = user_secret(PASSWORD);
+    let id = secret.id.clone();
+    let chain = answer(related(&ctx, serving_r1(&ctx)), secret);
+    let url = env_value(chain.state(), "DATABASE_URL").unwrap();
+    // What a unit of schema 1 kept: the whole URL. Its grant is gone, so the
+    // upgrade cannot rebuild the URL and overwrite the row that way.
+    let mut state = chain.into_state().revoke_secret(&id, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, state.stored_state.as_ref().unwrap().bytes()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE relation_urls SET value = ?1 WHERE name = 'DATABASE_URL'",
+        [&url],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE ops_meta SET value = '1' WHERE key = 'charm_schema'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let old = std::fs::read(&path).unwrap();
+    let encoded = wsgi_app::charm::relations::percent::encode_component(PASSWORD);
+    assert!(
+        old.windows(encoded.len()).any(|w| w == encoded.as_bytes()),
+        "the old store holds the password"
+    );
+    state.stored_state = Some(StoreImage::from_bytes(old));
+
+    let upgraded = ctx.chain(state).run(on::upgrade_charm()).unwrap();
+    assert!(upgraded.last().succeeded());
+    assert_store_holds_no(upgraded.state(), PASSWORD);
+    assert_eq!(env_value(upgraded.state(), "DATABASE_URL"), Some(url));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Today's databases with the real charm binary, charm-sim and real
 //! gunicorn: relate `postgresql` to charm-sim's emulated PostgreSQL
 //! (`add-remote --provider`), then rotate the password under bounded load.
-//! The provider is emulated (no real PostgreSQL role is created), so the
-//! example app does not connect; what is checked is the charm's side: the
+//! The provider here has no real server behind it (tests/e2e_postgres.rs
+//! gives it one), so the example app does not connect; what is checked is
+//! the charm's side: the
 //! request, DATABASE_URL in the environment file, the move to the new
 //! password through a new gunicorn master with no failed request, and no
 //! password in the status or the charm's log.

@@ -8,142 +8,15 @@
 mod archives;
 mod e2e_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use archives::archive_bytes;
 use e2e_support::ports::free_port;
 use e2e_support::{get, Sim};
+use harness::pg_server::PgServer;
 
 const PASSWORD: &str = "p@ss:w/rd% 1'";
-
-/// A PostgreSQL cluster in a temporary directory, owned by `postgres`.
-struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let versions = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (cargo xtask test installs it)");
-        let bin = versions
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").exists())
-            .expect("an initdb");
-        let dir = tempfile::Builder::new()
-            .prefix("wsgi-app-pg")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        let port = free_port();
-        run_as_postgres(
-            &["chown", "-R", "postgres:postgres"],
-            Some(dir.path()),
-            true,
-        );
-        let initdb = bin.join("initdb");
-        run_as_postgres(
-            &[
-                &initdb.to_string_lossy(),
-                "-D",
-                &data.to_string_lossy(),
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-U",
-                "postgres",
-            ],
-            None,
-            false,
-        );
-        // Local socket login for the set-up; TCP needs a password.
-        std::fs::write(
-            data.join("pg_hba.conf"),
-            "local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
-        )
-        .unwrap();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1",
-            dir.path().display()
-        );
-        let pg_ctl = bin.join("pg_ctl");
-        run_as_postgres(
-            &[
-                &pg_ctl.to_string_lossy(),
-                "-D",
-                &data.to_string_lossy(),
-                "-o",
-                &options,
-                "-l",
-                &dir.path().join("log").to_string_lossy(),
-                "-w",
-                "start",
-            ],
-            None,
-            false,
-        );
-        Postgres { dir, bin, port }
-    }
-
-    fn psql(&self, sql: &str) {
-        let psql = self.bin.join("psql");
-        run_as_postgres(
-            &[
-                &psql.to_string_lossy(),
-                "-h",
-                &self.dir.path().to_string_lossy(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            None,
-            false,
-        );
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.dir.path().join("data");
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_ctl)
-            .args(["-D", &data.to_string_lossy(), "-m", "fast", "-w", "stop"])
-            .output();
-    }
-}
-
-fn run_as_postgres(args: &[&str], path: Option<&Path>, as_root: bool) {
-    let mut cmd = if as_root {
-        let mut c = Command::new(args[0]);
-        c.args(&args[1..]);
-        c
-    } else {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).args(args);
-        c
-    };
-    if let Some(p) = path {
-        cmd.arg(p);
-    }
-    let out = cmd.output().expect("runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A charm directory whose `files/pgapp/app.tar.gz` is an app that reads
 /// a greeting from PostgreSQL through DATABASE_URL.
@@ -176,32 +49,20 @@ def application(environ, start_response):
 
 #[test]
 fn a_real_postgresql_a_real_nrpe_check_and_a_real_mongodb_uri_parser() {
-    let pg = Postgres::start();
+    let pg = PgServer::start("127.0.0.1", free_port()).unwrap();
     let quoted_password = PASSWORD.replace('\'', "''");
-    pg.psql(&format!(
-        "CREATE ROLE wsgi_app LOGIN PASSWORD '{quoted_password}'"
-    ));
-    pg.psql("CREATE DATABASE \"wsgi-app\" OWNER wsgi_app");
-    let psql = pg.bin.join("psql");
-    run_as_postgres(
-        &[
-            &psql.to_string_lossy(),
-            "-h",
-            &pg.dir.path().to_string_lossy(),
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "wsgi-app",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            "CREATE TABLE greeting (value text); INSERT INTO greeting VALUES ('hello from postgres'); GRANT SELECT ON greeting TO wsgi_app;",
-        ],
-        None,
-        false,
-    );
+    pg.admin_sql(
+        "postgres",
+        &format!("CREATE ROLE wsgi_app LOGIN PASSWORD '{quoted_password}'"),
+    )
+    .unwrap();
+    pg.admin_sql("postgres", "CREATE DATABASE \"wsgi-app\" OWNER wsgi_app")
+        .unwrap();
+    pg.admin_sql(
+        "wsgi-app",
+        "CREATE TABLE greeting (value text); INSERT INTO greeting VALUES ('hello from postgres'); GRANT SELECT ON greeting TO wsgi_app;",
+    )
+    .unwrap();
 
     let sim = Sim::new("127.0.43");
     let charm = charm_with_db_app(&sim);

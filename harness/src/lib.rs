@@ -69,6 +69,7 @@ pub mod backend;
 pub mod charm_contents;
 pub mod context;
 pub mod on;
+pub mod pg_server;
 pub mod recorder;
 pub mod schema;
 pub mod secrets;

@@ -134,3 +134,74 @@ fn only_the_database_interfaces_are_emulated() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("emulates postgresql_client and mongodb_client only"));
 }
+
+#[test]
+fn rotate_password_publishes_a_new_revision_with_a_new_password() {
+    let sim = sim(true);
+    sim.deploy(1);
+    sim.ok(&[
+        "add-remote",
+        "postgresql",
+        "--interface",
+        "postgresql_client",
+        "--provider",
+    ]);
+    sim.ok(&["relate", "fake:pg", "postgresql"]);
+    let before = creds(&sim).expect("the unit read the secret");
+    let out = sim.ok(&["rotate-password", "postgresql"]);
+    assert!(out.contains("revision 2"), "{out}");
+    let after = creds(&sim).expect("secret-changed read the new revision");
+    assert_eq!(after["username"], before["username"]);
+    assert_ne!(after["password"], before["password"]);
+    let password = after["password"].as_str().unwrap();
+    assert!(after["uris"].as_str().unwrap().contains(password));
+
+    let out = sim.cli(&["rotate-password", "fake"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an emulated provider"));
+}
+
+#[test]
+fn a_real_postgresql_is_named_by_a_url_and_only_for_postgresql_client() {
+    let sim = sim(true);
+    sim.deploy(1);
+    for (args, why) in [
+        (
+            &[
+                "--interface",
+                "mongodb_client",
+                "--provider",
+                "--postgres",
+                "postgresql://a@h",
+            ][..],
+            "--postgres backs a postgresql_client provider",
+        ),
+        (
+            &[
+                "--interface",
+                "postgresql_client",
+                "--provider",
+                "--postgres",
+                "postgresql://a:hunter2@h/db?x=1",
+            ][..],
+            "query parameters are not supported",
+        ),
+        (
+            &[
+                "--interface",
+                "postgresql_client",
+                "--postgres",
+                "postgresql://a@h",
+            ][..],
+            "--provider",
+        ),
+    ] {
+        let mut argv = vec!["add-remote", "db"];
+        argv.extend_from_slice(args);
+        let out = sim.cli(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(why), "{argv:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}

@@ -128,7 +128,7 @@ fn pin_and_switch(
     state::save_rollout(ctx.store.conn(), &pinned)?;
 
     let mut env = config.environment.clone();
-    env.extend(super::integrations::stored(ctx)?);
+    env.extend(super::integrations::relation_env(ctx, layout, &[])?);
     let env_hash = super::reconcile::hash_env(&env);
     ctx.action_log(&format!("switching this unit to build {target}"))?;
     // An operator asking is always judged afresh.

@@ -15,10 +15,12 @@
 //!    without secrets). The read moves to the newest revision (`--refresh`)
 //!    on this relation's own events and on a `secret-changed` for one of its
 //!    secrets, and keeps the tracked revision otherwise;
-//! 3. the URLs are recorded in the store like the legacy relations' (with
-//!    the relation they came from), and reach the environment file; the CA,
-//!    when `tls` is `True`, goes to a file the app's group reads
-//!    ([`CaFile`], written by the reconcile with the environment file).
+//! 3. the URLs reach the environment file, built in memory from what was
+//!    read ([`FreshUrl`]); the store records only their redacted form and
+//!    the relation they came from, which is what decides to keep or drop
+//!    them (secret content never enters the store). The CA, when `tls` is
+//!    `True`, goes to a file the app's group reads ([`CaFile`], written by
+//!    the reconcile with the environment file).
 //!
 //! A provider that answered before our request (no `database` in its
 //! answer, or credentials our leader saw before it had asked) is refused,
@@ -35,7 +37,7 @@
 use std::path::PathBuf;
 
 use super::config::Config;
-use super::integrations::settle;
+use super::integrations::{settle, Candidate, FreshUrl};
 use super::reconcile::Report;
 use super::relations::database_client::{
     database_request, provider_answer, secret_label, DbKind, DbProblem, DbUrls, ProviderInput,
@@ -120,13 +122,26 @@ impl std::fmt::Debug for CaFile {
     }
 }
 
-/// What [`refresh`] leaves for the reconcile to do on the machine.
+/// What [`refresh`] read, and leaves for the reconcile to do on the machine.
 #[derive(Debug, Default)]
 pub struct Refreshed {
+    /// The URLs rebuilt from the providers' answers, which the store does
+    /// not keep.
+    pub urls: Vec<FreshUrl>,
     /// CA files wanted now.
     pub ca_files: Vec<CaFile>,
     /// CA files of endpoints that no longer need one (removed when present).
     pub stale_ca_files: Vec<PathBuf>,
+}
+
+/// Whether the URLs of `relation` (`endpoint:id`) are built from a
+/// provider's secrets, so the store keeps their redacted form only and the
+/// value is rebuilt on each full reconcile.
+pub fn rebuilt_from_secrets(relation: &str) -> bool {
+    let endpoint = relation.rsplit_once(':').map_or(relation, |(ep, _)| ep);
+    DATABASE_ENDPOINTS
+        .iter()
+        .any(|(modern, _, _)| modern.as_ref() == endpoint)
 }
 
 /// Whether the modern endpoint and its legacy twin are both related: then
@@ -204,7 +219,9 @@ pub fn refresh(
                 report.blocked(why.to_string());
             }
         }
-        record(ctx, report, kind, legacy, candidate, &live, conflict)?;
+        record(
+            ctx, report, &mut out, kind, legacy, candidate, &live, conflict,
+        )?;
     }
     Ok(out)
 }
@@ -225,10 +242,13 @@ pub fn live_relations(
     Ok(live)
 }
 
-/// Record the URLs of one endpoint (or keep/drop what was recorded).
+/// Record which relation provides the URLs of one endpoint (or keep/drop
+/// what was recorded); the accepted URLs themselves go to `out.urls`.
+#[allow(clippy::too_many_arguments)]
 fn record(
     ctx: &mut Ctx<'_, '_>,
     report: &mut Report,
+    out: &mut Refreshed,
     kind: DbKind,
     legacy: Endpoint,
     candidate: Option<(DbUrls, String)>,
@@ -263,11 +283,6 @@ fn record(
         }
         return Ok(());
     };
-    let values: Vec<(&str, String)> = urls
-        .variables(kind)
-        .into_iter()
-        .map(|(name, url)| (name, url.expose().to_string()))
-        .collect();
     ctx.model.log(
         LogLevel::Info,
         &format!(
@@ -276,16 +291,22 @@ fn record(
             urls.primary.redacted()
         ),
     );
+    let values = urls.variables(kind);
     for name in variables(kind) {
         match values.iter().find(|(n, _)| n == name) {
-            Some((_, url)) => {
-                settle(
-                    ctx,
-                    report,
-                    name,
-                    Some((url.clone(), relation.clone())),
-                    live,
-                )?;
+            Some((name, url)) => {
+                let candidate = Candidate {
+                    url: url.expose().to_string(),
+                    recorded: url.for_the_store(),
+                    relation: relation.clone(),
+                };
+                if settle(ctx, report, name, Some(candidate), live)? {
+                    out.urls.push(FreshUrl {
+                        name,
+                        relation: relation.clone(),
+                        url: (*url).clone(),
+                    });
+                }
             }
             // The answer no longer has it (read-only endpoints gone).
             None => state::set_relation_url(ctx.store.conn(), name, None)?,

@@ -1,33 +1,129 @@
 //! The relations, Juju side: read the bags through `ops`, let
-//! [`relations`](super::relations) decide, record the URLs the app sees
-//! (with the relation each came from) and publish what others need.
+//! [`relations`](super::relations) decide, record which relation provides
+//! each URL the app sees, and publish what others need.
 //!
 //! A URL is dropped only when no relation of its endpoint can provide it:
 //! PostgreSQL briefly unlisting us during a failover keeps the last URL (and
 //! says Waiting); the relation going away removes it. MongoDB going away
 //! never touches DATABASE_URL.
+//!
+//! The store keeps the legacy relations' URLs as they are (plain relation
+//! data, as Juju keeps it). A URL built from a Juju secret (today's
+//! databases) never enters the store: it keeps only its redacted form and
+//! its relation, and the value is rebuilt in memory on each full reconcile
+//! from the secret; between those (update-status, actions), or while the
+//! secret cannot be read, the value is the one the environment file already
+//! gives the app.
 
 use std::collections::BTreeMap;
 
 use super::config::Config;
 use super::databases;
 use super::reconcile::Report;
+use super::relations::database_client::SecretUrl;
 use super::relations::{self, PgsqlInput};
 use super::state;
 use super::{Ctx, Endpoint};
 use crate::ops::{Bag, BagOwner, HandlerError, RelationId, Scope};
+use crate::workload::envvars::{read_env_file, EnvFileError};
 use crate::workload::layout::Layout;
 
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const MONGO_URL: &str = "MONGO_URL";
 pub const MANAGER_SERVICE_URL: &str = "MANAGER_SERVICE_URL";
 
-/// The relation-provided variables as last recorded.
-pub fn stored(ctx: &mut Ctx<'_, '_>) -> Result<Vec<(String, String)>, HandlerError> {
-    Ok(state::relation_urls(ctx.store.conn())?
-        .into_iter()
-        .map(|u| (u.name, u.value))
-        .collect())
+/// A URL a relation offers for one variable, and what the store may keep
+/// of it.
+pub(super) struct Candidate {
+    /// The whole URL, for the environment file.
+    pub url: String,
+    /// What the store records: the URL itself for plain relation data, its
+    /// redacted form when it holds secret content.
+    pub recorded: String,
+    /// `endpoint:id`.
+    pub relation: String,
+}
+
+impl Candidate {
+    /// A URL from plain relation data, recorded as it is.
+    pub fn plain(url: String, relation: String) -> Candidate {
+        Candidate {
+            recorded: url.clone(),
+            url,
+            relation,
+        }
+    }
+}
+
+/// A URL rebuilt from a secret during this dispatch: the value the recorded
+/// (redacted) row of `name` from `relation` stands for.
+pub struct FreshUrl {
+    pub name: &'static str,
+    pub relation: String,
+    pub url: SecretUrl,
+}
+
+impl std::fmt::Debug for FreshUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} from {}: {:?}", self.name, self.relation, self.url)
+    }
+}
+
+/// The relation-provided variables: each recorded row's value, where a row
+/// of a relation whose URLs hold secret content takes its value from
+/// `fresh` (rebuilt this dispatch) or else from the environment file the
+/// app already has.
+pub fn relation_env(
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    fresh: &[FreshUrl],
+) -> Result<Vec<(String, String)>, HandlerError> {
+    let mut env = Vec::new();
+    let mut on_disk: Option<Vec<(String, String)>> = None;
+    for row in state::relation_urls(ctx.store.conn())? {
+        if !databases::rebuilt_from_secrets(&row.relation) {
+            env.push((row.name, row.value));
+            continue;
+        }
+        if let Some(url) = fresh
+            .iter()
+            .find(|f| f.name == row.name && f.relation == row.relation)
+        {
+            env.push((row.name, url.url.expose().to_string()));
+            continue;
+        }
+        let on_disk = match &mut on_disk {
+            Some(vars) => vars,
+            None => on_disk.insert(app_env_file(layout)?),
+        };
+        match on_disk.iter().find(|(name, _)| *name == row.name) {
+            Some((_, value)) => env.push((row.name, value.clone())),
+            // Nothing to keep (the file was removed by hand): the next full
+            // reconcile reads the secret again.
+            None => ctx.model.log(
+                crate::ops::LogLevel::Warning,
+                &format!(
+                    "{} from {} is not in {}; it comes back when the relation is read again",
+                    row.name,
+                    row.relation,
+                    layout.env_file().display()
+                ),
+            ),
+        }
+    }
+    Ok(env)
+}
+
+/// The variables the environment file gives the app now (none before the
+/// first write).
+fn app_env_file(layout: &Layout) -> Result<Vec<(String, String)>, HandlerError> {
+    match read_env_file(&layout.env_file()) {
+        Ok(vars) => Ok(vars),
+        Err(EnvFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(format!("reading the environment file: {e}").into()),
+    }
 }
 
 /// Each remote unit's bag on a relation.
@@ -58,15 +154,18 @@ pub(super) fn settle(
     ctx: &mut Ctx<'_, '_>,
     report: &mut Report,
     name: &str,
-    candidate: Option<(String, String)>,
+    candidate: Option<Candidate>,
     live: &[RelationId<Endpoint>],
 ) -> Result<bool, HandlerError> {
     let candidate = match candidate {
-        Some((url, relation)) => {
-            match crate::workload::envvars::render_env_file(&[(name.to_string(), url.clone())]) {
-                Ok(_) => Some((url, relation)),
+        Some(candidate) => {
+            match crate::workload::envvars::render_env_file(&[(
+                name.to_string(),
+                candidate.url.clone(),
+            )]) {
+                Ok(_) => Some(candidate),
                 Err(why) => {
-                    report.blocked(format!("{name} from {relation}: {why}"));
+                    report.blocked(format!("{name} from {}: {why}", candidate.relation));
                     None
                 }
             }
@@ -78,8 +177,8 @@ pub(super) fn settle(
         .into_iter()
         .find(|u| u.name == name);
     match candidate {
-        Some((url, relation)) => {
-            state::set_relation_url(conn, name, Some((&url, &relation)))?;
+        Some(candidate) => {
+            state::set_relation_url(conn, name, Some((&candidate.recorded, &candidate.relation)))?;
             Ok(true)
         }
         None => {
@@ -94,8 +193,8 @@ pub(super) fn settle(
     }
 }
 
-/// Re-read every requires relation, record the URLs, and return the app's
-/// relation-provided environment.
+/// Re-read every requires relation, record which provides each URL, and
+/// return the app's relation-provided environment.
 ///
 /// Today's databases go first ([`databases::refresh`]); the legacy
 /// relations then keep a URL a live modern relation recorded.
@@ -110,7 +209,7 @@ pub fn refresh(
     refresh_pgsql(ctx, report)?;
     refresh_mongodb(ctx, report)?;
     refresh_manager_service(ctx, config, report)?;
-    Ok((stored(ctx)?, refreshed))
+    Ok((relation_env(ctx, layout, &refreshed.urls)?, refreshed))
 }
 
 fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), HandlerError> {
@@ -149,7 +248,7 @@ fn refresh_pgsql(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Handl
                     crate::ops::LogLevel::Info,
                     &format!("DATABASE_URL from {rel}: {}", url.redacted()),
                 );
-                candidate = Some((url.expose(), rel.to_string()));
+                candidate = Some(Candidate::plain(url.expose(), rel.to_string()));
             }
             Ok(_) => {}
             Err(why) => waiting.push(why.to_string()),
@@ -173,7 +272,7 @@ fn refresh_mongodb(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), Han
             for note in &conn.notes {
                 ctx.model.log(crate::ops::LogLevel::Warning, note);
             }
-            candidate = Some((conn.url, rel.to_string()));
+            candidate = Some(Candidate::plain(conn.url, rel.to_string()));
             break;
         }
     }
@@ -195,7 +294,7 @@ fn refresh_manager_service(
         let units = remote_unit_bags(ctx, rel)?;
         match relations::manager_service_url(&config.manager_service_protocol, &units) {
             Ok(Some(url)) => {
-                candidate = Some((url, rel.to_string()));
+                candidate = Some(Candidate::plain(url, rel.to_string()));
                 break;
             }
             Ok(None) => {}

@@ -186,7 +186,7 @@ impl WsgiApp {
                 integrations::refresh(ctx, &config, &mut self.report, layout, &self.db_focus)?;
             (env, Some(refreshed))
         } else {
-            (integrations::stored(ctx)?, None)
+            (integrations::relation_env(ctx, layout, &[])?, None)
         };
 
         self.ensure_packages(ctx, &config)?;

@@ -2,16 +2,21 @@
 //! disk. Installed builds (what was installed from which archive), database
 //! and service URLs with the relation they came from, the rollout (who wants
 //! which build, what served before), and the apt packages installed.
+//!
+//! Secret content never enters the store: a URL built from a provider's
+//! Juju secret is recorded in its redacted form only (see
+//! [`integrations`](super::integrations)).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ops::{Migration, StoreError};
 use crate::workload::builds::Manifest;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "builds, relation URLs, rollout, packages",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "builds, relation URLs, rollout, packages",
+        sql: "
 CREATE TABLE builds (
     label TEXT PRIMARY KEY,
     archive TEXT NOT NULL,
@@ -42,7 +47,18 @@ CREATE TABLE packages (
 );
 CREATE TABLE facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "no secret content in relation URLs",
+        // Units that recorded today's databases' URLs whole: the next full
+        // reconcile records their redacted form again.
+        sql: "
+UPDATE relation_urls SET value = 'redacted'
+ WHERE relation LIKE 'postgresql:%' OR relation LIKE 'mongodb-client:%';
+",
+    },
+];
 
 /// One installed build, as recorded when it was renamed into place.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -124,6 +140,7 @@ pub fn forget_build(conn: &Connection, label: &str) -> Result<(), StoreError> {
 pub struct RelationUrl {
     /// The variable: DATABASE_URL, MONGO_URL or MANAGER_SERVICE_URL.
     pub name: String,
+    /// The URL; its redacted form when it was built from a secret.
     pub value: String,
     /// `endpoint:id`.
     pub relation: String,

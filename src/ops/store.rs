@@ -94,9 +94,11 @@ impl Store {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(open_err)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(3600))?;
-        // One writer per unit, and no -wal/-shm files beside it.
+        // One writer per unit, and no -wal/-shm files beside it. A value
+        // the charm overwrites or forgets is zeroed, not left in a free
+        // page of the file.
         conn.execute_batch(
-            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=DELETE; BEGIN IMMEDIATE;",
+            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=DELETE; PRAGMA secure_delete=ON; BEGIN IMMEDIATE;",
         )?;
         let store = Store {
             conn,

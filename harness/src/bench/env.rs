@@ -155,6 +155,10 @@ fn ensure_debian_packages() -> Result<(), String> {
     if !Path::new("/usr/bin/systemd-nspawn").exists() {
         missing.push("systemd-container");
     }
+    // The rotation benchmark's server (initdb, pg_ctl).
+    if !Path::new("/usr/bin/pg_createcluster").exists() {
+        missing.push("postgresql");
+    }
     let has_venv = Command::new("/usr/bin/python3")
         .args(["-c", "import ensurepip, venv"])
         .output()

@@ -9,8 +9,8 @@
 //! cargo xtask bench hooks scale     # only these benchmarks
 //! ```
 //!
-//! Modules: [`hooks`], [`builds`], [`switch`], [`serving`], [`scale`] are
-//! the five benchmarks; [`model`] runs charm-sim models and times single
+//! Modules: [`hooks`], [`builds`], [`switch`], [`serving`], [`scale`],
+//! [`rotation`] are the benchmarks; [`model`] runs charm-sim models and times single
 //! hooks; [`tools`] records and replays hook-tool answers; [`http`] is the
 //! loopback file server and load generator; [`env`] installs what the
 //! suite needs; [`system`] describes the machine and measures processes;
@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod http;
 pub mod model;
 pub mod report;
+pub mod rotation;
 pub mod scale;
 pub mod serving;
 pub mod stats;
@@ -56,6 +57,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     (
         "scale",
         "config-changed with 1/10/50 builds and 1/20 related units",
+    ),
+    (
+        "rotation",
+        "a database password rotation under load, real PostgreSQL",
     ),
 ];
 
@@ -101,7 +106,7 @@ impl Row {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale]...";
+    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale|rotation]...";
 
 /// The `bench` subcommand: parse `args`, run, write the reports.
 pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
@@ -142,6 +147,7 @@ pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
             "switch-systemd" => switch::run_systemd(&env),
             "serving" => serving::run(&env),
             "scale" => scale::run(&env),
+            "rotation" => rotation::run(&env),
             _ => unreachable!("names come from BENCHMARKS"),
         };
         let seconds = started.elapsed().as_secs_f64();

@@ -16,7 +16,9 @@ use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
     about = "A small Juju on one machine: deploy a charm on simulated units and drive it",
     long_about = "A small Juju on one machine: deploy a charm on simulated units (each with its own \
                   directory and loopback address), set config, relate to remote applications whose \
-                  data you give, run actions and commands, and show status. The charm's real \
+                  data you give, or to emulated PostgreSQL and MongoDB providers (the PostgreSQL one \
+                  optionally backed by a real local server: add-remote --provider --postgres URL), \
+                  run actions and commands, and show status. The charm's real \
                   dispatch runs for every hook, with emulated hook tools on its PATH."
 )]
 struct Cli {
@@ -93,6 +95,14 @@ enum Command {
         /// has asked for a database [endpoint default: database]
         #[arg(long)]
         provider: bool,
+        /// With --provider for postgresql_client: a real PostgreSQL, as
+        /// postgresql://ADMIN[:PASSWORD]@HOST[:PORT][/DATABASE] (a
+        /// superuser; without a password psql looks in PGPASSWORD and
+        /// ~/.pgpass). The provider creates role relation-<id> with a random
+        /// password and the requested database in it, publishes HOST:PORT
+        /// as its endpoints, and rotate-password changes the password there
+        #[arg(long, value_name = "URL", requires = "provider")]
+        postgres: Option<String>,
     },
     /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
     SetRemoteData {
@@ -120,6 +130,13 @@ enum Command {
         uri: String,
         #[arg(value_name = "KEY=VALUE", required = true)]
         content: Vec<String>,
+    },
+    /// An emulated provider (add-remote --provider) gives each of its relations' users a new
+    /// password (ALTER ROLE in its real PostgreSQL with --postgres) in a new secret revision;
+    /// consumers run secret-changed
+    RotatePassword {
+        #[arg(value_name = "PROVIDER_APP")]
+        app: String,
     },
     /// Take back a remote application's grant of a secret on a relation
     RevokeSecret {
@@ -277,6 +294,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             app_data,
             units,
             provider,
+            postgres,
         } => commands::add_remote(
             g,
             &name,
@@ -286,6 +304,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             &app_data,
             units,
             provider,
+            postgres.as_deref(),
         )?,
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?
@@ -302,6 +321,11 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
         Command::RotateSecret { uri, content } => {
             let revision = commands::rotate_secret(g, &uri, &content)?;
             println!("{uri} revision {revision}");
+        }
+        Command::RotatePassword { app } => {
+            for line in commands::rotate_password(g, &app)? {
+                println!("{line}");
+            }
         }
         Command::RevokeSecret { uri, relation } => commands::revoke_secret(g, &uri, &relation)?,
         Command::Relate { first, second } => commands::relate(g, &first, &second)?,

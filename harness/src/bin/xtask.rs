@@ -68,7 +68,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/lib/nagios/plugins/check_http",
         "monitoring-plugins-basic",
     ),
-    ("/usr/lib/postgresql", "postgresql"),
+    // The server (initdb, pg_ctl): /usr/lib/postgresql alone comes with
+    // the client too.
+    ("/usr/bin/pg_createcluster", "postgresql"),
     ("/usr/bin/systemd-analyze", "systemd"),
     ("/usr/bin/make", "make"),
 ];

@@ -429,8 +429,9 @@ fn key_values(args: &[String]) -> Result<Bag> {
 }
 
 /// `charm-sim add-remote NAME --interface IFACE [--endpoint EP] [--unit-data k=v]...
-/// [--app-data k=v]... [--units N] [--provider]`; with `--provider`, a
-/// PostgreSQL or MongoDB that answers our requests (`super::providers`).
+/// [--app-data k=v]... [--units N] [--provider [--postgres URL]]`; with
+/// `--provider`, a PostgreSQL or MongoDB that answers our requests
+/// (`super::providers`), with `--postgres` backed by that real server.
 #[allow(clippy::too_many_arguments)]
 pub fn add_remote(
     g: &Global,
@@ -441,8 +442,14 @@ pub fn add_remote(
     app_data: &[String],
     units: u32,
     provider: bool,
+    postgres: Option<&str>,
 ) -> Result<()> {
     valid_app_name(name)?;
+    if postgres.is_some() && !provider {
+        return Err(sim_err!(
+            "--postgres is for an emulated provider: add --provider"
+        ));
+    }
     let unit_data = key_values(unit_data)?;
     let mut app_data = key_values(app_data)?;
     let endpoint = match endpoint {
@@ -459,7 +466,7 @@ pub fn add_remote(
         return Err(sim_err!("an application named {name:?} already exists"));
     }
     if provider {
-        let early = super::providers::register(&model, name, interface)?;
+        let early = super::providers::register(&model, name, interface, postgres)?;
         for (k, v) in early {
             app_data.entry(k).or_insert(v);
         }
@@ -552,9 +559,32 @@ pub fn rotate_secret(g: &Global, uri: &str, settings: &[String]) -> Result<u32> 
             "{uri} belongs to the charm under test; its own hooks publish its revisions"
         ));
     }
+    if super::providers::real_postgres(&model, &found.owner_app)?.is_some() {
+        return Err(sim_err!(
+            "{uri} belongs to {0}, whose passwords live in a real PostgreSQL: use `charm-sim rotate-password {0}`, which changes the role's password in the server too",
+            found.owner_app
+        ));
+    }
     let (revision, _) = super::secrets::publish_revision(&model, uri, &content)?;
     settle(&model, g)?;
     Ok(revision)
+}
+
+/// `charm-sim rotate-password APP`: emulated provider `APP` gives each
+/// relation's user a new password (in its real PostgreSQL too, when it has
+/// one) and publishes it; consumers run `secret-changed`. One line per
+/// relation: its id, and the secret's new revision.
+pub fn rotate_password(g: &Global, app: &str) -> Result<Vec<String>> {
+    let (model, _lock) = open_locked(g)?;
+    let rotated = super::providers::rotate_password(&model, app)?;
+    settle(&model, g)?;
+    Ok(rotated
+        .into_iter()
+        .map(|(rel, uri, revision)| match uri {
+            Some(uri) => format!("{}: {uri} revision {revision}", rel.key()),
+            None => format!("{}: new password in the relation data", rel.key()),
+        })
+        .collect())
 }
 
 /// `charm-sim revoke-secret URI --relation REL`: the owner takes a grant

@@ -40,6 +40,7 @@ pub mod context;
 pub mod engine;
 pub mod flags;
 pub mod output;
+pub mod postgres;
 pub mod providers;
 pub mod reaper;
 pub mod secrets;

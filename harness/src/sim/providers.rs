@@ -17,11 +17,18 @@
 //!
 //! The answer is given when the hook queue is empty (after our leader's hook
 //! committed the request), and queues relation-changed like any remote
-//! change. A password rotation is `charm-sim rotate-secret <uri> …`. It does
-//! not create a role or a database in a real PostgreSQL.
+//! change. A password rotation is `charm-sim rotate-password APP`: a new
+//! password in a new revision of each relation's user secret, which queues
+//! `secret-changed` for the units tracking it.
+//!
+//! Pointed at a real PostgreSQL (`--postgres`, [`super::postgres`]), the
+//! PostgreSQL provider publishes that server's `HOST:PORT` and version,
+//! creates the role and the database in it before answering, and a rotation
+//! changes the role's password in the server before publishing it.
 
 use super::engine;
-use super::store::{random_hex, Bag, Model};
+use super::postgres::Admin;
+use super::store::{random_hex, Bag, Model, Relation};
 use super::Result;
 use crate::sim_err;
 
@@ -29,38 +36,94 @@ fn meta_key(app: &str) -> String {
     format!("provider:{app}")
 }
 
+/// Where the admin URL of a provider backed by a real PostgreSQL is kept.
+fn postgres_key(app: &str) -> String {
+    format!("provider-postgres:{app}")
+}
+
 /// The interfaces an emulated provider can speak.
 pub const INTERFACES: [&str; 2] = ["postgresql_client", "mongodb_client"];
 
 /// Make remote application `app` (speaking `interface`) an emulated
-/// provider; returns the bag it publishes before any request.
-pub fn register(model: &Model, app: &str, interface: &str) -> Result<Bag> {
+/// provider, backed by the real PostgreSQL at `postgres` when given (its
+/// admin can log in, or this fails); returns the bag it publishes before
+/// any request.
+pub fn register(model: &Model, app: &str, interface: &str, postgres: Option<&str>) -> Result<Bag> {
     if !INTERFACES.contains(&interface) {
         return Err(sim_err!(
             "--provider: charm-sim emulates {} only, not {interface:?}",
             INTERFACES.join(" and ")
         ));
     }
+    let admin = match postgres {
+        Some(_) if interface != "postgresql_client" => {
+            return Err(sim_err!(
+                "--postgres backs a postgresql_client provider, not {interface:?}"
+            ))
+        }
+        Some(url) => {
+            let admin = Admin::parse(url)?;
+            admin.server_version()?;
+            model.set_meta(&postgres_key(app), url)?;
+            Some(admin)
+        }
+        None => None,
+    };
     model.set_meta(&meta_key(app), interface)?;
-    Ok(early_bag(interface))
+    Ok(early_bag(interface, admin.as_ref()))
 }
 
-fn early_bag(interface: &str) -> Bag {
-    let pairs: &[(&str, &str)] = match interface {
-        "postgresql_client" => &[
-            ("endpoints", "127.0.0.1:5432"),
-            ("read-only-endpoints", "127.0.0.1:5432"),
+fn early_bag(interface: &str, admin: Option<&Admin>) -> Bag {
+    let pairs: Vec<(&str, String)> = match interface {
+        "postgresql_client" => {
+            let endpoint = admin.map_or_else(|| "127.0.0.1:5432".to_string(), Admin::endpoint);
+            vec![
+                ("endpoints", endpoint.clone()),
+                ("read-only-endpoints", endpoint),
+            ]
+        }
+        _ => vec![
+            ("endpoints", "127.0.0.1:27017".into()),
+            ("replset", "rs0".into()),
         ],
-        _ => &[("endpoints", "127.0.0.1:27017"), ("replset", "rs0")],
     };
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 fn interface_of(model: &Model, app: &str) -> Option<String> {
     model.meta(&meta_key(app)).ok()
+}
+
+/// The real PostgreSQL behind provider `app`, if it has one.
+pub fn real_postgres(model: &Model, app: &str) -> Result<Option<Admin>> {
+    match model.meta(&postgres_key(app)) {
+        Ok(url) => Admin::parse(&url).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The `user` group's fields (§2.3) for `username` on `database`.
+fn user_fields(
+    interface: &str,
+    endpoint: &str,
+    username: &str,
+    password: &str,
+    database: &str,
+) -> Bag {
+    let uri = match interface {
+        "postgresql_client" => format!("postgresql://{username}:{password}@{endpoint}/{database}"),
+        _ => format!(
+            "mongodb://{username}:{password}@{endpoint}/{database}?replicaSet=rs0&authSource=admin"
+        ),
+    };
+    [
+        ("username", username),
+        ("password", password),
+        ("uris", uri.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// Answer every request not answered yet. Returns whether any was (its
@@ -89,29 +152,20 @@ pub fn answer_requests(model: &Model) -> Result<bool> {
             .unwrap_or_default();
         let username = format!("relation-{}", rel.id);
         let password = random_hex(16);
-        let mut answer = early_bag(&interface);
+        let admin = real_postgres(model, &rel.remote_app)?;
+        let mut answer = early_bag(&interface, admin.as_ref());
         answer.insert("database".into(), database.clone());
-        let (version, uri) = match interface.as_str() {
-            "postgresql_client" => (
-                "16.4",
-                format!("postgresql://{username}:{password}@127.0.0.1:5432/{database}"),
-            ),
-            _ => (
-                "8.0.4",
-                format!(
-                    "mongodb://{username}:{password}@127.0.0.1:27017/{database}?replicaSet=rs0&authSource=admin"
-                ),
-            ),
+        let version = match (&admin, interface.as_str()) {
+            (Some(admin), _) => {
+                admin.create_role_and_database(&username, &password, database)?;
+                admin.server_version()?
+            }
+            (None, "postgresql_client") => "16.4".into(),
+            (None, _) => "8.0.4".into(),
         };
-        answer.insert("version".into(), version.into());
-        let user: Bag = [
-            ("username", username.as_str()),
-            ("password", password.as_str()),
-            ("uris", uri.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        answer.insert("version".into(), version);
+        let endpoint = answer["endpoints"].clone();
+        let user = user_fields(&interface, &endpoint, &username, &password, database);
         if requested.iter().any(|f| f == "password") {
             let label = format!("{}.{}.user.secret", rel.remote_endpoint, rel.id);
             let id = super::secrets::add_secret(model, &rel.remote_app, None, &label, &user)?;
@@ -135,4 +189,51 @@ pub fn answer_requests(model: &Model) -> Result<bool> {
         answered = true;
     }
     Ok(answered)
+}
+
+/// A new password for every relation of provider `app` it has answered:
+/// changed in the real PostgreSQL first when there is one (sessions already
+/// open stay open), then published as a new revision of the relation's user
+/// secret (queuing `secret-changed`), or in the plain bag when the request
+/// asked for no secrets. Returns, per relation, the secret's URI (or `None`)
+/// and the new revision.
+pub fn rotate_password(model: &Model, app: &str) -> Result<Vec<(Relation, Option<String>, u32)>> {
+    let interface = interface_of(model, app).ok_or_else(|| {
+        sim_err!("{app:?} is not an emulated provider (add-remote {app} --provider)")
+    })?;
+    let admin = real_postgres(model, app)?;
+    let mut rotated = Vec::new();
+    for rel in model.relations()? {
+        if rel.dying || rel.remote_app != app {
+            continue;
+        }
+        let theirs = model.bag(rel.id, app)?;
+        let Some(database) = theirs.get("database") else {
+            continue;
+        };
+        let username = format!("relation-{}", rel.id);
+        let password = random_hex(16);
+        if let Some(admin) = &admin {
+            admin.set_password(&username, &password)?;
+        }
+        let endpoint = theirs.get("endpoints").cloned().unwrap_or_default();
+        let user = user_fields(&interface, &endpoint, &username, &password, database);
+        match theirs.get("secret-user") {
+            Some(uri) => {
+                let (revision, _) = super::secrets::publish_revision(model, uri, &user)?;
+                rotated.push((rel, Some(uri.clone()), revision));
+            }
+            None => {
+                model.update_bag(rel.id, app, &user)?;
+                engine::enqueue_remote_change(model, app)?;
+                rotated.push((rel, None, 0));
+            }
+        }
+    }
+    if rotated.is_empty() {
+        return Err(sim_err!(
+            "{app} has answered no relation yet: nothing to rotate"
+        ));
+    }
+    Ok(rotated)
 }

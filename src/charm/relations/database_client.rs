@@ -398,6 +398,17 @@ impl SecretUrl {
             None => self.url.clone(),
         }
     }
+
+    /// What the store may keep: the redacted URL without its query or
+    /// fragment, where a provider could have put a password too
+    /// (`?password=` is valid libpq).
+    pub fn for_the_store(&self) -> String {
+        let mut redacted = self.redacted();
+        if let Some(cut) = redacted.find(['?', '#']) {
+            redacted.truncate(cut);
+        }
+        redacted
+    }
 }
 
 impl fmt::Debug for SecretUrl {
@@ -862,6 +873,18 @@ mod tests {
                 "DATABASE_READ_ONLY_URL"
             ]
         );
+    }
+
+    #[test]
+    fn the_store_form_shows_no_password_in_userinfo_or_query() {
+        let url = checked_url(
+            DbKind::Postgresql,
+            "postgresql://u:s3cret@h:5432/db?password=s3cret&sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(url.for_the_store(), "postgresql://u:***@h:5432/db");
+        let bare = checked_url(DbKind::Mongodb, "mongodb://h/db#s3cret").unwrap();
+        assert_eq!(bare.for_the_store(), "mongodb://h/db");
     }
 
     #[test]
