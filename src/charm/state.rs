@@ -307,3 +307,20 @@ pub fn set_refused_switch(
 ) -> Result<(), StoreError> {
     set_fact(conn, REFUSED_SWITCH, refused)
 }
+
+const ROLLOUT_ALLOWED: &str = "rollout_allowed";
+
+/// The build the application's rollout last allowed this unit to serve,
+/// so update-status (which reads no relation) keeps to it: `None` when the
+/// unit has no peers and follows current_symlink itself, `Some(None)` when
+/// it waits for its first grant.
+pub fn rollout_allowed(conn: &Connection) -> Result<Option<Option<String>>, StoreError> {
+    fact(conn, ROLLOUT_ALLOWED)
+}
+
+pub fn set_rollout_allowed(
+    conn: &Connection,
+    allowed: Option<Option<&str>>,
+) -> Result<(), StoreError> {
+    set_fact(conn, ROLLOUT_ALLOWED, allowed.as_ref())
+}
