@@ -412,3 +412,23 @@ fn a_refused_build_is_judged_again_only_at_update_status_or_when_it_changes() {
     assert_eq!(current_build(&fixed.state), "r2");
     assert_status(&fixed.state, StatusName::Active, "serving r2 on :8080");
 }
+
+#[test]
+fn rollout_status_without_peers_shows_this_unit_following_the_application() {
+    let ctx = context();
+    let out = ctx
+        .run(on::action("rollout-status", json!({})), serving_r1(&ctx))
+        .unwrap();
+    assert_eq!(failure(&out), None);
+    let r = results(&out);
+    assert_eq!(r["rollout.state"], "none yet");
+    assert_eq!(r["units.1.unit"], "wsgi-app/0");
+    assert_eq!(r["units.1.serving"], "r1");
+    assert_eq!(r["units.1.state"], "no rollout: follows current_symlink");
+
+    let refused = ctx
+        .run(on::action("abort-rollout", json!({})), serving_r1(&ctx))
+        .unwrap();
+    let why = failure(&refused).expect("nothing to abort");
+    assert!(why.contains("abort-rollout: no rollout"), "{why}");
+}

@@ -233,6 +233,25 @@ fn a_unit_failing_its_gate_halts_the_rollout_and_the_status_says_why() {
     assert_app_status(&cluster, StatusName::Blocked, "(2 of 4 units on r3)");
     assert_eq!(cluster.unit_bag(3)["rollout-state"], "failed");
     assert!(cluster.unit_bag(3)["rollout-reason"].contains("HTTP 500"));
+    assert_status(
+        cluster.unit(0),
+        StatusName::Active,
+        "serving r2 on :8080 (rollout of r3 halted)",
+    );
+
+    let status = cluster.action(2, "rollout-status", json!({})).unwrap();
+    let results = status.action.unwrap().results;
+    assert_eq!(results["rollout.state"], "halted");
+    assert_eq!(results["rollout.from"], "r2");
+    assert!(results["rollout.status"].starts_with("rollout of r3 halted: wsgi-app/3"));
+    let states: Vec<&str> = (1..=4)
+        .map(|i| results[&format!("units.{i}.state")].as_str())
+        .collect();
+    assert_eq!(states[..3], ["waiting (halted)", "moved", "moved"]);
+    assert!(
+        states[3].starts_with("failed: build r3 failed its pre-flight"),
+        "{states:?}"
+    );
 
     // The halt is sticky: hooks come and go, nothing moves.
     cluster.set_config("workers", 3);

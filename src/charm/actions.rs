@@ -248,14 +248,25 @@ fn own_report(ctx: &mut Ctx<'_, '_>, peers: &Peers) -> Result<UnitReport, Handle
 }
 
 fn rollout_status(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {
-    let Some(peers) = Peers::read(ctx, true)? else {
-        ctx.fail_action(
-            "no rollout: the rollout peer relation does not exist yet (it comes after install)",
-        )?;
-        return Ok(());
+    let peers = Peers::read(ctx, true)?;
+    let units = match &peers {
+        Some(peers) => peers.all_units(&own_report(ctx, peers)?),
+        // No peers: this unit alone, following current_symlink itself.
+        None => {
+            let now = state::rollout(ctx.store.conn())?;
+            let me = ctx.model.unit_name().to_string();
+            [(
+                me,
+                UnitReport {
+                    serving: now.serving,
+                    pinned: now.pinned,
+                    last_grant: None,
+                },
+            )]
+            .into()
+        }
     };
-    let units = peers.all_units(&own_report(ctx, &peers)?);
-    let record = peers.record.as_ref();
+    let record = peers.as_ref().and_then(|p| p.record.as_ref());
     let mut results: Vec<(String, String)> = Vec::new();
     if let Some(record) = record {
         results.extend([

@@ -50,6 +50,8 @@ pub struct Report {
     port: Option<u16>,
     /// (pinned build, what the application wants) when this unit is pinned.
     pinned: Option<(String, String)>,
+    /// Where this unit stands in a rollout that has not reached it.
+    rollout_note: Option<String>,
     /// Nothing was examined (a read-only or refused action): the unit's
     /// status stays what it was.
     unexamined: bool,
@@ -115,12 +117,13 @@ impl Report {
             }
             return Ok(problem);
         }
-        Ok(match (serving, &self.pinned) {
-            (Some(s), Some((_, wanted))) => {
+        Ok(match (serving, &self.pinned, &self.rollout_note) {
+            (Some(s), Some((_, wanted)), _) => {
                 Status::active(format!("{s} (pinned; application wants {wanted})"))
             }
-            (Some(s), None) => Status::active(s),
-            (None, _) => Status::waiting("no build is serving yet"),
+            (Some(s), None, Some(note)) => Status::active(format!("{s} ({note})")),
+            (Some(s), None, None) => Status::active(s),
+            (None, _, _) => Status::waiting("no build is serving yet"),
         })
     }
 }
@@ -316,6 +319,7 @@ impl WsgiApp {
         let serving = state::rollout(ctx.store.conn())?.serving;
         self.report.serving = serving.clone();
         if let Some(turn) = turn {
+            self.report.rollout_note = turn.note(serving.as_deref());
             state::set_rollout_allowed(
                 ctx.store.conn(),
                 turn.has_peers().then_some(serving.as_deref()),

@@ -475,10 +475,33 @@ pub fn app_status(record: &Record, units: &BTreeMap<String, UnitReport>) -> Stat
     }
 }
 
+/// What a unit serving `serving` adds to its status while the record's
+/// rollout has not reached it.
+pub fn waiting_note(record: Option<&Record>, serving: Option<&str>) -> Option<String> {
+    let record = record?;
+    if serving == Some(record.target.as_str()) {
+        return None;
+    }
+    match (&record.phase, &record.abandoned) {
+        (Phase::Done, _) => None,
+        (Phase::Halted { .. }, None) => Some(format!("rollout of {} halted", record.target)),
+        (Phase::Halted { .. }, Some(aborted)) => {
+            Some(format!("the abort of the rollout of {aborted} halted"))
+        }
+        (Phase::Running, None) => Some(format!(
+            "waiting for its turn in the rollout of {}",
+            record.target
+        )),
+        (Phase::Running, Some(aborted)) => {
+            Some(format!("waiting for its turn to leave {aborted}, aborted"))
+        }
+    }
+}
+
 /// Where a unit stands in the record's rollout, for rollout-status.
 pub fn unit_state(record: Option<&Record>, unit: &str, report: &UnitReport) -> String {
     let Some(record) = record else {
-        return "no rollout yet".into();
+        return "no rollout: follows current_symlink".into();
     };
     if let Some(pin) = &report.pinned {
         return format!("skipped: pinned to {pin}");
@@ -646,6 +669,12 @@ impl Turn {
             record,
             plan,
         })
+    }
+
+    /// What this unit's status adds about the rollout, now that it
+    /// serves `serving`.
+    pub fn note(&self, serving: Option<&str>) -> Option<String> {
+        waiting_note(self.record.as_ref(), serving)
     }
 
     /// Whether this unit has peers to coordinate with.
