@@ -121,11 +121,12 @@ fn grant_order(grants: &[BTreeSet<String>]) -> Vec<String> {
     order
 }
 
-/// The units in the order their bags first said they serve `target`. The
-/// leader grants itself in its own hook, so its turn shows here only.
-fn move_order(cluster: &Cluster<'_, WsgiApp>, target: &str) -> Vec<String> {
+/// The units in the order their bags first said they serve `target`
+/// (among the writes from the `since`th on). The leader grants itself in
+/// its own hook, so its turn shows here only.
+fn move_order(cluster: &Cluster<'_, WsgiApp>, since: usize, target: &str) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
-    for write in cluster.writes() {
+    for write in &cluster.writes()[since..] {
         let serves = write
             .unit_bag
             .as_ref()
@@ -165,7 +166,7 @@ fn a_new_build_moves_one_unit_at_a_time_and_the_leader_last() {
         ["wsgi-app/1", "wsgi-app/2", "wsgi-app/3"]
     );
     assert_eq!(
-        move_order(&cluster, "r3"),
+        move_order(&cluster, 0, "r3"),
         ["wsgi-app/1", "wsgi-app/2", "wsgi-app/3", "wsgi-app/0"],
     );
     assert_app_status(&cluster, StatusName::Active, "4 of 4 units on r3");
@@ -189,7 +190,7 @@ fn a_percentage_batch_grants_that_share_of_the_units_and_never_more() {
     let widest = grants.iter().map(BTreeSet::len).max().unwrap();
     assert_eq!(widest, 2, "{grants:?}");
     assert!(!grant_order(&grants).contains(&unit_name(0)));
-    let moved = move_order(&cluster, "r3");
+    let moved = move_order(&cluster, 0, "r3");
     assert_eq!(moved.len(), 5, "{moved:?}");
     assert_eq!(moved.last().map(String::as_str), Some("wsgi-app/0"));
 }
@@ -381,7 +382,7 @@ fn a_new_leader_picks_the_rollout_up_without_a_second_grant() {
     let order = grant_order(&grants);
     assert_eq!(order.len(), 3, "each other unit granted once: {order:?}");
     assert!(!order.contains(&unit_name(2)), "{order:?}");
-    let moved = move_order(&cluster, "r3");
+    let moved = move_order(&cluster, 0, "r3");
     assert_eq!(
         moved.last().map(String::as_str),
         Some("wsgi-app/2"),
@@ -423,7 +424,7 @@ fn a_unit_added_during_a_halted_rollout_waits_for_its_turn() {
     cluster.settle().unwrap();
     assert_all_serve(&cluster, "r3");
     assert_eq!(
-        move_order(&cluster, "r3").last().map(String::as_str),
+        move_order(&cluster, 0, "r3").last().map(String::as_str),
         Some("wsgi-app/0")
     );
 }
@@ -470,4 +471,24 @@ fn one_unit_is_a_rollout_of_one() {
     cluster.settle().unwrap();
     assert_all_serve(&cluster, "r3");
     assert_app_status(&cluster, StatusName::Active, "1 of 1 units on r3");
+}
+
+#[test]
+fn a_new_current_symlink_is_rolled_out_the_same_way() {
+    let (charm, broken) = charm_with_r3();
+    let ctx = context_with(&charm, &broken);
+    let mut cluster = on_r2(&ctx, 3, "1");
+    let since = cluster.writes().len();
+    cluster.set_config("current_symlink", "r1");
+    cluster.settle().unwrap();
+
+    assert_all_serve(&cluster, "r1");
+    let grants = grants_for(&cluster, "r1");
+    assert!(grants.iter().all(|g| g.len() <= 1), "{grants:?}");
+    assert_eq!(
+        move_order(&cluster, since, "r1"),
+        ["wsgi-app/1", "wsgi-app/2", "wsgi-app/0"]
+    );
+    assert_eq!(cluster.app_bag()["rollout-from"], "r2");
+    assert_app_status(&cluster, StatusName::Active, "3 of 3 units on r1");
 }
