@@ -124,17 +124,14 @@ fn pin_and_switch(
     let before: Rollout = state::rollout(ctx.store.conn())?;
     let mut pinned = before.clone();
     // Asking for what the application wants is asking to follow it again
-    // (a pin to it would be released by its next change anyway).
+    // (the reconcile releases a pin to the build the application wants).
     let follows_application =
         requested == config.current_symlink || target == config.current_symlink;
     if follows_application {
         pinned.pinned = None;
-        pinned.pinned_under = None;
     } else {
         pinned.pinned = Some(target.clone());
-        pinned.pinned_under = Some(config.current_symlink.clone());
     }
-    pinned.app_target = Some(config.current_symlink.clone());
     state::save_rollout(ctx.store.conn(), &pinned)?;
 
     let mut env = config.environment.clone();
@@ -189,7 +186,6 @@ fn fail_switch(
 ) -> Result<(), HandlerError> {
     let mut restored = state::rollout(ctx.store.conn())?;
     restored.pinned = before.pinned.clone();
-    restored.pinned_under = before.pinned_under.clone();
     state::save_rollout(ctx.store.conn(), &restored)?;
     Ok(ctx.fail_action(message)?)
 }

@@ -228,7 +228,6 @@ impl WsgiApp {
                 ),
             );
             rollout.pinned = None;
-            rollout.pinned_under = None;
             state::save_rollout(ctx.store.conn(), &rollout)?;
         }
         // Only a full reconcile reads the peers; update-status keeps to the
