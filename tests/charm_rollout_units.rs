@@ -492,3 +492,27 @@ fn a_new_current_symlink_is_rolled_out_the_same_way() {
     assert_eq!(cluster.app_bag()["rollout-from"], "r2");
     assert_app_status(&cluster, StatusName::Active, "3 of 3 units on r1");
 }
+
+#[test]
+fn pinning_a_granted_unit_answers_its_grant_and_the_rollout_goes_on() {
+    let (charm, broken) = charm_with_r3();
+    let ctx = context_with(&charm, &broken);
+    let mut cluster = on_r2(&ctx, 3, "1");
+    cluster.set_config("build_label", "r3");
+    step_until_granted(&mut cluster, "wsgi-app/1");
+    let pinned = cluster
+        .action(1, "set-current-symlink", json!({ "symlink": "r1" }))
+        .unwrap();
+    assert_eq!(pinned.action.unwrap().failure, None);
+    assert_eq!(cluster.unit_bag(1)["rollout-state"], "skipped-pinned");
+    cluster.settle().unwrap();
+
+    assert_eq!(current_build(cluster.unit(0)), "r3");
+    assert_eq!(current_build(cluster.unit(1)), "r1");
+    assert_eq!(current_build(cluster.unit(2)), "r3");
+    assert_app_status(
+        &cluster,
+        StatusName::Active,
+        "2 of 3 units on r3 (1 pinned elsewhere)",
+    );
+}

@@ -163,14 +163,10 @@ fn pin_and_switch(
         }
         SwitchOutcome::ServingUnhealthy(message) => fail_switch(ctx, &before, message)?,
     }
-    // The leader skips a pinned unit: tell it now, not at the next hook.
+    // The leader skips a pinned unit and waits on granted ones: tell it
+    // now, not at this unit's next hook.
     if let Some(peers) = Peers::read(ctx, false)? {
-        let now = state::rollout(ctx.store.conn())?;
-        let own = UnitReport {
-            serving: now.serving,
-            pinned: now.pinned,
-            last_grant: peers.own.last_grant.clone(),
-        };
+        let own = rollout::answer_grant(peers.record.as_ref(), &peers.me, own_report(ctx, &peers)?);
         peers.publish_own(ctx, &own)?;
     }
     // Recompute the status from the new facts.

@@ -336,22 +336,22 @@ pub fn lead(
     }
     // Settle the grants: reported, departed, or failed.
     for unit in record.granted.clone() {
-        let outcome = units.get(&unit).map(|r| r.outcome_for(record.id));
-        match outcome {
-            None => {
-                record.granted.remove(&unit);
-            }
-            Some(None) => {}
-            Some(Some(Outcome::Failed(reason))) => {
+        let Some(report) = units.get(&unit) else {
+            record.granted.remove(&unit);
+            continue;
+        };
+        match report.outcome_for(record.id) {
+            Some(Outcome::Failed(reason)) => {
                 record.granted.remove(&unit);
                 record.phase = Phase::Halted {
                     unit: unit.clone(),
                     reason: reason.clone(),
                 };
             }
-            Some(Some(_)) => {
+            Some(_) => {
                 record.granted.remove(&unit);
             }
+            None => {}
         }
     }
     if !record.is_running() {
@@ -430,6 +430,25 @@ pub fn unit_plan(record: Option<&Record>, me: &str, own: &UnitReport) -> Plan {
         // moved) or the rollout is done.
         None => Plan::Wait,
     }
+}
+
+/// A unit's report after an operator's action moved or pinned it (outside
+/// any grant): a grant it held is answered, moved or skipped, so the
+/// leader does not wait for a hook that may not come.
+pub fn answer_grant(record: Option<&Record>, me: &str, mut own: UnitReport) -> UnitReport {
+    if let Plan::Move { id, target } = unit_plan(record, me, &own) {
+        let outcome = if own.pinned.is_some() {
+            Some(Outcome::SkippedPinned)
+        } else if own.serving.as_deref() == Some(target.as_str()) {
+            Some(Outcome::Moved)
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            own.last_grant = Some((id, target, outcome));
+        }
+    }
+    own
 }
 
 /// How many units serve the record's target, of how many.
@@ -909,6 +928,35 @@ mod tests {
         assert_eq!(newer.id, next.id + 1);
         assert_eq!(granted(&newer), ["app/2"]);
         assert_eq!(newer.from.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn an_action_answers_a_pending_grant() {
+        let record = lead(
+            None,
+            "app/0",
+            &units(&["r1", "r1"]),
+            "r2",
+            MaxUnavailable::Units(1),
+        );
+        let pinned = UnitReport {
+            pinned: Some("r1".into()),
+            ..serving("r1")
+        };
+        let answered = answer_grant(Some(&record), "app/1", pinned);
+        assert_eq!(
+            answered.last_grant,
+            Some((record.id, "r2".into(), Outcome::SkippedPinned))
+        );
+        let answered = answer_grant(Some(&record), "app/1", serving("r2"));
+        assert_eq!(
+            answered.last_grant,
+            Some((record.id, "r2".into(), Outcome::Moved))
+        );
+        let untouched = answer_grant(Some(&record), "app/1", serving("r1"));
+        assert_eq!(untouched.last_grant, None, "still to act on");
+        let not_granted = answer_grant(Some(&record), "app/0", serving("r2"));
+        assert_eq!(not_granted.last_grant, None);
     }
 
     #[test]
