@@ -61,7 +61,7 @@ fn the_action_pins_one_unit_and_status_says_so() {
 }
 
 #[test]
-fn a_pin_survives_unrelated_config_changes_but_not_a_new_current_symlink() {
+fn a_pin_survives_config_changes_until_the_application_wants_the_pinned_build() {
     let ctx = context();
     let pinned = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
     let other = ctx
@@ -74,31 +74,43 @@ fn a_pin_survives_unrelated_config_changes_but_not_a_new_current_symlink() {
     );
     assert_status(&other.state, StatusName::Active, "pinned");
 
-    let moved = ctx
+    let caught_up = ctx
         .run(
             on::config_changed(),
             other.state.with_config("current_symlink", "r2"),
         )
         .unwrap();
-    assert_eq!(current_build(&moved.state), "r2");
-    assert_status(&moved.state, StatusName::Active, "serving r2 on :8080");
-    assert!(!moved.state.unit_status.message.contains("pinned"));
-    assert_eq!(rollout(&moved.state, "pinned"), None);
+    assert_eq!(current_build(&caught_up.state), "r2");
+    assert_status(&caught_up.state, StatusName::Active, "serving r2 on :8080");
+    assert!(!caught_up.state.unit_status.message.contains("pinned"));
+    assert_eq!(rollout(&caught_up.state, "pinned"), None);
 }
 
 #[test]
-fn the_application_moving_elsewhere_takes_a_pinned_unit_with_it() {
+fn the_application_moving_elsewhere_leaves_a_pinned_unit_where_it_is() {
     let ctx = context();
-    let pinned = switch(&ctx, r1_serving_r2_installed(&ctx), "r2").state;
-    // current_symlink r1 -> latest (= r2 here) is a change: the pin goes.
+    let on_r2 = ctx
+        .run(
+            on::config_changed(),
+            r1_serving_r2_installed(&ctx).with_config("current_symlink", "r2"),
+        )
+        .unwrap();
+    assert_eq!(current_build(&on_r2.state), "r2");
+    let pinned = switch(&ctx, on_r2.state, "r1").state;
+    // current_symlink r2 -> latest (= r2 here): a rollout skips the pinned unit.
     let out = ctx
         .run(
             on::config_changed(),
             pinned.with_config("current_symlink", "latest"),
         )
         .unwrap();
-    assert_eq!(rollout(&out.state, "pinned"), None);
-    assert_status(&out.state, StatusName::Active, "serving r2 on :8080");
+    assert_eq!(current_build(&out.state), "r1");
+    assert_eq!(rollout(&out.state, "pinned").as_deref(), Some("r1"));
+    assert_status(
+        &out.state,
+        StatusName::Active,
+        "serving r1 on :8080 (pinned",
+    );
 }
 
 #[test]
@@ -399,4 +411,24 @@ fn a_refused_build_is_judged_again_only_at_update_status_or_when_it_changes() {
     assert_eq!(preflights(&fixed), 1);
     assert_eq!(current_build(&fixed.state), "r2");
     assert_status(&fixed.state, StatusName::Active, "serving r2 on :8080");
+}
+
+#[test]
+fn rollout_status_without_peers_shows_this_unit_following_the_application() {
+    let ctx = context();
+    let out = ctx
+        .run(on::action("rollout-status", json!({})), serving_r1(&ctx))
+        .unwrap();
+    assert_eq!(failure(&out), None);
+    let r = results(&out);
+    assert_eq!(r["rollout.state"], "none yet");
+    assert_eq!(r["units.1.unit"], "wsgi-app/0");
+    assert_eq!(r["units.1.serving"], "r1");
+    assert_eq!(r["units.1.state"], "no rollout: follows current_symlink");
+
+    let refused = ctx
+        .run(on::action("abort-rollout", json!({})), serving_r1(&ctx))
+        .unwrap();
+    let why = failure(&refused).expect("nothing to abort");
+    assert!(why.contains("abort-rollout: no rollout"), "{why}");
 }

@@ -208,6 +208,7 @@ fn every_string_option_is_refused_by_name_or_harmless() {
         "nagios_index_path",
         "nagios_index_content",
         "manager_service_protocol",
+        "rollout_max_unavailable",
     ];
     let mut cases = 0;
     for option in options {

@@ -498,3 +498,91 @@ fn relations_the_unit_was_never_told_of_are_refused() {
         other => panic!("expected an inconsistent setup, got {other:?}"),
     }
 }
+
+/// Every unit counts the unit hooks it ran in its own peer bag and notes
+/// the peer hooks it got; the leader names itself in the application bag.
+fn counting_peers() -> harness::Context<ops_support::Probe> {
+    probe(|ctx, event, _| {
+        let Some(rel) = ctx.model.relations(Endpoint::Rollout)?.first().copied() else {
+            return Ok(());
+        };
+        if let Event::Relation(RelationEvent {
+            hook, remote_unit, ..
+        }) = event
+        {
+            let from = remote_unit.as_deref().unwrap_or("the application");
+            note(ctx, &format!("{} {from}", hook.as_ref()))?;
+        }
+        let me = ctx.model.unit_name().to_string();
+        if let Event::Unit(_) = event {
+            let hooks: u32 = ctx
+                .model
+                .relation_data(rel, &BagOwner::Unit(me.clone()))?
+                .get("hooks")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            ctx.model.update_relation_data(
+                rel,
+                Scope::Unit,
+                &bag([("hooks", (hooks + 1).to_string())]),
+            )?;
+        }
+        if ctx.model.is_leader()? {
+            ctx.model
+                .update_relation_data(rel, Scope::App, &bag([("leader", me)]))?;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn a_cluster_passes_peer_writes_on_as_juju_does() {
+    let ctx = counting_peers();
+    let mut cluster = harness::Cluster::deploy(&ctx, State::new(), "rollout", 4, 3).unwrap();
+    let view = |cluster: &harness::Cluster<'_, ops_support::Probe>, of: u32, from: u32| {
+        cluster.unit(of).relation(4).unwrap().remote_units[&from].clone()
+    };
+    for n in 0..3 {
+        for m in (0..3).filter(|&m| m != n) {
+            assert_eq!(view(&cluster, n, m), cluster.unit_bag(m), "{n} sees {m}");
+        }
+        let app = &cluster.unit(n).relation(4).unwrap().local_app_data;
+        assert_eq!(app["leader"], "wsgi-app/0", "unit {n}");
+    }
+    // install, leader-settings-changed, config-changed, start.
+    assert_eq!(cluster.unit_bag(1)["hooks"], "4");
+    let got = notes(cluster.unit(1));
+    for expected in [
+        "created the application",
+        "joined wsgi-app/0",
+        "joined wsgi-app/2",
+        "changed wsgi-app/0",
+        "changed the application",
+    ] {
+        assert!(got.iter().any(|n| n == expected), "{expected}: {got:?}");
+    }
+
+    cluster.elect(2);
+    cluster.settle().unwrap();
+    for n in 0..3 {
+        let app = &cluster.unit(n).relation(4).unwrap().local_app_data;
+        assert_eq!(app["leader"], "wsgi-app/2", "unit {n}");
+    }
+
+    cluster.remove_unit(1).unwrap();
+    cluster.settle().unwrap();
+    assert_eq!(cluster.unit_numbers(), [0, 2]);
+    for n in [0, 2] {
+        let rel = cluster.unit(n).relation(4).unwrap();
+        assert!(!rel.remote_units.contains_key(&1), "unit {n}");
+        assert!(rel.departed_units.contains_key(&1), "unit {n}");
+    }
+
+    let added = cluster.add_unit();
+    cluster.settle().unwrap();
+    assert_eq!(view(&cluster, 0, added), cluster.unit_bag(added));
+    assert_eq!(
+        cluster.unit(added).relation(4).unwrap().local_app_data["leader"],
+        "wsgi-app/2"
+    );
+}

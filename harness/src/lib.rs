@@ -54,6 +54,10 @@
 //! - [`charm_contents`]: what the charm contains; charm-sim lays it out and
 //!   [`xtask::pack`] zips it into the `.charm` for real Juju.
 //!
+//! - [`Cluster`] (`cluster`): several units of one application, with
+//!   what Juju does between them on a peer relation (bags passed on,
+//!   relation-changed queued, leadership moved, units added and removed).
+//!
 //! - [`Secret`] (`secrets`): Juju secrets with owners, revisions, grants
 //!   on relations and each consumer's tracked revision and label.
 //!
@@ -67,6 +71,7 @@
 
 pub mod backend;
 pub mod charm_contents;
+pub mod cluster;
 pub mod context;
 pub mod on;
 pub mod pg_server;
@@ -78,6 +83,7 @@ pub mod state;
 pub mod xtask;
 
 pub use backend::MemoryBackend;
+pub use cluster::Cluster;
 pub use context::{ActionOutput, Chain, Context, Output, WORKSPACE_CHARM_DIR};
 pub use on::EventSpec;
 pub use recorder::{

@@ -185,7 +185,17 @@ fn the_charm_has_the_layout_modes_and_links_juju_needs() {
         .iter()
         .filter_map(|n| n.strip_prefix("actions/"))
         .collect();
-    assert_eq!(actions, ["list-builds", "rollback", "set-current-symlink"]);
+    assert_eq!(
+        actions,
+        [
+            "abort-rollout",
+            "list-builds",
+            "resume-rollout",
+            "rollback",
+            "rollout-status",
+            "set-current-symlink"
+        ]
+    );
 }
 
 #[test]

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::config::{check_build_label, LATEST};
-use super::reconcile::{read_config, switch_to, SwitchOutcome};
+use super::reconcile::{read_config, switch_to, Depth, SwitchOutcome};
+use super::rollout::{self, Peers, Record, UnitReport};
 use super::state::{self, Rollout};
 use super::{Action, Ctx, WsgiApp};
-use crate::ops::HandlerError;
+use crate::ops::{HandlerError, Scope};
 use crate::workload::layout::Layout;
 
 pub fn run(
@@ -29,6 +30,15 @@ pub fn run(
             };
             let label = label.trim().to_string();
             pin_and_switch(app, ctx, layout, &label, "set-current-symlink")
+        }
+        Action::RolloutStatus => rollout_status(ctx),
+        Action::ResumeRollout => steer_rollout(app, ctx, layout, "resume-rollout", |record, _| {
+            record.resumed()
+        }),
+        Action::AbortRollout => {
+            steer_rollout(app, ctx, layout, "abort-rollout", |record, units| {
+                record.aborted(units)
+            })
         }
         Action::Rollback => {
             let rollout = state::rollout(ctx.store.conn())?;
@@ -114,17 +124,14 @@ fn pin_and_switch(
     let before: Rollout = state::rollout(ctx.store.conn())?;
     let mut pinned = before.clone();
     // Asking for what the application wants is asking to follow it again
-    // (a pin to it would be released by its next change anyway).
+    // (the reconcile releases a pin to the build the application wants).
     let follows_application =
         requested == config.current_symlink || target == config.current_symlink;
     if follows_application {
         pinned.pinned = None;
-        pinned.pinned_under = None;
     } else {
         pinned.pinned = Some(target.clone());
-        pinned.pinned_under = Some(config.current_symlink.clone());
     }
-    pinned.app_target = Some(config.current_symlink.clone());
     state::save_rollout(ctx.store.conn(), &pinned)?;
 
     let mut env = config.environment.clone();
@@ -156,8 +163,14 @@ fn pin_and_switch(
         }
         SwitchOutcome::ServingUnhealthy(message) => fail_switch(ctx, &before, message)?,
     }
+    // The leader skips a pinned unit and waits on granted ones: tell it
+    // now, not at this unit's next hook.
+    if let Some(peers) = Peers::read(ctx, false)? {
+        let own = rollout::answer_grant(peers.record.as_ref(), &peers.me, own_report(ctx, &peers)?);
+        peers.publish_own(ctx, &own)?;
+    }
     // Recompute the status from the new facts.
-    app.reconcile(ctx, layout, super::reconcile::Depth::Check)
+    app.reconcile(ctx, layout, Depth::Check)
 }
 
 /// Fail the action; the pin goes with the failed switch, so this unit
@@ -169,7 +182,6 @@ fn fail_switch(
 ) -> Result<(), HandlerError> {
     let mut restored = state::rollout(ctx.store.conn())?;
     restored.pinned = before.pinned.clone();
-    restored.pinned_under = before.pinned_under.clone();
     state::save_rollout(ctx.store.conn(), &restored)?;
     Ok(ctx.fail_action(message)?)
 }
@@ -213,5 +225,129 @@ fn list_builds(ctx: &mut Ctx<'_, '_>, layout: &Layout) -> Result<(), HandlerErro
         ]);
     }
     ctx.set_action_results(results)?;
+    Ok(())
+}
+
+/// This unit's report as rollout-status shows it: serving and pin from the
+/// store (the truth), the last grant from its bag.
+fn own_report(ctx: &mut Ctx<'_, '_>, peers: &Peers) -> Result<UnitReport, HandlerError> {
+    let now = state::rollout(ctx.store.conn())?;
+    Ok(UnitReport {
+        serving: now.serving,
+        pinned: now.pinned,
+        last_grant: peers.own.last_grant.clone(),
+    })
+}
+
+fn rollout_status(ctx: &mut Ctx<'_, '_>) -> Result<(), HandlerError> {
+    let peers = Peers::read(ctx, true)?;
+    let units = match &peers {
+        Some(peers) => peers.all_units(&own_report(ctx, peers)?),
+        // No peers: this unit alone, following current_symlink itself.
+        None => {
+            let now = state::rollout(ctx.store.conn())?;
+            let me = ctx.model.unit_name().to_string();
+            [(
+                me,
+                UnitReport {
+                    serving: now.serving,
+                    pinned: now.pinned,
+                    last_grant: None,
+                },
+            )]
+            .into()
+        }
+    };
+    let record = peers.as_ref().and_then(|p| p.record.as_ref());
+    let mut results: Vec<(String, String)> = Vec::new();
+    if let Some(record) = record {
+        results.extend([
+            ("rollout.id".to_string(), record.id.to_string()),
+            ("rollout.target".to_string(), record.target.clone()),
+            (
+                "rollout.from".to_string(),
+                record.from.clone().unwrap_or_default(),
+            ),
+            ("rollout.state".to_string(), record.phase_name().to_string()),
+            (
+                "rollout.granted".to_string(),
+                rollout::by_number(record.granted.iter().cloned()).join(", "),
+            ),
+            (
+                "rollout.status".to_string(),
+                rollout::app_status(record, &units).message,
+            ),
+        ]);
+    } else {
+        results.push(("rollout.state".into(), "none yet".into()));
+    }
+    // Unit names hold a '/', which action keys may not: index the units.
+    for (index, unit) in rollout::by_number(units.keys().cloned()).iter().enumerate() {
+        let report = &units[unit];
+        let key = |field: &str| format!("units.{}.{field}", index + 1);
+        results.extend([
+            (key("unit"), unit.clone()),
+            (key("serving"), report.serving.clone().unwrap_or_default()),
+            (key("pinned"), report.pinned.clone().unwrap_or_default()),
+            (key("state"), rollout::unit_state(record, unit, report)),
+        ]);
+    }
+    ctx.set_action_results(results)?;
+    Ok(())
+}
+
+/// resume-rollout and abort-rollout: the leader changes its record, then
+/// takes the rollout's next step at once (the first grants go out now).
+fn steer_rollout(
+    app: &mut WsgiApp,
+    ctx: &mut Ctx<'_, '_>,
+    layout: &Layout,
+    action: &str,
+    change: impl FnOnce(&Record, &BTreeMap<String, UnitReport>) -> Result<Record, String>,
+) -> Result<(), HandlerError> {
+    if !ctx.model.is_leader()? {
+        let unit = ctx.model.unit_name().to_string();
+        ctx.fail_action(format!(
+            "{action} runs on the leader only, and {unit} is not the leader: run it on the unit juju status marks with *"
+        ))?;
+        return Ok(());
+    }
+    let Some(peers) = Peers::read(ctx, true)? else {
+        ctx.fail_action(format!(
+            "{action}: no rollout, the rollout peer relation does not exist yet"
+        ))?;
+        return Ok(());
+    };
+    let Some(record) = peers.record.clone() else {
+        ctx.fail_action(format!("{action}: no rollout has run yet"))?;
+        return Ok(());
+    };
+    let units = peers.all_units(&own_report(ctx, &peers)?);
+    let next = match change(&record, &units) {
+        Ok(next) => next,
+        Err(why) => {
+            ctx.fail_action(why)?;
+            return Ok(());
+        }
+    };
+    ctx.model
+        .update_relation_data(peers.relation, Scope::App, &next.to_bag())?;
+    ctx.action_log(&format!(
+        "{action}: rollout {} now moves the application to {}",
+        next.id, next.target
+    ))?;
+    app.reconcile(ctx, layout, Depth::Full)?;
+    let after = Peers::read(ctx, true)?
+        .and_then(|p| p.record)
+        .unwrap_or(next);
+    ctx.set_action_results([
+        ("rollout.id", after.id.to_string()),
+        ("rollout.target", after.target.clone()),
+        ("rollout.state", after.phase_name().to_string()),
+        (
+            "rollout.granted",
+            rollout::by_number(after.granted.iter().cloned()).join(", "),
+        ),
+    ])?;
     Ok(())
 }

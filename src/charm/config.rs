@@ -43,6 +43,49 @@ pub struct Config {
     /// what the provider refuses when the request is made, so a bad name
     /// blocks those relations only.
     pub database_name: Option<String>,
+    pub rollout_max_unavailable: MaxUnavailable,
+}
+
+/// `rollout_max_unavailable`: how many units a rollout moves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnavailable {
+    Units(u32),
+    /// A share of the application's units, rounded down, at least one.
+    Percent(u32),
+}
+
+impl MaxUnavailable {
+    pub fn parse(option: &str, text: &str) -> Result<MaxUnavailable, ConfigError> {
+        let text = text.trim();
+        let invalid = || {
+            ConfigError::new(
+                option,
+                format!(
+                    "{text:?} is neither a number of units (1 or more, e.g. \"1\") nor a percentage of the units (1% to 100%, e.g. \"50%\")"
+                ),
+            )
+        };
+        match text.strip_suffix('%') {
+            Some(percent) => match percent.parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(MaxUnavailable::Percent(p)),
+                _ => Err(invalid()),
+            },
+            None => match text.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(MaxUnavailable::Units(n)),
+                _ => Err(invalid()),
+            },
+        }
+    }
+
+    /// The batch for an application of `units` units: never zero, or a
+    /// rollout could not move.
+    pub fn batch(self, units: usize) -> usize {
+        let n = match self {
+            MaxUnavailable::Units(n) => n as usize,
+            MaxUnavailable::Percent(p) => units * p as usize / 100,
+        };
+        n.max(1)
+    }
 }
 
 /// `wsgi_application` as gunicorn reads it: a module (dotted), then
@@ -297,6 +340,10 @@ impl Config {
         let manager_service_protocol = r.string("manager_service_protocol")?.trim().to_string();
         http::validate_manager_service_protocol(&manager_service_protocol)?;
         let database_name = non_empty(r.string("database_name")?);
+        let rollout_max_unavailable = MaxUnavailable::parse(
+            "rollout_max_unavailable",
+            r.string("rollout_max_unavailable")?,
+        )?;
 
         Ok(Config {
             build_label,
@@ -321,6 +368,7 @@ impl Config {
             nagios_expected_status,
             manager_service_protocol,
             database_name,
+            rollout_max_unavailable,
         })
     }
 
@@ -331,5 +379,25 @@ impl Config {
         } else {
             (2 * cpus as u32 + 1).min(64)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MaxUnavailable;
+
+    #[test]
+    fn max_unavailable_is_a_count_or_a_percentage() {
+        let parse = |t: &str| MaxUnavailable::parse("rollout_max_unavailable", t);
+        assert_eq!(parse("2").unwrap(), MaxUnavailable::Units(2));
+        assert_eq!(parse(" 50% ").unwrap(), MaxUnavailable::Percent(50));
+        for bad in ["0", "-1", "0%", "101%", "half", "", "1.5", "%"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("rollout_max_unavailable"), "{e}");
+            assert!(e.contains("50%"), "{e}");
+        }
+        assert_eq!(MaxUnavailable::Percent(50).batch(5), 2);
+        assert_eq!(MaxUnavailable::Percent(10).batch(3), 1, "never zero");
+        assert_eq!(MaxUnavailable::Units(3).batch(2), 3);
     }
 }

@@ -13,6 +13,7 @@ pub mod nrpe;
 pub mod proxy;
 pub mod reconcile;
 pub mod relations;
+pub mod rollout;
 pub mod state;
 
 use crate::ops::{self, Event, HandlerError, HookContext, Status, UnitHook};
@@ -35,6 +36,8 @@ pub enum Endpoint {
     Postgresql,
     /// `mongodb_client` (Charmed MongoDB 6 and 8).
     MongodbClient,
+    /// The peer relation the leader runs rollouts through.
+    Rollout,
 }
 
 /// The actions in actions.yaml.
@@ -46,6 +49,9 @@ pub enum Action {
     SetCurrentSymlink,
     Rollback,
     ListBuilds,
+    RolloutStatus,
+    ResumeRollout,
+    AbortRollout,
 }
 
 pub type Ctx<'s, 'b> = HookContext<'s, 'b, Endpoint, Action>;

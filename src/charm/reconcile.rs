@@ -18,6 +18,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::config::{Config, LATEST};
+use super::rollout::{self, Outcome, Plan};
 use super::state::{self, BuildRecord, Rollout};
 use super::{integrations, nrpe, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
@@ -49,6 +50,8 @@ pub struct Report {
     port: Option<u16>,
     /// (pinned build, what the application wants) when this unit is pinned.
     pinned: Option<(String, String)>,
+    /// Where this unit stands in a rollout that has not reached it.
+    rollout_note: Option<String>,
     /// Nothing was examined (a read-only or refused action): the unit's
     /// status stays what it was.
     unexamined: bool,
@@ -114,12 +117,13 @@ impl Report {
             }
             return Ok(problem);
         }
-        Ok(match (serving, &self.pinned) {
-            (Some(s), Some((_, wanted))) => {
+        Ok(match (serving, &self.pinned, &self.rollout_note) {
+            (Some(s), Some((_, wanted)), _) => {
                 Status::active(format!("{s} (pinned; application wants {wanted})"))
             }
-            (Some(s), None) => Status::active(s),
-            (None, _) => Status::waiting("no build is serving yet"),
+            (Some(s), None, Some(note)) => Status::active(format!("{s} ({note})")),
+            (Some(s), None, None) => Status::active(s),
+            (None, _, _) => Status::waiting("no build is serving yet"),
         })
     }
 }
@@ -208,69 +212,133 @@ impl WsgiApp {
         let env_hash = hash_env(&app_env);
 
         let mut rollout = state::rollout(ctx.store.conn())?;
-        if rollout.app_target.as_deref() != Some(config.current_symlink.as_str()) {
-            if rollout.pinned.is_some()
-                && rollout.pinned_under.as_deref() != Some(&config.current_symlink)
-            {
-                ctx.model.log(
-                    LogLevel::Info,
-                    &format!(
-                        "current_symlink is now {}: this unit is no longer pinned to {}",
-                        config.current_symlink,
-                        rollout.pinned.as_deref().unwrap_or_default()
-                    ),
-                );
-                rollout.pinned = None;
-                rollout.pinned_under = None;
-            }
-            rollout.app_target = Some(config.current_symlink.clone());
-            state::save_rollout(ctx.store.conn(), &rollout)?;
-        }
-
         if let Some(newest) = installed.last() {
             builds::swap_symlink(&layout.latest_link(), &relative_build(&newest.label))?;
         }
-        let target = match resolve_target(&rollout, &config, &installed) {
-            Ok(t) => t,
-            Err(problem) => {
-                self.report.problems.push(problem);
-                self.report.serving = rollout.serving.clone();
-                if depth == Depth::Full {
-                    self.publish(ctx, layout, &config)?;
-                }
-                return Ok(());
+        let wanted = resolve_target(None, None, &config, &installed);
+        // The application caught up with a pinned unit (the seed's rolling
+        // upgrade: one unit first, then the rest): it follows it again. A
+        // pin elsewhere stays, and rollouts skip the unit.
+        if rollout.pinned.is_some() && rollout.pinned.as_ref() == wanted.as_ref().ok() {
+            ctx.model.log(
+                LogLevel::Info,
+                &format!(
+                    "the application now wants {}: this unit is no longer pinned",
+                    rollout.pinned.as_deref().unwrap_or_default()
+                ),
+            );
+            rollout.pinned = None;
+            state::save_rollout(ctx.store.conn(), &rollout)?;
+        }
+        // Only a full reconcile reads the peers; update-status keeps to the
+        // build this unit was last allowed (a rollout moves only on grants).
+        let turn = match depth {
+            Depth::Full => Some(rollout::Turn::begin(
+                ctx,
+                &config,
+                wanted.as_deref().ok(),
+                rollout::UnitReport {
+                    serving: rollout.serving.clone(),
+                    pinned: rollout.pinned.clone(),
+                    last_grant: None,
+                },
+            )?),
+            Depth::Check => None,
+        };
+        let plan = match &turn {
+            Some(turn) => turn.plan.clone(),
+            None => match state::rollout_allowed(ctx.store.conn())? {
+                Some(Some(build)) => Plan::Serve(build),
+                Some(None) => Plan::Wait,
+                None => Plan::FollowApplication,
+            },
+        };
+        let granted = matches!(plan, Plan::Move { .. });
+        let target = match &plan {
+            Plan::Wait if rollout.pinned.is_none() => Err(Status::waiting(
+                "waiting for the leader to grant this unit its turn in the application's rollout",
+            )),
+            Plan::FollowApplication | Plan::Wait => {
+                resolve_target(rollout.pinned.as_deref(), None, &config, &installed)
+            }
+            Plan::Serve(build) | Plan::Move { target: build, .. } => {
+                resolve_target(rollout.pinned.as_deref(), Some(build), &config, &installed)
             }
         };
         if let Some(pin) = &rollout.pinned {
             self.report.pinned = Some((pin.clone(), config.current_symlink.clone()));
         }
-
-        if env_changed && rollout.serving.as_deref() == Some(target.as_str()) {
-            self.rerun_make(ctx, layout, &config, &target, &app_env)?;
-        }
-        let judge_again = depth == Depth::Check;
-        match switch_to(
-            self,
-            ctx,
-            layout,
-            &config,
-            &target,
-            &env_hash,
-            "config",
-            judge_again,
-        )? {
-            SwitchOutcome::Refused { failure, .. } => self.report.blocked(failure),
-            SwitchOutcome::ServingUnhealthy(message) => self.report.unhealthy(message),
-            SwitchOutcome::Unchanged => {
-                // One quick look, so the status says the truth between switches.
-                if let Err(why) = probe_once(self, &config) {
-                    self.report
-                        .unhealthy(format!("build {target} is unhealthy: {why}"));
-                }
+        let (outcome, no_target) = match target {
+            Err(problem) => {
+                let outcome = granted.then(|| Outcome::Failed(problem.message.clone()));
+                self.report.problems.push(problem);
+                (outcome, true)
             }
-            SwitchOutcome::Switched { .. } => {}
+            Ok(_) if granted && rollout.pinned.is_some() => (Some(Outcome::SkippedPinned), false),
+            Ok(target) => {
+                if env_changed && rollout.serving.as_deref() == Some(target.as_str()) {
+                    self.rerun_make(ctx, layout, &config, &target, &app_env)?;
+                }
+                // A grant is an operator's request passed on by the leader:
+                // judged afresh, like an action.
+                let judge_again = depth == Depth::Check || granted;
+                let why = if granted { "rollout" } else { "config" };
+                let switched = switch_to(
+                    self,
+                    ctx,
+                    layout,
+                    &config,
+                    &target,
+                    &env_hash,
+                    why,
+                    judge_again,
+                )?;
+                let outcome = match switched {
+                    SwitchOutcome::Refused { failure, .. } => {
+                        self.report.blocked(failure.clone());
+                        Outcome::Failed(failure)
+                    }
+                    SwitchOutcome::ServingUnhealthy(message) => {
+                        self.report.unhealthy(message.clone());
+                        Outcome::Failed(message)
+                    }
+                    SwitchOutcome::Unchanged => {
+                        // One quick look, so the status says the truth between switches.
+                        if let Err(why) = probe_once(self, &config) {
+                            self.report
+                                .unhealthy(format!("build {target} is unhealthy: {why}"));
+                        }
+                        Outcome::Moved
+                    }
+                    SwitchOutcome::Switched { .. } => Outcome::Moved,
+                };
+                (granted.then_some(outcome), false)
+            }
+        };
+        let serving = state::rollout(ctx.store.conn())?.serving;
+        self.report.serving = serving.clone();
+        if let Some(turn) = turn {
+            self.report.rollout_note = turn.note(serving.as_deref());
+            state::set_rollout_allowed(
+                ctx.store.conn(),
+                turn.has_peers().then_some(serving.as_deref()),
+            )?;
+            turn.finish(
+                ctx,
+                &config,
+                wanted.as_deref().ok(),
+                serving,
+                rollout.pinned.clone(),
+                outcome,
+            )?;
         }
-        self.report.serving = state::rollout(ctx.store.conn())?.serving;
+        if no_target {
+            // No build to serve: nothing to switch or prune.
+            if depth == Depth::Full {
+                self.publish(ctx, layout, &config)?;
+            }
+            return Ok(());
+        }
 
         if depth == Depth::Full {
             self.publish(ctx, layout, &config)?;
@@ -517,10 +585,12 @@ fn build_inputs(config: &Config, label: &str) -> String {
     hex(&h.finalize())
 }
 
-/// What `current` should point at: the pin, else `current_symlink`
-/// (`latest` meaning the newest installed build).
+/// What `current` should point at: the pin, else the build the rollout
+/// allows, else `current_symlink` (`latest` meaning the newest installed
+/// build). With neither pin nor rollout build, what the application wants.
 fn resolve_target(
-    rollout: &Rollout,
+    pinned: Option<&str>,
+    rollout_build: Option<&str>,
     config: &Config,
     installed: &[BuildRecord],
 ) -> Result<String, Status> {
@@ -540,17 +610,33 @@ fn resolve_target(
             Some(label) => Status::waiting(format!("build {label} is not installed yet")),
         });
     }
-    let wanted = rollout.pinned.as_deref().unwrap_or(&config.current_symlink);
+    let is_installed = |label: &str| installed.iter().any(|b| b.label == label);
+    if let Some(pin) = pinned {
+        return if is_installed(pin) {
+            Ok(pin.to_string())
+        } else {
+            Err(Status::blocked(format!(
+                "this unit is pinned to {pin}, which is no longer installed; run set-current-symlink with one of: {}",
+                names()
+            )))
+        };
+    }
+    if let Some(build) = rollout_build {
+        return if is_installed(build) {
+            Ok(build.to_string())
+        } else {
+            Err(Status::blocked(format!(
+                "the application's rollout asks this unit for build {build}, which is not installed here; installed builds: {} (set build_label={build} to install it)",
+                names()
+            )))
+        };
+    }
+    let wanted = config.current_symlink.as_str();
     if wanted == LATEST {
         return Ok(installed.last().expect("not empty").label.clone());
     }
-    if installed.iter().any(|b| b.label == wanted) {
+    if is_installed(wanted) {
         Ok(wanted.to_string())
-    } else if rollout.pinned.is_some() {
-        Err(Status::blocked(format!(
-            "this unit is pinned to {wanted}, which is no longer installed; run set-current-symlink with one of: {}",
-            names()
-        )))
     } else {
         Err(Status::blocked(format!(
             "current_symlink: build {wanted} is not installed; installed builds: {} (set build_label={wanted} to install it)",

@@ -174,16 +174,14 @@ pub fn set_relation_url(
     Ok(())
 }
 
-/// Who wants which build on this unit, and what happened last.
+/// Who wants which build on this unit, and what happened last. (The
+/// table's `app_target` and `pinned_under` columns are no longer used: a
+/// pin lasts until the application wants the pinned build, not until
+/// `current_symlink` changes.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rollout {
-    /// The application's `current_symlink` when last seen.
-    pub app_target: Option<String>,
     /// This unit's override, set by set-current-symlink or rollback.
     pub pinned: Option<String>,
-    /// The `current_symlink` value in force when the pin was set: the pin
-    /// lasts until the application's target changes from it.
-    pub pinned_under: Option<String>,
     /// The build gunicorn serves now.
     pub serving: Option<String>,
     /// The build served before the last switch (rollback's target).
@@ -196,18 +194,15 @@ pub struct Rollout {
 pub fn rollout(conn: &Connection) -> Result<Rollout, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT app_target, pinned, pinned_under, serving, previous, switched_at, health
-             FROM rollout WHERE id = 1",
+            "SELECT pinned, serving, previous, switched_at, health FROM rollout WHERE id = 1",
             [],
             |r| {
                 Ok(Rollout {
-                    app_target: r.get(0)?,
-                    pinned: r.get(1)?,
-                    pinned_under: r.get(2)?,
-                    serving: r.get(3)?,
-                    previous: r.get(4)?,
-                    switched_at: r.get(5)?,
-                    health: r.get(6)?,
+                    pinned: r.get(0)?,
+                    serving: r.get(1)?,
+                    previous: r.get(2)?,
+                    switched_at: r.get(3)?,
+                    health: r.get(4)?,
                 })
             },
         )
@@ -217,17 +212,9 @@ pub fn rollout(conn: &Connection) -> Result<Rollout, StoreError> {
 
 pub fn save_rollout(conn: &Connection, r: &Rollout) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE rollout SET app_target = ?1, pinned = ?2, pinned_under = ?3, serving = ?4,
-         previous = ?5, switched_at = ?6, health = ?7 WHERE id = 1",
-        params![
-            r.app_target,
-            r.pinned,
-            r.pinned_under,
-            r.serving,
-            r.previous,
-            r.switched_at,
-            r.health
-        ],
+        "UPDATE rollout SET pinned = ?1, serving = ?2, previous = ?3, switched_at = ?4,
+         health = ?5 WHERE id = 1",
+        params![r.pinned, r.serving, r.previous, r.switched_at, r.health],
     )?;
     Ok(())
 }
@@ -323,4 +310,21 @@ pub fn set_refused_switch(
     refused: Option<&RefusedSwitch>,
 ) -> Result<(), StoreError> {
     set_fact(conn, REFUSED_SWITCH, refused)
+}
+
+const ROLLOUT_ALLOWED: &str = "rollout_allowed";
+
+/// The build the application's rollout last allowed this unit to serve,
+/// so update-status (which reads no relation) keeps to it: `None` when the
+/// unit has no peers and follows current_symlink itself, `Some(None)` when
+/// it waits for its first grant.
+pub fn rollout_allowed(conn: &Connection) -> Result<Option<Option<String>>, StoreError> {
+    fact(conn, ROLLOUT_ALLOWED)
+}
+
+pub fn set_rollout_allowed(
+    conn: &Connection,
+    allowed: Option<Option<&str>>,
+) -> Result<(), StoreError> {
+    set_fact(conn, ROLLOUT_ALLOWED, allowed.as_ref())
 }

@@ -20,6 +20,7 @@ pub enum Endpoint {
     Pgsql,
     Mongodb,
     ManagerService,
+    Rollout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::AsRefStr)]
