@@ -91,8 +91,24 @@ enum Command {
         /// Answer like Charmed PostgreSQL (postgresql_client) or Charmed
         /// MongoDB (mongodb_client): credentials in a secret once our leader
         /// has asked for a database [endpoint default: database]
-        #[arg(long)]
+        #[arg(long, conflicts_with = "haproxy")]
         provider: bool,
+        /// Back it with a real haproxy (Debian's) listening on ADDRESS:PORT
+        /// (loopback): related to an `http` endpoint such as `website`, it
+        /// balances over our units' private-address and port, checks each
+        /// on our nagios_index_path, and reloads gracefully when they
+        /// change; see `lb-status` [endpoint default: reverseproxy]
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        haproxy: Option<String>,
+    },
+    /// Remove a remote application: its relations first (departed, broken), then it; a load balancer's haproxy stops
+    RemoveRemote { name: String },
+    /// Show a load balancer's (add-remote --haproxy) backend servers and their state (UP, DOWN, ...)
+    LbStatus {
+        name: String,
+        /// json, or tabular (the default)
+        #[arg(long, value_parser = ["json", "tabular"])]
+        format: Option<String>,
     },
     /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
     SetRemoteData {
@@ -277,6 +293,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             app_data,
             units,
             provider,
+            haproxy,
         } => commands::add_remote(
             g,
             &name,
@@ -286,7 +303,13 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             &app_data,
             units,
             provider,
+            haproxy.as_deref(),
         )?,
+        Command::RemoveRemote { name } => commands::remove_remote(g, &name)?,
+        Command::LbStatus { name, format } => {
+            let healthy = commands::lb_status(g, &name, format.as_deref() == Some("json"))?;
+            return Ok(if healthy { 0 } else { 1 });
+        }
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?
         }

@@ -71,6 +71,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/lib/postgresql", "postgresql"),
     ("/usr/bin/systemd-analyze", "systemd"),
     ("/usr/bin/make", "make"),
+    // charm-sim's load balancer (`add-remote --haproxy`).
+    ("/usr/sbin/haproxy", "haproxy"),
 ];
 
 fn install_test_packages() -> Result<(), String> {

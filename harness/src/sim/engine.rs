@@ -368,6 +368,9 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
                 };
                 ran = true;
                 let ok = run_step(model, &current, &step, progress)?;
+                // Load balancers take in what the step changed before the
+                // unit's next hook (a departing unit's stop, say).
+                super::haproxy::follow(model)?;
                 if ok || on_failure == OnFailure::Continue {
                     model.drop_step(seq)?;
                     if !ok {
@@ -384,6 +387,8 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
             break;
         }
     }
+    // A relation removed with none of our units in it ran no step.
+    super::haproxy::follow(model)?;
     let mut report = DrainReport::default();
     for unit in model.all_units()? {
         if unit.agent.current == "error" {
