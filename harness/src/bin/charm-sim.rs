@@ -16,7 +16,8 @@ use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
     about = "A small Juju on one machine: deploy a charm on simulated units and drive it",
     long_about = "A small Juju on one machine: deploy a charm on simulated units (each with its own \
                   directory and loopback address), set config, relate to remote applications whose \
-                  data you give, run actions and commands, and show status. The charm's real \
+                  data you give (or to a real haproxy in front of the units), run actions and \
+                  commands, and show status. The charm's real \
                   dispatch runs for every hook, with emulated hook tools on its PATH."
 )]
 struct Cli {

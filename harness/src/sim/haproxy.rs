@@ -642,18 +642,19 @@ pub fn lb_status(model: &Model, lb: &str) -> Result<Value> {
 /// `lb_status` as lines for people.
 pub fn lb_status_text(status: &Value) -> String {
     let text = |key: &str| status[key].as_str().unwrap_or_default().to_string();
+    // An active status's message repeats the first line; any other says
+    // what went wrong.
+    let problem = match text("status").as_str() {
+        "active" => String::new(),
+        other => format!(", {other}: {}", text("message")),
+    };
     let mut out = format!(
-        "{}: haproxy on {} ({}), {}{}\n",
+        "{}: haproxy on {} ({}){problem}\n",
         text("application"),
         text("frontend"),
         match status["master-pid"].as_i64() {
             Some(pid) => format!("master pid {pid}"),
             None => "not running".to_string(),
-        },
-        text("status"),
-        match text("message").as_str() {
-            "" => String::new(),
-            m => format!(": {m}"),
         },
     );
     out.push_str(&format!(
