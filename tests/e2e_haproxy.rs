@@ -4,8 +4,8 @@
 //! `website` endpoint. Requests through haproxy reach every unit; a unit
 //! added or removed under a bounded load through haproxy costs no request;
 //! a unit that answers 500 on `nagios_index_path` is marked DOWN and gets
-//! no traffic; without the relation haproxy answers 503; removing the
-//! remote application stops haproxy.
+//! no traffic; a new `listen_port` moves the servers; without the relation
+//! haproxy answers 503; removing the remote application stops haproxy.
 
 mod e2e_support;
 
@@ -187,6 +187,16 @@ fn haproxy_in_front_of_the_units_follows_the_relation_and_their_health() {
     assert_eq!(served_by(20), addresses(&sim, &[0, 1]));
     finish_without_failures(load, "remove-unit");
 
+    // A new port reaches haproxy through the units' bags.
+    sim.ok(&["config", "wsgi-app", "listen_port=8081"]);
+    let moved: Vec<(String, String)> = [0, 1]
+        .iter()
+        .map(|n| (format!("{}:8081", sim.unit_address(*n)), "UP".to_string()))
+        .collect();
+    wait_for_servers(&sim, &moved);
+    let at_8081: BTreeSet<String> = moved.into_iter().map(|(address, _)| address).collect();
+    assert_eq!(served_by(20), at_8081);
+
     // Without the relation, no server: haproxy answers 503.
     sim.ok(&["unrelate", "wsgi-app:website", "lb"]);
     assert_eq!(servers(&sim), Vec::new());
@@ -202,5 +212,7 @@ fn haproxy_in_front_of_the_units_follows_the_relation_and_their_health() {
     let gone = sim.fails(&["lb-status", "lb"]);
     assert!(gone.contains("\"lb\""), "{gone}");
 
-    sim.destroy_and_check_nothing_left(&[FRONTEND, &sim.unit_url(0), &sim.unit_url(1)]);
+    let unit_0 = format!("{}:8081", sim.unit_address(0));
+    let unit_1 = format!("{}:8081", sim.unit_address(1));
+    sim.destroy_and_check_nothing_left(&[FRONTEND, &unit_0, &unit_1]);
 }
