@@ -1,7 +1,8 @@
 //! charm-sim's load balancer (`add-remote --haproxy`) with a real haproxy
 //! and a fake charm: bad command lines are refused before anything is made,
 //! a configuration haproxy refuses leaves the previous one serving and says
-//! why, and destroying the model stops haproxy. The wsgi-app charm behind
+//! why, a server found DOWN stays DOWN across a reload, and destroying the
+//! model stops haproxy. The wsgi-app charm behind
 //! it (traffic, health checks, reloads under load): tests/e2e_haproxy.rs.
 
 mod common;
@@ -173,4 +174,62 @@ esac"#,
     sim.ok(&["destroy"]);
     assert_eq!(processes_of(&sim), Vec::<String>::new());
     assert!(answer(frontend).is_err(), "haproxy still answers");
+}
+
+/// Each server's name and state, from `lb-status --format json`.
+fn server_states(sim: &Sim) -> Vec<(String, String)> {
+    let out = sim.cli(&["lb-status", "lb", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_string();
+            (field("name"), field("state"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_found_down_stays_down_across_a_reload() {
+    // Accepts connections and never answers: a check fails only when it
+    // times out (5 s), so a server that forgot its state across a reload
+    // would show UP until then.
+    let silent = TcpListener::bind("127.0.54.220:18054").unwrap();
+    let sim = model(
+        "relation-set -r \"$JUJU_RELATION_ID\" private-address=127.0.54.220 port=18054 || true",
+    );
+    sim.ok(&[
+        "add-remote",
+        "lb",
+        "--interface",
+        "http",
+        "--haproxy",
+        "127.0.54.213:8054",
+    ]);
+    sim.ok(&["relate", "fake:website", "lb"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server_states(&sim) != [("fake-0-18054".to_string(), "DOWN".to_string())] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fake/0 never went DOWN: {:?}",
+            server_states(&sim)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // A second unit: a new configuration, a new worker.
+    sim.ok(&["add-unit", "fake"]);
+    let after = server_states(&sim);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(
+        after[0],
+        ("fake-0-18054".into(), "DOWN".into()),
+        "{after:?}"
+    );
+
+    sim.ok(&["destroy"]);
+    drop(silent);
+    assert_eq!(processes_of(&sim), Vec::<String>::new());
 }
