@@ -15,11 +15,30 @@ use common::Sim;
 /// Units of these models get 127.0.54.x; nothing listens there.
 const BLOCK: &str = "127.0.54";
 
-fn model(body: &str) -> Sim {
+/// A model of the fake charm, destroyed when dropped: a failed test must
+/// not leave its haproxy listening after its directory is gone.
+struct Model(Sim);
+
+impl std::ops::Deref for Model {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        &self.0
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        if self.0.model.exists() {
+            let _ = self.0.cli(&["destroy"]);
+        }
+    }
+}
+
+fn model(body: &str) -> Model {
     let sim = Sim::new(body);
     let charm = sim.charm.display().to_string();
     sim.ok(&["--address-block", BLOCK, "deploy", &charm]);
-    sim
+    Model(sim)
 }
 
 fn fails(sim: &Sim, args: &[&str], says: &str) {
