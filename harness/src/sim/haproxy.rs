@@ -15,9 +15,11 @@
 //! relation going, `nagios_index_path`), [`follow`] writes the new
 //! configuration, has `haproxy -c` judge it, and reloads: haproxy runs in
 //! master-worker mode (`-W`), SIGUSR2 makes the master start a new worker
-//! with the new file, and the stats socket's `expose-fd listeners` lets the
-//! new worker take over the listening socket itself, so no connection is
-//! refused during a reload. Server states (UP/DOWN) are saved to the
+//! with the new file, and the new worker takes the listening socket over
+//! from the old one instead of binding its own (haproxy 2.6's master hands
+//! it `-x sockpair@…`; the stats socket's `expose-fd listeners` is the
+//! documented way and offers the same), so no connection is refused during
+//! a reload. Server states (UP/DOWN) are saved to the
 //! `server-state-file` before each reload, so a server found DOWN stays
 //! DOWN across it instead of taking traffic until its next failed check.
 //!
