@@ -15,8 +15,6 @@
 //! Why one file over 600 lines: each scenario needs a deployed model with
 //! real gunicorn; they share its setup and its checks.
 
-#[path = "common/archives.rs"]
-mod archives;
 mod e2e_support;
 mod hardening_support;
 
@@ -28,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use archives::archive_bytes;
+use e2e_support::archives::archive_bytes;
 use e2e_support::{get, Sim};
 use hardening_support::*;
 use wsgi_app::workload::machine::CRASH_POINTS;

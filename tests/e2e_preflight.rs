@@ -10,23 +10,8 @@
 
 mod e2e_support;
 
-#[path = "common/archives.rs"]
-mod archives;
-
-use std::path::Path;
-
 use e2e_support::load::Load;
 use e2e_support::{get, Sim};
-
-const ARCHIVE: &str = "example-wsgi-app.tar.bzip2";
-
-/// Ship `example_wsgi.py` as build `label` in the charm's `files/`.
-fn ship_build(charm_dir: &str, label: &str, source: &str) {
-    let dir = Path::new(charm_dir).join("files").join(label);
-    std::fs::create_dir_all(&dir).unwrap();
-    let bytes = archives::archive_bytes(ARCHIVE, &[("example_wsgi.py", source.as_bytes())]);
-    std::fs::write(dir.join(ARCHIVE), bytes).unwrap();
-}
 
 const ANSWERS_500: &str = r#"
 def application(environ, start_response):
@@ -97,7 +82,7 @@ fn broken_builds_are_refused(machines: &str, block: &str) {
         ("slow", SLOW_IMPORT),
         ("streams", STREAMS),
     ] {
-        ship_build(&charm, label, source);
+        sim.ship_build(label, source);
     }
     sim.ok(&[
         "deploy",

@@ -4,14 +4,12 @@
 //! NRPE command run as NRPE would run it, against the unit; MONGO_URL read
 //! by pymongo's own URI parser.
 
-#[path = "common/archives.rs"]
-mod archives;
 mod e2e_support;
 
 use std::path::Path;
 use std::process::Command;
 
-use archives::archive_bytes;
+use e2e_support::archives::archive_bytes;
 use e2e_support::ports::free_port;
 use e2e_support::{get, Sim};
 use harness::pg_server::PgServer;

@@ -12,6 +12,9 @@ pub mod load;
 #[path = "../common/ports.rs"]
 pub mod ports;
 
+#[path = "../common/archives.rs"]
+pub mod archives;
+
 use serde_json::Value;
 
 pub struct Sim {
@@ -70,6 +73,16 @@ impl Sim {
             .expect("charm laid out");
         }
         to.to_string_lossy().into_owned()
+    }
+
+    /// Ship `example_wsgi.py` with `source` as build `label` in the
+    /// charm's `files/` (lay the charm out first with [`Sim::charm_dir`]).
+    pub fn ship_build(&self, label: &str, source: &str) {
+        const ARCHIVE: &str = "example-wsgi-app.tar.bzip2";
+        let dir = Path::new(&self.charm_dir()).join("files").join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = archives::archive_bytes(ARCHIVE, &[("example_wsgi.py", source.as_bytes())]);
+        std::fs::write(dir.join(ARCHIVE), bytes).unwrap();
     }
 
     pub fn model_dir(&self) -> PathBuf {

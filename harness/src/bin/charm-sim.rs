@@ -16,9 +16,10 @@ use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
     about = "A small Juju on one machine: deploy a charm on simulated units and drive it",
     long_about = "A small Juju on one machine: deploy a charm on simulated units (each with its own \
                   directory and loopback address), set config, relate to remote applications whose \
-                  data you give, or to emulated PostgreSQL and MongoDB providers (the PostgreSQL one \
+                  data you give, to emulated PostgreSQL and MongoDB providers (the PostgreSQL one \
                   optionally backed by a real local server: add-remote --provider --postgres URL), \
-                  run actions and commands, and show status. The charm's real \
+                  or to a real haproxy in front of the units, run actions and commands, and show \
+                  status. The charm's real \
                   dispatch runs for every hook, with emulated hook tools on its PATH."
 )]
 struct Cli {
@@ -93,7 +94,7 @@ enum Command {
         /// Answer like Charmed PostgreSQL (postgresql_client) or Charmed
         /// MongoDB (mongodb_client): credentials in a secret once our leader
         /// has asked for a database [endpoint default: database]
-        #[arg(long)]
+        #[arg(long, conflicts_with = "haproxy")]
         provider: bool,
         /// With --provider for postgresql_client: a real PostgreSQL, as
         /// postgresql://ADMIN[:PASSWORD]@HOST[:PORT][/DATABASE] (a
@@ -103,6 +104,22 @@ enum Command {
         /// as its endpoints, and rotate-password changes the password there
         #[arg(long, value_name = "URL", requires = "provider")]
         postgres: Option<String>,
+        /// Back it with a real haproxy (Debian's) listening on ADDRESS:PORT
+        /// (loopback): related to an `http` endpoint such as `website`, it
+        /// balances over our units' private-address and port, checks each
+        /// on our nagios_index_path, and reloads gracefully when they
+        /// change; see `lb-status` [endpoint default: reverseproxy]
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        haproxy: Option<String>,
+    },
+    /// Remove a remote application: its relations first (departed, broken), then it; a load balancer's haproxy stops
+    RemoveRemote { name: String },
+    /// Show a load balancer's (add-remote --haproxy) backend servers and their state (UP, DOWN, ...)
+    LbStatus {
+        name: String,
+        /// json, or tabular (the default)
+        #[arg(long, value_parser = ["json", "tabular"])]
+        format: Option<String>,
     },
     /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
     SetRemoteData {
@@ -295,6 +312,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             units,
             provider,
             postgres,
+            haproxy,
         } => commands::add_remote(
             g,
             &name,
@@ -305,7 +323,13 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             units,
             provider,
             postgres.as_deref(),
+            haproxy.as_deref(),
         )?,
+        Command::RemoveRemote { name } => commands::remove_remote(g, &name)?,
+        Command::LbStatus { name, format } => {
+            let healthy = commands::lb_status(g, &name, format.as_deref() == Some("json"))?;
+            return Ok(if healthy { 0 } else { 1 });
+        }
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?
         }

@@ -73,6 +73,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/pg_createcluster", "postgresql"),
     ("/usr/bin/systemd-analyze", "systemd"),
     ("/usr/bin/make", "make"),
+    // charm-sim's load balancer (`add-remote --haproxy`).
+    ("/usr/sbin/haproxy", "haproxy"),
 ];
 
 fn install_test_packages() -> Result<(), String> {

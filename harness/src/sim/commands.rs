@@ -429,9 +429,11 @@ fn key_values(args: &[String]) -> Result<Bag> {
 }
 
 /// `charm-sim add-remote NAME --interface IFACE [--endpoint EP] [--unit-data k=v]...
-/// [--app-data k=v]... [--units N] [--provider [--postgres URL]]`; with
-/// `--provider`, a PostgreSQL or MongoDB that answers our requests
-/// (`super::providers`), with `--postgres` backed by that real server.
+/// [--app-data k=v]... [--units N] [--provider [--postgres URL] | --haproxy ADDRESS:PORT]`;
+/// with `--provider`, a PostgreSQL or MongoDB that answers our requests
+/// (`super::providers`), with `--postgres` backed by that real server; with
+/// `--haproxy`, a real haproxy listening there, configured from the
+/// relation (`super::haproxy`).
 #[allow(clippy::too_many_arguments)]
 pub fn add_remote(
     g: &Global,
@@ -443,6 +445,7 @@ pub fn add_remote(
     units: u32,
     provider: bool,
     postgres: Option<&str>,
+    haproxy: Option<&str>,
 ) -> Result<()> {
     valid_app_name(name)?;
     if postgres.is_some() && !provider {
@@ -452,8 +455,24 @@ pub fn add_remote(
     }
     let unit_data = key_values(unit_data)?;
     let mut app_data = key_values(app_data)?;
+    let frontend = haproxy.map(super::haproxy::parse_frontend).transpose()?;
+    if frontend.is_some() {
+        if interface != super::haproxy::INTERFACE {
+            return Err(sim_err!(
+                "--haproxy: the load balancer speaks the {:?} interface (the haproxy charm's {} endpoint), not {interface:?}",
+                super::haproxy::INTERFACE,
+                super::haproxy::ENDPOINT
+            ));
+        }
+        if units != 1 {
+            return Err(sim_err!(
+                "--haproxy: the load balancer is one haproxy, so one unit (drop --units {units})"
+            ));
+        }
+    }
     let endpoint = match endpoint {
         None if provider => Some("database"),
+        None if frontend.is_some() => Some(super::haproxy::ENDPOINT),
         other => other,
     };
     let _lock = lock_model(&g.model_dir, g.progress())?;
@@ -475,12 +494,76 @@ pub fn add_remote(
     model.update_remote_data(name, &app_data)?;
     let app = model.require_app(name)?;
     for _ in 0..units {
-        let unit = model.add_unit(&app)?;
+        let mut unit = model.add_unit(&app)?;
+        if let Some(frontend) = frontend {
+            unit.address = frontend.ip().to_string();
+            model.set_unit_address(&unit.name, &unit.address)?;
+        }
         model.update_remote_data(&unit.name, &unit_data)?;
         g.progress()
             .say(format!("{}: remote unit at {}", unit.name, unit.address));
     }
+    if let Some(frontend) = frontend {
+        if let Err(e) = super::haproxy::register(&model, name, frontend) {
+            // Leave nothing half made, so the same command can run again.
+            super::haproxy::stop(&model, name)?;
+            forget_remote(&model, name)?;
+            return Err(e);
+        }
+        g.progress().say(format!(
+            "{name}: haproxy listening on {frontend} (no servers until related: it answers 503)"
+        ));
+    }
     Ok(())
+}
+
+/// Forget a remote application that no relation names any more.
+fn forget_remote(model: &Model, name: &str) -> Result<()> {
+    for unit in model.units(name)? {
+        model.delete_unit(&unit.name)?;
+    }
+    super::providers::forget(model, name)?;
+    model.delete_app(name)
+}
+
+/// `charm-sim remove-remote NAME`: its relations are removed (departed and
+/// broken on our units), then the application; a load balancer's haproxy
+/// stops.
+pub fn remove_remote(g: &Global, name: &str) -> Result<()> {
+    let (model, _lock) = open_locked(g)?;
+    let app = model.require_app(name)?;
+    if !app.remote {
+        return Err(sim_err!(
+            "{name:?} is the charm under test, not a remote application; `charm-sim destroy` removes it with the model"
+        ));
+    }
+    for rel in model.relations()? {
+        if rel.remote_app == name && !rel.dying {
+            remove_relation(&model, &rel)?;
+        }
+    }
+    settle(&model, g)?;
+    if super::haproxy::frontend_of(&model, name).is_some() {
+        super::haproxy::stop(&model, name)?;
+        g.progress().say(format!("{name}: haproxy stopped"));
+    }
+    forget_remote(&model, name)?;
+    g.progress().say(format!("{name}: removed"));
+    Ok(())
+}
+
+/// `charm-sim lb-status LB [--format json]`: the load balancer's backend
+/// servers and their state. `false` when haproxy is not running or refused
+/// its last configuration.
+pub fn lb_status(g: &Global, name: &str, json_format: bool) -> Result<bool> {
+    let model = Model::open(&g.model_dir)?;
+    let status = super::haproxy::lb_status(&model, name)?;
+    if json_format {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", super::haproxy::lb_status_text(&status));
+    }
+    Ok(status["running"] == json!(true) && status["status"] == json!("active"))
 }
 
 /// `charm-sim set-remote-data UNIT_OR_APP k=v ...`.
@@ -760,15 +843,21 @@ pub fn unrelate(g: &Global, first: &str, second: &str) -> Result<()> {
     if rel.dying {
         return Err(sim_err!("relation {} is already being removed", rel.key()));
     }
-    engine::enqueue_unrelate(&model, &rel)?;
+    remove_relation(&model, &rel)?;
+    settle(&model, g)
+}
+
+/// Queue a relation's removal; one none of our units is in goes at once.
+fn remove_relation(model: &Model, rel: &Relation) -> Result<()> {
+    engine::enqueue_unrelate(model, rel)?;
     let any_of_ours = model
         .scope(rel.id)?
         .iter()
-        .any(|u| u.split('/').next() == Some(ours.name.as_str()));
+        .any(|u| u.split('/').next() == Some(rel.app.as_str()));
     if !any_of_ours {
         model.delete_relation(rel.id)?;
     }
-    settle(&model, g)
+    Ok(())
 }
 
 // ----- actions, exec, update-status, resolve ---------------------------------------------
@@ -1095,6 +1184,14 @@ pub fn destroy(g: &Global) -> Result<()> {
         }
         // Hooks may fail here; destroy goes on regardless (like --force).
         engine::drain(&model, progress, OnFailure::Continue)?;
+        for (lb, frontend) in super::haproxy::load_balancers(&model)? {
+            addresses.push(frontend.ip().to_string());
+            progress.say(format!("stopping {lb}'s haproxy"));
+            if let Err(e) = super::haproxy::stop(&model, &lb) {
+                // What is left of it names the model: the reaper ends it below.
+                eprintln!("charm-sim: {lb}: {e}");
+            }
+        }
     }
     // Machines outlive their units (as with Juju); they go with the model.
     let mut problems = Vec::new();

@@ -367,6 +367,8 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
             break;
         }
     }
+    // A relation removed with none of our units in it ran no step.
+    super::haproxy::follow(model)?;
     let mut report = DrainReport::default();
     for unit in model.all_units()? {
         if unit.agent.current == "error" {
@@ -469,6 +471,9 @@ fn run_next_step(model: &Model, unit: &str, agents: &Agents) -> Result<bool> {
     };
     agents.ran.store(true, Ordering::SeqCst);
     let ok = run_step(model, &current, &step, agents.progress)?;
+    // Load balancers take in what the step changed before the unit's next
+    // hook (a departing unit's stop, say).
+    super::haproxy::follow(model)?;
     if ok || agents.on_failure == OnFailure::Continue {
         model.drop_step(seq)?;
         if !ok {

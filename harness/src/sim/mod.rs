@@ -28,6 +28,9 @@
 //! - [`container`]: units as machines booted with systemd (systemd-nspawn
 //!   over a cached debootstrapped Debian root): making the root, booting,
 //!   entering and powering off a unit's machine.
+//! - [`haproxy`]: a remote application backed by a real haproxy (`add-remote
+//!   --haproxy`), configured from our `website` units' data and reloaded
+//!   gracefully after every step that changes it.
 //! - [`reaper`]: finding and ending every process a model started, for
 //!   `destroy` and `remove-unit`.
 //! - [`commands`]: the `charm-sim` subcommands.
@@ -39,6 +42,7 @@ pub mod container;
 pub mod context;
 pub mod engine;
 pub mod flags;
+pub mod haproxy;
 pub mod output;
 pub mod postgres;
 pub mod providers;

@@ -90,6 +90,11 @@ fn early_bag(interface: &str, admin: Option<&Admin>) -> Bag {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// Forget that `app` was an emulated provider (it is being removed).
+pub fn forget(model: &Model, app: &str) -> Result<()> {
+    model.delete_meta(&meta_key(app))
+}
+
 fn interface_of(model: &Model, app: &str) -> Option<String> {
     model.meta(&meta_key(app)).ok()
 }

@@ -38,7 +38,8 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(after.split_whitespace().map(str::to_string).collect())
 }
 
-fn is_alive(pid: i32) -> bool {
+/// Whether process `pid` is running.
+pub fn is_alive(pid: i32) -> bool {
     // A zombie has exited; only its parent's wait() is missing.
     stat_fields(pid).is_some_and(|f| f.first().map(String::as_str) != Some("Z"))
 }

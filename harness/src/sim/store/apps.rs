@@ -87,6 +87,7 @@ impl Model {
     pub fn delete_app(&self, name: &str) -> Result<()> {
         self.tx(|c| {
             c.execute("DELETE FROM apps WHERE name = ?1", [name])?;
+            c.execute("DELETE FROM remote_data WHERE owner = ?1", [name])?;
             c.execute("DELETE FROM config WHERE app = ?1", [name])?;
             c.execute("DELETE FROM leader_settings WHERE app = ?1", [name])?;
             Ok(())
@@ -300,6 +301,16 @@ impl Model {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Move a remote unit to the address its service listens on (a load
+    /// balancer's frontend), before it joins any relation.
+    pub fn set_unit_address(&self, unit: &str, address: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE units SET address = ?2 WHERE name = ?1",
+            params![unit, address],
+        )?;
+        Ok(())
     }
 
     pub fn set_dying(&self, unit: &str) -> Result<()> {

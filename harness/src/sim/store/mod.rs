@@ -341,6 +341,13 @@ impl Model {
         self.meta("name")
     }
 
+    /// Forget a model-wide setting.
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Set a model-wide setting.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
