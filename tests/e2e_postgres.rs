@@ -7,14 +7,12 @@
 //! secret revision, under bounded load: no request fails, the app then
 //! answers with the new password, and the server refuses the old one.
 
-#[path = "common/archives.rs"]
-mod archives;
 mod e2e_support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use archives::archive_bytes;
+use e2e_support::archives::archive_bytes;
 use e2e_support::load::Load;
 use e2e_support::{get, Sim};
 use harness::pg_server::PgServer;
