@@ -615,3 +615,36 @@ fn a_failed_dispatch_makes_the_next_one_read_relations_and_ports_from_juju() {
     let next = retried.then(&ctx, on::update_status()).unwrap();
     assert_eq!(next.calls_to("relation-ids"), 0);
 }
+
+#[test]
+fn a_unit_that_departs_a_relation_as_itself_forgets_it_without_a_broken_hook() {
+    // A unit being removed leaves a peer relation with its -departed hooks
+    // only (peers are never broken): the next hook reads that endpoint's
+    // relations from Juju instead of trusting what the unit remembered.
+    let ctx = probe(|ctx, event, _| topology_reader(ctx, event));
+    let related =
+        State::new().with_relation(Relation::new(1, "website", "haproxy").with_remote_units([0]));
+    let joined = ctx
+        .run(on::install(), related)
+        .unwrap()
+        .then(&ctx, on::relation_created(1))
+        .unwrap()
+        .then(&ctx, on::relation_joined(1, 0))
+        .unwrap();
+    let departed = joined
+        .then(&ctx, on::relation_departed_by_this_unit(1, 0))
+        .unwrap();
+    assert!(departed.succeeded());
+    assert_eq!(
+        last_note(&departed.state),
+        "website:1",
+        "live during its departed hook"
+    );
+    let next = departed.then(&ctx, on::stop()).unwrap();
+    assert_eq!(next.calls_to("relation-ids"), 1, "read afresh");
+
+    // A remote unit departing changes nothing the unit remembers.
+    let remote_left = joined.then(&ctx, on::relation_departed(1, 0)).unwrap();
+    let next = remote_left.then(&ctx, on::update_status()).unwrap();
+    assert_eq!(next.calls_to("relation-ids"), 0);
+}

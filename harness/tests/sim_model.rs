@@ -71,6 +71,82 @@ exit 0"#,
 }
 
 #[test]
+fn peers_meet_hear_each_others_writes_and_see_a_unit_depart() {
+    // The leader writes the app bag once the peer joined; every unit
+    // writes its own bag on the same hook; non-leaders read the app bag.
+    let sim = Sim::with_metadata(
+        r#"if [ "$JUJU_DISPATCH_PATH" = hooks/cluster-relation-joined ]; then
+  relation-set "seen=$JUJU_REMOTE_UNIT" || exit 1
+  if [ "$(is-leader)" = True ]; then relation-set --app round=1 || exit 1; fi
+fi
+if [ "$JUJU_DISPATCH_PATH" = hooks/cluster-relation-changed ] && [ -z "$JUJU_REMOTE_UNIT" ]; then
+  [ "$(relation-get --app round "$JUJU_REMOTE_APP")" = 1 ] || exit 1
+fi
+exit 0"#,
+        &format!(
+            "{}peers:
+  cluster:
+    interface: fake-peer
+",
+            common::METADATA
+        ),
+    );
+    sim.deploy(2);
+    assert_eq!(
+        sim.events_of("fake/0"),
+        s(&[
+            "install",
+            "cluster-relation-created",
+            "leader-elected",
+            "config-changed",
+            "start",
+            "cluster-relation-joined(fake/1)",
+            "cluster-relation-changed(fake/1)",
+            // fake/1's own write, when its joined hook committed.
+            "cluster-relation-changed(fake/1)",
+        ])
+    );
+    // fake/0's one hook wrote its unit bag and the app bag: fake/1 hears
+    // of both (the app-level change has no remote unit), and its hook
+    // reading the app bag as a non-leader succeeded (else deploy fails).
+    let mut events = sim.events_of("fake/1");
+    let last_two: std::collections::BTreeSet<String> = events.split_off(7).into_iter().collect();
+    assert_eq!(
+        events,
+        s(&[
+            "install",
+            "cluster-relation-created",
+            "leader-settings-changed",
+            "config-changed",
+            "start",
+            "cluster-relation-joined(fake/0)",
+            "cluster-relation-changed(fake/0)",
+        ])
+    );
+    assert_eq!(
+        last_two,
+        s(&[
+            "cluster-relation-changed",
+            "cluster-relation-changed(fake/0)"
+        ])
+        .into_iter()
+        .collect()
+    );
+
+    sim.clear_events();
+    sim.ok(&["remove-unit", "fake/1"]);
+    assert_eq!(
+        sim.events_of("fake/1"),
+        s(&["cluster-relation-departed(fake/0)", "stop", "remove"]),
+        "peers are never broken"
+    );
+    assert_eq!(
+        sim.events_of("fake/0"),
+        s(&["cluster-relation-departed(fake/1)"])
+    );
+}
+
+#[test]
 fn start_without_status_set_leaves_unknown() {
     let sim = Sim::new("exit 0");
     sim.deploy(1);

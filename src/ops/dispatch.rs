@@ -365,6 +365,10 @@ fn dispatch_event<C: Charm>(
     if let Event::Relation(r) = event {
         ctx.model.note_relation(r.relation);
         ctx.model.note_remote_app(r.relation, &r.remote_app);
+        if r.hook == RelationHook::Departed && r.departing_unit.as_deref() == Some(&*dispatch.unit)
+        {
+            ctx.model.note_leaving(r.relation);
+        }
     }
     replay_deferred(charm, &mut ctx, event)?;
     charm

@@ -76,6 +76,11 @@ pub struct Model<'b, E> {
     app: String,
     /// The relation whose `-broken` hook is running: Juju no longer lists it.
     breaking: Option<RelationId<E>>,
+    /// A relation this unit is leaving (it is being removed: `-departed`
+    /// with itself as the departing unit). Juju stops listing it once the
+    /// unit has left its scope, with no hook to say so for a peer relation
+    /// (never broken): its endpoint is read afresh from then on.
+    leaving: Option<RelationId<E>>,
     config: Option<Map<String, Value>>,
     leader: Option<bool>,
     relation_ids: HashMap<String, Vec<u32>>,
@@ -97,6 +102,7 @@ impl<'b, E: Name> Model<'b, E> {
             unit: unit.to_string(),
             app,
             breaking,
+            leaving: None,
             config: None,
             leader: None,
             relation_ids: HashMap::new(),
@@ -137,14 +143,21 @@ impl<'b, E: Name> Model<'b, E> {
         }
     }
 
+    /// This unit is leaving `rel` (see `leaving`).
+    pub(crate) fn note_leaving(&mut self, rel: RelationId<E>) {
+        self.leaving = Some(rel);
+    }
+
     /// What this dispatch knows, for the next one to recall.
     pub(crate) fn remembered(&self) -> Remembered {
         let breaking = self
             .breaking
             .map(|r| (r.endpoint.as_ref().to_string(), r.id));
+        let leaving = self.leaving.map(|r| r.endpoint.as_ref().to_string());
         let relations = self
             .relation_ids
             .iter()
+            .filter(|(endpoint, _)| leaving.as_ref() != Some(*endpoint))
             .map(|(endpoint, ids)| {
                 let live = ids
                     .iter()

@@ -234,6 +234,7 @@ fn add_one_unit(model: &Model, app: &App, g: &Global) -> Result<Unit> {
         }
     }
     engine::enqueue_new_unit(model, &unit)?;
+    engine::enqueue_peer_joined(model, &unit)?;
     g.progress()
         .say(format!("{}: added at {}", unit.name, unit.address));
     Ok(unit)
@@ -324,6 +325,13 @@ pub fn deploy(
     }
     model.set_meta("machines", machines.as_str())?;
     model.add_charm_app(&app_name, &meta)?;
+    // Peer relations exist from the start: each unit enters them as it is
+    // added, and gets their created hook before leader-elected.
+    for (endpoint, spec) in &meta.endpoints {
+        if spec.role == Role::Peers {
+            model.add_relation(&app_name, endpoint, &app_name, endpoint, &spec.interface)?;
+        }
+    }
     for (key, value) in &settings {
         model.set_config(&app_name, key, value.as_ref())?;
     }

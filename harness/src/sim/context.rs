@@ -231,8 +231,10 @@ pub fn begin(model: &Model, unit: &Unit, info: &ContextInfo) -> Result<OpenConte
 
 /// End a context: commit its buffered writes when the program exited 0,
 /// otherwise throw them away (§1.3, §1.6).
+/// What changed in a peer relation reaches the other peers.
 pub fn finish(model: &Model, context: &OpenContext, exit_code: Option<i32>) -> Result<()> {
-    model.finish_context(&context.id, &context.unit, exit_code == Some(0))
+    let changed = model.finish_context(&context.id, &context.unit, exit_code == Some(0))?;
+    super::engine::enqueue_peer_changes(model, &context.unit, &changed)
 }
 
 /// What to run in a context.

@@ -157,13 +157,59 @@ pub fn enqueue_hook(model: &Model, unit: &str, hook: Hook) -> Result<()> {
     model.enqueue(unit, &Step::Run { hook })
 }
 
-/// Remote units in a relation, sorted as strings.
-fn remote_units(model: &Model, rel: &Relation) -> Result<Vec<String>> {
+/// The units in a relation that `unit` sees as remote, sorted as strings:
+/// the remote application's, or on a peer relation the other peers.
+fn remote_units(model: &Model, rel: &Relation, unit: &str) -> Result<Vec<String>> {
     Ok(model
         .scope(rel.id)?
         .into_iter()
-        .filter(|u| u.split('/').next() == Some(rel.remote_app.as_str()))
+        .filter(|u| u.split('/').next() == Some(rel.remote_app.as_str()) && u != unit)
         .collect())
+}
+
+/// A peer relation: our application on both sides.
+fn is_peer(rel: &Relation) -> bool {
+    rel.app == rel.remote_app
+}
+
+/// A unit just added meets its peers: each other live peer gets joined
+/// and changed for it (the new unit's own side is in `enqueue_new_unit`).
+pub fn enqueue_peer_joined(model: &Model, unit: &Unit) -> Result<()> {
+    for rel in model.unit_relations(&unit.name)? {
+        if !is_peer(&rel) {
+            continue;
+        }
+        for peer in remote_units(model, &rel, &unit.name)? {
+            for kind in [RelationHook::Joined, RelationHook::Changed] {
+                enqueue_hook(model, &peer, Hook::relation(kind, &rel, Some(&unit.name)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a committed hook of `writer` changed in peer relations reaches the
+/// other peers as relation-changed: unit-level for its unit bag, app-level
+/// for the application bag (written by the leader). A unit never hears of
+/// its own writes.
+pub fn enqueue_peer_changes(model: &Model, writer: &str, changed: &[(i64, String)]) -> Result<()> {
+    for (relation_id, owner) in changed {
+        let Some(rel) = model.relation(*relation_id)? else {
+            continue;
+        };
+        if !is_peer(&rel) || rel.dying {
+            continue;
+        }
+        let remote_unit = (owner != &rel.app).then_some(owner.as_str());
+        for peer in remote_units(model, &rel, writer)? {
+            enqueue_hook(
+                model,
+                &peer,
+                Hook::relation(RelationHook::Changed, &rel, remote_unit),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The hooks a unit gets when it meets a relation that is already there or
@@ -177,7 +223,7 @@ fn enqueue_meeting(model: &Model, unit: &str, rel: &Relation) -> Result<()> {
             Hook::relation(RelationHook::Changed, rel, None),
         )?;
     }
-    for remote in remote_units(model, rel)? {
+    for remote in remote_units(model, rel, unit)? {
         enqueue_hook(
             model,
             unit,
@@ -243,7 +289,7 @@ pub fn enqueue_relate(model: &Model, rel: &Relation) -> Result<()> {
 /// Departed for each remote unit (with `departing` as JUJU_DEPARTING_UNIT),
 /// broken, then leaving scope, on one unit.
 fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bool) -> Result<()> {
-    for remote in remote_units(model, rel)? {
+    for remote in remote_units(model, rel, unit)? {
         let departing = if departing_self {
             unit.to_string()
         } else {
@@ -262,7 +308,10 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             },
         )?;
     }
-    enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
+    // Peer relations are never broken: they end with the unit.
+    if !is_peer(rel) {
+        enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
+    }
     model.enqueue(
         unit,
         &Step::LeaveScope {
@@ -289,6 +338,23 @@ pub fn enqueue_unrelate(model: &Model, rel: &Relation) -> Result<()> {
 pub fn enqueue_remove_unit(model: &Model, unit: &Unit) -> Result<()> {
     model.set_dying(&unit.name)?;
     for rel in model.unit_relations(&unit.name)? {
+        if is_peer(&rel) {
+            // The other peers see it depart.
+            for peer in remote_units(model, &rel, &unit.name)? {
+                enqueue_hook(
+                    model,
+                    &peer,
+                    Hook::Relation {
+                        kind: RelationHook::Departed,
+                        relation_id: rel.id,
+                        endpoint: rel.endpoint.clone(),
+                        remote_app: rel.remote_app.clone(),
+                        remote_unit: Some(unit.name.clone()),
+                        departing_unit: Some(unit.name.clone()),
+                    },
+                )?;
+            }
+        }
         enqueue_leaving(model, &unit.name, &rel, true)?;
     }
     enqueue_hook(model, &unit.name, Hook::Unit(UnitHook::Stop))?;

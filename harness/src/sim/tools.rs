@@ -612,6 +612,11 @@ fn relation_get(ctx: &ToolCtx, parsed: &Parsed, format: Format) -> ToolResult<Re
 fn read_bag(ctx: &ToolCtx, rel: &Relation, owner: &str, app_mode: bool) -> ToolResult<Bag> {
     if app_mode {
         if owner == ctx.app.name {
+            // Peers all read their application's bag; only the leader has
+            // it in its own context (pending writes included).
+            if rel.remote_app == ctx.app.name && !ctx.is_leader()? {
+                return Ok(ctx.model.bag(rel.id, owner)?);
+            }
             if !ctx.is_leader()? {
                 return Err(runtime(format!(
                     "permission denied: {} is not the leader and cannot read its own application databag",

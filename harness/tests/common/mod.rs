@@ -78,11 +78,16 @@ pub fn dispatch_script(events: &Path, body: &str) -> String {
 impl Sim {
     /// A fake charm whose dispatch runs `body` after recording the event.
     pub fn new(body: &str) -> Sim {
+        Sim::with_metadata(body, METADATA)
+    }
+
+    /// [`Sim::new`] with metadata.yaml of the test's own.
+    pub fn with_metadata(body: &str, metadata: &str) -> Sim {
         let tmp = tempfile::tempdir().expect("tempdir");
         let charm = tmp.path().join("fake");
         let events = tmp.path().join("events.log");
         fs::create_dir_all(&charm).unwrap();
-        fs::write(charm.join("metadata.yaml"), METADATA).unwrap();
+        fs::write(charm.join("metadata.yaml"), metadata).unwrap();
         fs::write(charm.join("config.yaml"), CONFIG).unwrap();
         fs::write(charm.join("actions.yaml"), ACTIONS).unwrap();
         let dispatch = charm.join("dispatch");

@@ -58,7 +58,9 @@ impl Model {
     }
 
     /// End a context: apply its buffered writes if `commit`, else drop them.
-    pub fn finish_context(&self, id: &str, unit: &str, commit: bool) -> Result<()> {
+    /// The bags the writes changed, as (relation id, owner).
+    pub fn finish_context(&self, id: &str, unit: &str, commit: bool) -> Result<Vec<(i64, String)>> {
+        let mut changed = Vec::new();
         self.tx(|c| {
             if commit {
                 let mut stmt = c.prepare(
@@ -79,7 +81,21 @@ impl Model {
                         |r| r.get(0),
                     )?;
                     if alive {
+                        let differs = changes.iter().any(|(k, v)| {
+                            let now: Option<String> = c
+                                .query_row(
+                                    "SELECT value FROM bags WHERE relation_id = ?1 AND owner = ?2 AND key = ?3",
+                                    params![rel, owner, k],
+                                    |r| r.get(0),
+                                )
+                                .optional()
+                                .unwrap_or(None);
+                            now.as_deref().unwrap_or("") != v.as_str()
+                        });
                         apply_bag_changes(c, rel, &owner, &changes)?;
+                        if differs {
+                            changed.push((rel, owner));
+                        }
                     }
                 }
                 let merged = merged_ports(c, unit, Some(id))?;
@@ -95,7 +111,8 @@ impl Model {
             c.execute("DELETE FROM pending_ports WHERE context = ?1", [id])?;
             c.execute("UPDATE contexts SET running = 0 WHERE id = ?1", [id])?;
             Ok(())
-        })
+        })?;
+        Ok(changed)
     }
 
     /// Buffer a relation-set for a context.
