@@ -449,6 +449,9 @@ fn one_proxy_mode_at_a_time() {
         assert_untouched_r1(&both);
         // Traffic without the prefix may arrive: no SCRIPT_NAME meanwhile.
         assert_eq!(env_value(&both, "SCRIPT_NAME"), None, "{message}");
+        // update-status reads no relation, and still says so.
+        let both = ctx.run(on::update_status(), both).unwrap().state;
+        assert_status(&both, StatusName::Blocked, message);
 
         let one = removed(&ctx, both, second_id);
         assert_eq!(

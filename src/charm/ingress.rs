@@ -13,7 +13,7 @@ use super::config::Config;
 use super::integrations::{self, Candidate};
 use super::reconcile::Report;
 use super::relations::proxy::{self, HAPROXY_ROUTE_APP_KEYS, INGRESS_APP_KEYS};
-use super::state::{self, ProxyAnswer};
+use super::state::{self, ProxyAnswer, ProxyProblem};
 use super::{Ctx, Endpoint};
 use crate::ops::{Bag, BagOwner, HandlerError, RelationId, Scope};
 
@@ -32,6 +32,7 @@ pub fn refresh(
     config: &Config,
     report: &mut Report,
 ) -> Result<(), HandlerError> {
+    let mut problems = Problems::default();
     let mut related = Vec::new();
     for endpoint in PROXY_MODES {
         if let Some(&rel) = ctx.model.relations(endpoint)?.first() {
@@ -44,7 +45,7 @@ pub fn refresh(
         .collect();
     let conflict = proxy::modes_in_conflict(&pairs, ctx.model.app_name());
     if let Some(message) = &conflict {
-        report.blocked(message.clone());
+        problems.blocked(message.clone());
     }
 
     let mut answer = None;
@@ -52,11 +53,11 @@ pub fn refresh(
         let bag = provider_app_bag(ctx, rel)?;
         match proxy::haproxy_route_answer(&bag) {
             Ok(Some(urls)) => answer = answer.or(Some(recorded(rel, urls))),
-            Ok(None) => report.waiting(format!(
+            Ok(None) => problems.waiting(format!(
                 "waiting for {} to answer on {rel} with the URL it serves this application at",
                 ctx.model.remote_app(rel)?
             )),
-            Err(why) => report.blocked(format!("{rel}: {why}")),
+            Err(why) => problems.blocked(format!("{rel}: {why}")),
         }
     }
     let ingress = ctx.model.relations(Endpoint::Ingress)?;
@@ -70,11 +71,11 @@ pub fn refresh(
                 }
                 answer = answer.or(Some(recorded(rel, vec![url])));
             }
-            Ok(None) => report.waiting(format!(
+            Ok(None) => problems.waiting(format!(
                 "waiting for {} to answer on {rel} with the URL it serves this application at",
                 ctx.model.remote_app(rel)?
             )),
-            Err(why) => report.blocked(format!("{rel}: {why}")),
+            Err(why) => problems.blocked(format!("{rel}: {why}")),
         }
     }
     state::set_proxy_answer(ctx.store.conn(), answer.as_ref())?;
@@ -87,7 +88,7 @@ pub fn refresh(
         .iter()
         .any(|(name, _)| name == SCRIPT_NAME);
     if let (true, true, Some(routed)) = (prefix_wanted, user_set, &prefix) {
-        report.blocked(format!(
+        problems.blocked(format!(
             "environment_variables sets {SCRIPT_NAME}, and {} routes {}/ to this application: \
              remove {SCRIPT_NAME} from environment_variables, or set ingress_strip_prefix=true",
             routed.relation, routed.url
@@ -96,7 +97,40 @@ pub fn refresh(
     }
     let candidate = prefix.filter(|_| prefix_wanted);
     let keep_while = if prefix_wanted { ingress } else { Vec::new() };
+    state::set_proxy_problems(ctx.store.conn(), &problems.0)?;
+    report_recorded(ctx, report)?;
     integrations::settle(ctx, report, SCRIPT_NAME, candidate, &keep_while)?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Problems(Vec<ProxyProblem>);
+
+impl Problems {
+    fn blocked(&mut self, message: String) {
+        self.0.push(ProxyProblem {
+            blocked: true,
+            message,
+        });
+    }
+    fn waiting(&mut self, message: String) {
+        self.0.push(ProxyProblem {
+            blocked: false,
+            message,
+        });
+    }
+}
+
+/// Say again what the last full read of the proxy relations found wrong
+/// (update-status reads no relation).
+pub fn report_recorded(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(), HandlerError> {
+    for problem in state::proxy_problems(ctx.store.conn())? {
+        if problem.blocked {
+            report.blocked(problem.message);
+        } else {
+            report.waiting(problem.message);
+        }
+    }
     Ok(())
 }
 

@@ -198,6 +198,7 @@ impl WsgiApp {
                 integrations::refresh(ctx, &config, &mut self.report, layout, &self.db_focus)?;
             (env, Some(refreshed))
         } else {
+            ingress::report_recorded(ctx, &mut self.report)?;
             (integrations::relation_env(ctx, layout, &[])?, None)
         };
         self.report.reached_at = ingress::reached_at(ctx)?;
