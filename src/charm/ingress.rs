@@ -185,14 +185,16 @@ pub fn publish(
         ctx.model
             .update_relation_data(rel, Scope::Unit, &proxy::ingress_unit_data(&address))?;
         if ctx.model.is_leader()? {
-            let data = proxy::ingress_app_data(
+            match proxy::ingress_app_data(
                 &model,
                 &app,
                 config.listen_port,
                 health_path,
                 config.proxy.strip_prefix,
-            );
-            replace_app_bag(ctx, rel, data, INGRESS_APP_KEYS)?;
+            ) {
+                Ok(data) => replace_app_bag(ctx, rel, data, INGRESS_APP_KEYS)?,
+                Err(why) => report.blocked(why),
+            }
         }
     }
     Ok(())

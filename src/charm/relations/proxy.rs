@@ -206,14 +206,24 @@ pub fn haproxy_route_unit_data(address: &str) -> Result<Bag, String> {
     Ok(encoded(vec![("address", json!(ip.to_string()))]))
 }
 
-/// Our application bag on ingress (the leader writes it).
+/// The highest port the ingress interface takes.
+pub const INGRESS_MAX_PORT: u16 = 65534;
+
+/// Our application bag on ingress (the leader writes it); refused for a
+/// port the interface does not take.
 pub fn ingress_app_data(
     model: &str,
     app: &str,
     port: u16,
     health_path: &str,
     strip_prefix: bool,
-) -> Bag {
+) -> Result<Bag, String> {
+    if port > INGRESS_MAX_PORT {
+        return Err(format!(
+            "listen_port {port} is beyond what the ingress interface takes (1-{INGRESS_MAX_PORT}): \
+             set listen_port lower, e.g. juju config <app> listen_port=8080"
+        ));
+    }
     let mut pairs = vec![
         ("model", json!(model)),
         ("name", json!(app)),
@@ -226,7 +236,7 @@ pub fn ingress_app_data(
     if strip_prefix {
         pairs.push(("strip-prefix", json!(true)));
     }
-    encoded(pairs)
+    Ok(encoded(pairs))
 }
 
 /// Our unit bag on ingress: `host` and `ip`, both the unit's address on
@@ -395,6 +405,13 @@ mod tests {
         );
         assert!(ingress_answer(&bag("ingress", r#""https://lb/m-a/""#)).is_err());
         assert!(ingress_answer(&bag("ingress", "{\"url\": \"https://lb/a\\nb\"}")).is_err());
+    }
+
+    #[test]
+    fn ingress_refuses_the_one_port_its_interface_does_not_take() {
+        assert!(ingress_app_data("m", "a", 65534, "/", false).is_ok());
+        let refused = ingress_app_data("m", "a", 65535, "/", false).unwrap_err();
+        assert!(refused.starts_with("listen_port 65535"), "{refused}");
     }
 
     #[test]
