@@ -53,10 +53,7 @@ pub fn refresh(
         let bag = provider_app_bag(ctx, rel)?;
         match proxy::haproxy_route_answer(&bag) {
             Ok(Some(urls)) => answer = answer.or(Some(recorded(rel, urls))),
-            Ok(None) => problems.waiting(format!(
-                "waiting for {} to answer on {rel} with the URL it serves this application at",
-                ctx.model.remote_app(rel)?
-            )),
+            Ok(None) => problems.waiting(unanswered(ctx, rel)?),
             Err(why) => problems.blocked(format!("{rel}: {why}")),
         }
     }
@@ -71,10 +68,7 @@ pub fn refresh(
                 }
                 answer = answer.or(Some(recorded(rel, vec![url])));
             }
-            Ok(None) => problems.waiting(format!(
-                "waiting for {} to answer on {rel} with the URL it serves this application at",
-                ctx.model.remote_app(rel)?
-            )),
+            Ok(None) => problems.waiting(unanswered(ctx, rel)?),
             Err(why) => problems.blocked(format!("{rel}: {why}")),
         }
     }
@@ -132,6 +126,13 @@ pub fn report_recorded(ctx: &mut Ctx<'_, '_>, report: &mut Report) -> Result<(),
         }
     }
     Ok(())
+}
+
+fn unanswered(ctx: &mut Ctx<'_, '_>, rel: RelationId<Endpoint>) -> Result<String, HandlerError> {
+    Ok(format!(
+        "waiting for {} to answer on {rel} with the URL it serves this application at",
+        ctx.model.remote_app(rel)?
+    ))
 }
 
 fn recorded(rel: RelationId<Endpoint>, urls: Vec<String>) -> ProxyAnswer {
