@@ -209,6 +209,9 @@ fn every_string_option_is_refused_by_name_or_harmless() {
         "nagios_index_content",
         "manager_service_protocol",
         "rollout_max_unavailable",
+        "ingress_hostname",
+        "ingress_additional_hostnames",
+        "ingress_paths",
     ];
     let mut cases = 0;
     for option in options {
@@ -546,6 +549,72 @@ fn manager_service_hosts_must_be_host_names() {
         "manager-service relation data",
         cases,
         &format!("{used} used as plain host names; the rest ignored (Waiting for an address); nothing executed"),
+    );
+}
+
+// --- haproxy-route and ingress ------------------------------------------------
+
+/// The URL a proxy answers reaches the status, list-builds and (its path,
+/// on ingress) the environment file as SCRIPT_NAME: hostile answers are
+/// refused naming the relation, or carried literally.
+#[test]
+fn proxy_answers_are_refused_naming_the_relation_or_carried_literally() {
+    let ctx = context();
+    let base = serving_r1(&ctx);
+    let marker = Marker::new("proxy");
+    let mut cases = 0;
+    let mut prefixes = 0;
+    for (what, payload) in host_payloads(&marker) {
+        let url = format!("https://lb.example.com/{payload}/");
+        let answers = [
+            (
+                "ingress url",
+                Relation::new(6, "ingress", "haproxy")
+                    .with_remote_app_data(bag([("ingress", json!({ "url": url }).to_string())])),
+            ),
+            (
+                "ingress raw",
+                Relation::new(6, "ingress", "haproxy")
+                    .with_remote_app_data(bag([("ingress", payload.as_str())])),
+            ),
+            (
+                "haproxy-route endpoints",
+                Relation::new(4, "haproxy-route", "haproxy")
+                    .with_remote_app_data(bag([("endpoints", json!([url]).to_string())])),
+            ),
+        ];
+        for (field, relation) in answers {
+            cases += 1;
+            let case = format!("{field} {what}");
+            let out = relate(&ctx, &base, relation);
+            assert_safe(&out, &marker, &case);
+            let status = &out.state.unit_status;
+            match env_value(&out.state, "SCRIPT_NAME") {
+                Some(prefix) => {
+                    prefixes += 1;
+                    // The URL's path, without its query or fragment.
+                    assert!(
+                        url.starts_with(&format!("https://lb.example.com{prefix}")),
+                        "{case}: {prefix:?}"
+                    );
+                    assert!(!prefix.contains(['?', '#']), "{case}: {prefix:?}");
+                    assert!(status.message.contains(&url), "{case}: {status}");
+                }
+                None if status.name == StatusName::Blocked => assert!(
+                    status.message.contains("ingress:6")
+                        || status.message.contains("haproxy-route:4"),
+                    "{case}: {status}"
+                ),
+                None => assert!(status.message.contains("serving r1"), "{case}: {status}"),
+            }
+        }
+    }
+    record(
+        "haproxy-route and ingress answers",
+        cases,
+        &format!(
+            "{prefixes} carried literally as SCRIPT_NAME; the rest refused naming the relation; nothing executed"
+        ),
     );
 }
 

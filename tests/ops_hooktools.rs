@@ -449,7 +449,7 @@ fn the_model_caches_reads_and_sends_deltas() {
         .answer("is-leader", "true")
         .answer("relation-get", r#"{"hostname":"a","port":"8080"}"#);
     let mut backend = tools.backend();
-    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/0", None);
+    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/0", "test-model", None);
     for _ in 0..3 {
         assert_eq!(model.config().unwrap()["listen_port"], json!(8080));
         assert!(model.is_leader().unwrap());
@@ -490,7 +490,7 @@ fn only_peers_may_read_their_own_application_bag_without_leading() {
         .answer("relation-list", r#""wsgi-app""#)
         .answer("relation-get", r#"{"members":"3"}"#);
     let mut backend = tools.backend();
-    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", None);
+    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", "test-model", None);
     let peers = wsgi_app::ops::RelationId {
         endpoint: Ep::Cluster,
         id: 1,
@@ -505,7 +505,7 @@ fn only_peers_may_read_their_own_application_bag_without_leading() {
         .answer("is-leader", "false")
         .answer("relation-list", r#""haproxy""#);
     let mut backend = tools.backend();
-    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", None);
+    let mut model = Model::<Ep>::new(&mut backend, "wsgi-app/1", "test-model", None);
     let website = wsgi_app::ops::RelationId {
         endpoint: Ep::Website,
         id: 2,

@@ -136,6 +136,8 @@ fn pin_and_switch(
 
     let mut env = config.environment.clone();
     env.extend(super::integrations::relation_env(ctx, layout, &[])?);
+    let mut config = config;
+    super::reconcile::serve_under_prefix(&mut config, &env);
     let env_hash = super::reconcile::hash_env(&env);
     ctx.action_log(&format!("switching this unit to build {target}"))?;
     // An operator asking is always judged afresh.
@@ -199,6 +201,10 @@ fn list_builds(ctx: &mut Ctx<'_, '_>, layout: &Layout) -> Result<(), HandlerErro
         ("previous", rollout.previous.clone()),
     ] {
         results.push((field.into(), value.unwrap_or_default()));
+    }
+    if let Some(answer) = state::proxy_answer(conn)? {
+        results.push(("ingress-endpoint".into(), answer.endpoint));
+        results.push(("ingress-urls".into(), answer.urls.join(" ")));
     }
     // Labels may hold characters action keys may not: index the builds.
     for (index, b) in builds.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! The charm's options, typed and checked. Every error names the option and
 //! says what a valid value looks like, so the Blocked status is actionable.
 
-use super::relations::{http, nrpe};
+use super::relations::{http, nrpe, proxy::ProxyOptions};
 use crate::ops::{ConfigError, ConfigReader};
 use crate::workload::builds::BuildSpec;
 use crate::workload::service::{Serving, WorkerClass, MAX_GRACEFUL_TIMEOUT_SECS};
@@ -44,6 +44,9 @@ pub struct Config {
     /// blocks those relations only.
     pub database_name: Option<String>,
     pub rollout_max_unavailable: MaxUnavailable,
+    /// The `ingress_*` options: what the haproxy-route and ingress
+    /// relations ask of the proxy.
+    pub proxy: ProxyOptions,
 }
 
 /// `rollout_max_unavailable`: how many units a rollout moves at once.
@@ -345,6 +348,14 @@ impl Config {
             r.string("rollout_max_unavailable")?,
         )?;
 
+        let proxy = ProxyOptions::new(
+            r.string("ingress_hostname")?,
+            r.string("ingress_additional_hostnames")?,
+            r.string("ingress_paths")?,
+            r.boolean("ingress_allow_http")?,
+            r.boolean("ingress_strip_prefix")?,
+        )?;
+
         Ok(Config {
             build_label,
             archive_filename,
@@ -369,6 +380,7 @@ impl Config {
             manager_service_protocol,
             database_name,
             rollout_max_unavailable,
+            proxy,
         })
     }
 

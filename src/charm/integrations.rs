@@ -209,6 +209,7 @@ pub fn refresh(
     refresh_pgsql(ctx, report)?;
     refresh_mongodb(ctx, report)?;
     refresh_manager_service(ctx, config, report)?;
+    super::ingress::refresh(ctx, config, report)?;
     Ok((relation_env(ctx, layout, &refreshed.urls)?, refreshed))
 }
 
@@ -307,16 +308,30 @@ fn refresh_manager_service(
     Ok(())
 }
 
+/// This unit's address on a relation, as `network-get` gives it for the
+/// endpoint's binding.
+pub fn unit_address(
+    ctx: &mut Ctx<'_, '_>,
+    rel: RelationId<Endpoint>,
+) -> Result<String, HandlerError> {
+    Ok(ctx
+        .model
+        .network(rel.endpoint.as_ref(), Some(rel))?
+        .ingress_address()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "network-get gave no address for the {} binding",
+                rel.endpoint.as_ref()
+            )
+        })?)
+}
+
 /// `hostname`, `private-address` and `port` on every website relation, so a
 /// load balancer can send traffic to this unit.
 pub fn publish_website(ctx: &mut Ctx<'_, '_>, config: &Config) -> Result<(), HandlerError> {
     for rel in ctx.model.relations(Endpoint::Website)? {
-        let address = ctx
-            .model
-            .network(Endpoint::Website.as_ref(), Some(rel))?
-            .ingress_address()
-            .map(str::to_string)
-            .ok_or("network-get gave no address for the website binding")?;
+        let address = unit_address(ctx, rel)?;
         let data = relations::website_data(&address, config.listen_port);
         ctx.model.update_relation_data(rel, Scope::Unit, &data)?;
     }

@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod config;
 pub mod databases;
+pub mod ingress;
 pub mod integrations;
 pub mod nrpe;
 pub mod proxy;
@@ -38,6 +39,10 @@ pub enum Endpoint {
     MongodbClient,
     /// The peer relation the leader runs rollouts through.
     Rollout,
+    /// `haproxy-route` (HAProxy 2.8), one of the three proxy modes.
+    HaproxyRoute,
+    /// `ingress` v2 (HAProxy 2.8, Traefik), one of the three proxy modes.
+    Ingress,
 }
 
 /// The actions in actions.yaml.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::config::{Config, LATEST};
 use super::rollout::{self, Outcome, Plan};
 use super::state::{self, BuildRecord, Rollout};
-use super::{integrations, nrpe, Ctx, Endpoint, WsgiApp};
+use super::{ingress, integrations, nrpe, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
     ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
 };
@@ -52,6 +52,8 @@ pub struct Report {
     pinned: Option<(String, String)>,
     /// Where this unit stands in a rollout that has not reached it.
     rollout_note: Option<String>,
+    /// Where the proxy serves the application (`ingress https://…/`).
+    reached_at: Option<String>,
     /// Nothing was examined (a read-only or refused action): the unit's
     /// status stays what it was.
     unexamined: bool,
@@ -92,8 +94,13 @@ impl Report {
         for problem in &self.problems {
             ctx.model.log(LogLevel::Warning, &problem.to_string());
         }
+        let reached_at = self
+            .reached_at
+            .as_ref()
+            .map(|at| format!("; {at}"))
+            .unwrap_or_default();
         let serving = match (&self.serving, self.port) {
-            (Some(label), Some(port)) => Some(format!("serving {label} on :{port}")),
+            (Some(label), Some(port)) => Some(format!("serving {label} on :{port}{reached_at}")),
             _ => None,
         };
         // The worst problem; the first reported among equals.
@@ -184,14 +191,17 @@ impl WsgiApp {
             }
         };
         self.report.port = Some(config.listen_port);
+        let mut config = config;
 
         let (relation_env, ca_files) = if depth == Depth::Full {
             let (env, refreshed) =
                 integrations::refresh(ctx, &config, &mut self.report, layout, &self.db_focus)?;
             (env, Some(refreshed))
         } else {
+            ingress::report_recorded(ctx, &mut self.report)?;
             (integrations::relation_env(ctx, layout, &[])?, None)
         };
+        self.report.reached_at = ingress::reached_at(ctx)?;
 
         self.ensure_packages(ctx, &config)?;
         let account = app_user::ensure_app_user(&self.machine, &layout.app)?;
@@ -199,6 +209,7 @@ impl WsgiApp {
 
         let mut app_env = config.environment.clone();
         app_env.extend(relation_env);
+        serve_under_prefix(&mut config, &app_env);
 
         self.ensure_build(ctx, layout, &config, &app_env, depth == Depth::Check)?;
         let installed = sync_build_records(ctx, layout)?;
@@ -501,7 +512,8 @@ impl WsgiApp {
         Ok(())
     }
 
-    /// What other applications see: the open port, website data, nrpe checks.
+    /// What other applications see: the open port, website and proxy data,
+    /// nrpe checks.
     fn publish(
         &mut self,
         ctx: &mut Ctx<'_, '_>,
@@ -510,6 +522,7 @@ impl WsgiApp {
     ) -> Result<(), HandlerError> {
         ctx.model.set_ports(&[Port::tcp(config.listen_port)])?;
         integrations::publish_website(ctx, config)?;
+        ingress::publish(ctx, config, &mut self.report)?;
         nrpe::reconcile(&self.machine, ctx, layout, config, &mut self.report)?;
         Ok(())
     }
@@ -856,6 +869,21 @@ fn refuse(
         failure,
         kept: rollout.serving.clone(),
     })
+}
+
+/// gunicorn answers only paths under a `SCRIPT_NAME` in its environment
+/// (500 for any other), so with one every health check (the pre-flight,
+/// NRPE, the proxy's) asks for `nagios_index_path` under the prefix.
+pub(crate) fn serve_under_prefix(config: &mut Config, app_env: &[(String, String)]) {
+    let prefix = app_env
+        .iter()
+        .rev()
+        .find(|(name, _)| name == ingress::SCRIPT_NAME)
+        .map(|(_, prefix)| prefix.trim_end_matches('/'))
+        .filter(|prefix| !prefix.is_empty());
+    if let Some(prefix) = prefix {
+        config.nagios_index_path = format!("{prefix}{}", config.nagios_index_path);
+    }
 }
 
 /// What the index page must answer, from the nagios options.

@@ -328,3 +328,48 @@ pub fn set_rollout_allowed(
 ) -> Result<(), StoreError> {
     set_fact(conn, ROLLOUT_ALLOWED, allowed.as_ref())
 }
+
+/// The URL a proxy answered on `haproxy-route` or `ingress`, kept for
+/// update-status and list-builds (which read no relation); it goes with
+/// its relation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyAnswer {
+    /// The endpoint that answered: `haproxy-route` or `ingress`.
+    pub endpoint: String,
+    /// `endpoint:id`.
+    pub relation: String,
+    pub urls: Vec<String>,
+}
+
+/// What the last full read of the proxy relations found wrong, for
+/// update-status (which reads no relation) to say again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyProblem {
+    /// Blocked (the operator must act) rather than Waiting.
+    pub blocked: bool,
+    pub message: String,
+}
+
+const PROXY_PROBLEMS: &str = "proxy_problems";
+
+pub fn proxy_problems(conn: &Connection) -> Result<Vec<ProxyProblem>, StoreError> {
+    Ok(fact(conn, PROXY_PROBLEMS)?.unwrap_or_default())
+}
+
+pub fn set_proxy_problems(conn: &Connection, problems: &[ProxyProblem]) -> Result<(), StoreError> {
+    set_fact(
+        conn,
+        PROXY_PROBLEMS,
+        (!problems.is_empty()).then_some(&problems),
+    )
+}
+
+const PROXY_ANSWER: &str = "proxy_answer";
+
+pub fn proxy_answer(conn: &Connection) -> Result<Option<ProxyAnswer>, StoreError> {
+    fact(conn, PROXY_ANSWER)
+}
+
+pub fn set_proxy_answer(conn: &Connection, answer: Option<&ProxyAnswer>) -> Result<(), StoreError> {
+    set_fact(conn, PROXY_ANSWER, answer)
+}

@@ -149,6 +149,8 @@ pub struct Dispatch {
     /// The variables that identify the event (see `EVENT_VARS`).
     pub vars: EventVars,
     pub unit: String,
+    /// `JUJU_MODEL_NAME` (empty when Juju gave none).
+    pub model: String,
     pub charm_dir: PathBuf,
     /// argv[0], for Juju before 2.8, which runs `hooks/<name>` directly.
     pub argv0: Option<String>,
@@ -174,6 +176,7 @@ impl Dispatch {
                 var: "JUJU_UNIT_NAME",
                 path: "any hook".into(),
             })?;
+        let model = all.get("JUJU_MODEL_NAME").cloned().unwrap_or_default();
         let charm_dir = all
             .get("JUJU_CHARM_DIR")
             .or_else(|| all.get("CHARM_DIR"))
@@ -188,6 +191,7 @@ impl Dispatch {
         Ok(Dispatch {
             vars: event_vars(all),
             unit,
+            model,
             charm_dir,
             argv0,
             command_env,
@@ -246,7 +250,7 @@ pub fn run<C: Charm>(
         snapshot.insert("JUJU_DISPATCH_PATH".into(), path);
     }
     if let Event::Unknown(path) = &event {
-        let mut model = Model::<C::Endpoint>::new(backend, &dispatch.unit, None);
+        let mut model = Model::<C::Endpoint>::new(backend, &dispatch.unit, &dispatch.model, None);
         model.log(
             LogLevel::Debug,
             &format!("{path}: not handled by this charm, ignored"),
@@ -336,7 +340,7 @@ fn dispatch_event<C: Charm>(
     };
     let is_action = matches!(event, Event::Action(_));
     let mut ctx = HookContext {
-        model: Model::new(backend, &dispatch.unit, breaking),
+        model: Model::new(backend, &dispatch.unit, &dispatch.model, breaking),
         store,
         action: is_action.then(|| ActionState {
             command,

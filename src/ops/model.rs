@@ -74,6 +74,7 @@ pub struct Model<'b, E> {
     backend: &'b mut dyn Backend,
     unit: String,
     app: String,
+    model: String,
     /// The relation whose `-broken` hook is running: Juju no longer lists it.
     breaking: Option<RelationId<E>>,
     /// A relation this unit is leaving (it is being removed: `-departed`
@@ -95,12 +96,18 @@ pub struct Model<'b, E> {
 }
 
 impl<'b, E: Name> Model<'b, E> {
-    pub fn new(backend: &'b mut dyn Backend, unit: &str, breaking: Option<RelationId<E>>) -> Self {
+    pub fn new(
+        backend: &'b mut dyn Backend,
+        unit: &str,
+        model: &str,
+        breaking: Option<RelationId<E>>,
+    ) -> Self {
         let app = unit.split('/').next().unwrap_or(unit).to_string();
         Model {
             backend,
             unit: unit.to_string(),
             app,
+            model: model.to_string(),
             breaking,
             leaving: None,
             config: None,
@@ -184,6 +191,11 @@ impl<'b, E: Name> Model<'b, E> {
     /// This application, e.g. `wsgi-app`.
     pub fn app_name(&self) -> &str {
         &self.app
+    }
+
+    /// The model this unit is in (`JUJU_MODEL_NAME`).
+    pub fn model_name(&self) -> &str {
+        &self.model
     }
 
     /// Every option that is set or has a default (one `config-get` per dispatch).

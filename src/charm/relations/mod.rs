@@ -14,6 +14,7 @@
 //! | [`http`] | `manager-service` (requires), `website` (provides) | `http` | §3(c) |
 //! | [`nrpe`] | `nrpe-external-master` (provides) | `nrpe-external-master` | §3(d) |
 //! | [`database_client`] | (not wired yet) | `postgresql_client`, `mongodb_client` | modern-interfaces.md §2, §3, §6 |
+//! | [`proxy`] | `haproxy-route`, `ingress` (requires) | `haproxy-route`, `ingress` v2 | modern-interfaces.md §4 |
 //!
 //! The helpers they share are parsers for formats the remote side speaks:
 //! [`libpq`] connection strings, [`cidr`] subnets, and the [`percent`]
@@ -27,6 +28,7 @@ pub mod mongodb;
 pub mod nrpe;
 pub mod percent;
 pub mod pgsql;
+pub mod proxy;
 
 pub use http::{
     manager_service_url, validate_manager_service_protocol, website_data, ServiceProtocol,
