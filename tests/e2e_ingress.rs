@@ -2,13 +2,11 @@
 //! a remote application answering on `ingress` as HAProxy does, and real
 //! gunicorn serving an app that builds its links from SCRIPT_NAME.
 
-#[path = "common/archives.rs"]
-mod archives;
 mod e2e_support;
 
 use std::path::Path;
 
-use archives::archive_bytes;
+use e2e_support::archives::archive_bytes;
 use e2e_support::{get_path, Sim};
 
 const URL: &str = "https://lb.example.com/sim-wsgi-app/";
