@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod http;
 pub mod model;
 pub mod report;
+pub mod rollout;
 pub mod rotation;
 pub mod scale;
 pub mod serving;
@@ -61,6 +62,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     (
         "rotation",
         "a database password rotation under load, real PostgreSQL",
+    ),
+    (
+        "rollout",
+        "whole-application rollouts of 2, 4 and 8 units behind a real haproxy",
     ),
 ];
 
@@ -106,7 +111,7 @@ impl Row {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale|rotation]...";
+    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale|rotation|rollout]...";
 
 /// The `bench` subcommand: parse `args`, run, write the reports.
 pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
@@ -148,6 +153,7 @@ pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
             "serving" => serving::run(&env),
             "scale" => scale::run(&env),
             "rotation" => rotation::run(&env),
+            "rollout" => rollout::run(&env),
             _ => unreachable!("names come from BENCHMARKS"),
         };
         let seconds = started.elapsed().as_secs_f64();

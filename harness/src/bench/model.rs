@@ -92,6 +92,19 @@ impl SimModel {
         config: &[(&str, String)],
         machines: &str,
     ) -> Result<SimModel, String> {
+        Self::deploy_units(env, name, port, 1, charm, config, machines)
+    }
+
+    /// [`SimModel::deploy_on`] with `units` units.
+    pub fn deploy_units(
+        env: &BenchEnv,
+        name: &str,
+        port: u16,
+        units: u32,
+        charm: Option<&Path>,
+        config: &[(&str, String)],
+        machines: &str,
+    ) -> Result<SimModel, String> {
         let dir = env.dir.join("models").join(name);
         let model = SimModel {
             dir,
@@ -107,7 +120,7 @@ impl SimModel {
         args.extend(charm.map(|c| c.display().to_string()));
         args.extend([
             "--units".into(),
-            "1".into(),
+            units.to_string(),
             "--machines".into(),
             machines.into(),
         ]);
