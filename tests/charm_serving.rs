@@ -6,7 +6,7 @@ mod charm_support;
 
 use charm_support::*;
 use harness::on;
-use harness::recorder::output;
+use harness::recorder::{failure, output};
 use wsgi_app::ops::StatusName;
 use wsgi_app::workload::service::{gunicorn_args, Listen, WorkerClass};
 
@@ -132,15 +132,31 @@ fn wsgi_application_takes_what_gunicorn_takes() {
     }
 }
 
+/// The build's Python importing gunicorn's gevent worker.
+fn imports_the_gevent_worker(c: &wsgi_app::workload::machine::CommandSpec) -> bool {
+    c.program.ends_with("venv/bin/python")
+        && c.args
+            .iter()
+            .any(|a| a == "import gunicorn.workers.ggevent")
+}
+
 #[test]
 fn gevent_is_refused_for_a_build_without_it_and_r1_keeps_serving() {
     let mut ctx = context();
+    ctx.on_command(
+        imports_the_gevent_worker,
+        failure(
+            1,
+            "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'gevent'\n",
+        ),
+    );
     let state = serving_r1(&ctx).with_config("webserver_worker_class", "gevent");
     let out = ctx.run(on::config_changed(), state.clone()).unwrap();
     assert_status(
         &out.state,
         StatusName::Blocked,
-        "webserver_worker_class=gevent needs gevent in build r1: add gunicorn[gevent] to its requirements",
+        "webserver_worker_class=gevent needs gunicorn[gevent] in build r1 \
+         (ModuleNotFoundError: No module named 'gevent'): add gunicorn[gevent] to its requirements",
     );
     assert_eq!(
         running_spec(&out.state).serving.worker_class,
@@ -148,18 +164,31 @@ fn gevent_is_refused_for_a_build_without_it_and_r1_keeps_serving() {
         "the sync master still serves"
     );
 
-    // The same build with gevent installed in its venv: it switches.
-    ctx.on_command(
-        |c: &wsgi_app::workload::machine::CommandSpec| {
-            c.program.ends_with("venv/bin/python")
-                && c.args.iter().any(|a| a.contains("m.version(\"gevent\")"))
-        },
-        output("25.5.1\n"),
-    );
+    // The same build once the worker imports (gevent installed): it switches.
+    ctx.on_command(imports_the_gevent_worker, output(""));
     let out = ctx.run(on::config_changed(), state).unwrap();
     assert_status(&out.state, StatusName::Active, "serving r1 on :8080");
     assert_eq!(
         running_spec(&out.state).serving.worker_class,
         WorkerClass::Gevent
+    );
+}
+
+#[test]
+fn options_a_master_cannot_start_with_are_refused_and_the_old_master_keeps_its_own() {
+    // A build that cannot start with the new options is refused (no hook
+    // error), and the old master keeps serving with the options it was
+    // started with. (When the pre-flight passes and only the real start
+    // fails, tests/e2e_serving.rs shows the same on a real unit.)
+    let ctx = context();
+    let mut state = serving_r1(&ctx).with_config("webserver_timeout", 120);
+    state.service_fails_to_start = true;
+    let out = ctx.run(on::config_changed(), state).unwrap();
+    assert!(out.succeeded(), "no hook error: {}", out.state.unit_status);
+    assert_status(&out.state, StatusName::Blocked, "build r1 did not start");
+    assert_eq!(
+        running_spec(&out.state).serving.timeout,
+        30,
+        "the old master, with the options it was started with"
     );
 }

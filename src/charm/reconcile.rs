@@ -730,12 +730,17 @@ pub(crate) fn switch_to(
         }
     }
     let previous = rollout.serving.clone().filter(|p| p != target);
-    if let Some(package) = config.serving.worker_class.needs_package() {
-        if builds::package_version(&app.machine, layout, target, package).is_none() {
+    if let Some(extra) = config.serving.worker_class.needs_extra() {
+        if let Err(missing) = builds::can_import(
+            &app.machine,
+            layout,
+            target,
+            config.serving.worker_class.module(),
+        ) {
             let failure = format!(
-                "webserver_worker_class={} needs {package} in build {target}: add \
-                 gunicorn[{package}] to its requirements, or choose sync or gthread",
-                config.serving.worker_class
+                "webserver_worker_class={class} needs gunicorn[{extra}] in build {target} \
+                 ({missing}): add gunicorn[{extra}] to its requirements, or choose sync or gthread",
+                class = config.serving.worker_class
             );
             return refuse(ctx, &mut rollout, &spec, failure);
         }
@@ -837,11 +842,16 @@ pub(crate) fn switch_to(
         ctx.model.log(LogLevel::Warning, &failure);
         return Ok(SwitchOutcome::ServingUnhealthy(failure));
     }
-    // Back to what served before, if anything did.
+    // Back to what served before, if anything did. A master that did not
+    // start replaced nothing (the old one still serves, with what it was
+    // started with), and asking again with today's options would fail the
+    // same way.
     if let Some(back) = &rollout.serving {
         builds::swap_symlink(&layout.current_link(), &relative_build(back))?;
-        let back_spec = app.service_spec(layout, config, back, &sha_of(back), env_hash)?;
-        app.machine.services.ensure(&back_spec)?;
+        if started_ok {
+            let back_spec = app.service_spec(layout, config, back, &sha_of(back), env_hash)?;
+            app.machine.services.ensure(&back_spec)?;
+        }
     }
     refuse(ctx, &mut rollout, &spec, failure)
 }

@@ -160,14 +160,34 @@ fn installed_version(machine: &Machine, venv: &Path, package: &str) -> Option<St
         .then_some(version)
 }
 
-/// The version of `package` installed in build `label`'s venv, if any.
-pub fn package_version(
+/// Whether build `label`'s Python can import `module`; else the error's
+/// last line (`ModuleNotFoundError: No module named 'gevent'`).
+pub fn can_import(
     machine: &Machine,
     layout: &Layout,
     label: &str,
-    package: &str,
-) -> Option<String> {
-    installed_version(machine, &layout.venv_dir(label), package)
+    module: &str,
+) -> Result<(), String> {
+    let python = layout.venv_dir(label).join("bin/python");
+    let out = machine
+        .runner
+        .run(
+            &CommandSpec::new(python.to_string_lossy().into_owned())
+                .args(["-c", &format!("import {module}")])
+                .timeout(Duration::from_secs(60)),
+        )
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if out.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("import failed")
+        .trim()
+        .to_string())
 }
 
 /// Read a build's manifest; `None` when the build is absent or incomplete.

@@ -160,6 +160,7 @@ fn start(
         .arg("--chdir")
         .arg(&code)
         .args(["--workers", "1", "--graceful-timeout", "1"])
+        .args(spec.serving.worker_args())
         .args(["--error-logfile", "-"])
         .arg(&spec.wsgi_application)
         .stdout(output.try_clone()?)

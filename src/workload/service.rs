@@ -76,11 +76,23 @@ pub enum WorkerClass {
 }
 
 impl WorkerClass {
-    /// The Python package a build needs for this worker class, if any.
-    pub fn needs_package(self) -> Option<&'static str> {
+    /// The gunicorn extra a build needs for this worker class, if any
+    /// (`gunicorn[gevent]` brings gevent and what gunicorn's gevent worker
+    /// imports besides).
+    pub fn needs_extra(self) -> Option<&'static str> {
         match self {
             WorkerClass::Gevent => Some("gevent"),
             WorkerClass::Sync | WorkerClass::Gthread => None,
+        }
+    }
+
+    /// The module gunicorn loads for this worker class: importing it in a
+    /// build's venv tells whether the build can run it.
+    pub fn module(self) -> &'static str {
+        match self {
+            WorkerClass::Sync => "gunicorn.workers.sync",
+            WorkerClass::Gthread => "gunicorn.workers.gthread",
+            WorkerClass::Gevent => "gunicorn.workers.ggevent",
         }
     }
 }
@@ -128,14 +140,27 @@ impl Serving {
 
     /// gunicorn's command-line options for these settings.
     fn args(&self) -> Vec<String> {
+        let mut args = self.worker_args();
+        for (flag, value) in [
+            ("--max-requests", self.max_requests),
+            ("--max-requests-jitter", self.max_requests_jitter),
+            ("--graceful-timeout", self.graceful_timeout),
+        ] {
+            args.push(flag.to_string());
+            args.push(value.to_string());
+        }
+        args
+    }
+
+    /// The options that shape how a worker runs the app: a pre-flight
+    /// judges the build with them (and not with the limits on a master's
+    /// life, which a few requests must not trip).
+    pub fn worker_args(&self) -> Vec<String> {
         let mut args = vec!["--worker-class".to_string(), self.worker_class.to_string()];
         for (flag, value) in [
             ("--threads", self.threads),
             ("--timeout", self.timeout),
             ("--keep-alive", self.keepalive),
-            ("--max-requests", self.max_requests),
-            ("--max-requests-jitter", self.max_requests_jitter),
-            ("--graceful-timeout", self.graceful_timeout),
         ] {
             args.push(flag.to_string());
             args.push(value.to_string());
