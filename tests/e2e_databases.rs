@@ -74,7 +74,7 @@ fn a_password_rotation_moves_the_app_to_the_new_url_without_failing_a_request() 
     assert_eq!(sim.workload_status(&status, "wsgi-app/0"), "active");
 
     let model = harness::sim::store::Model::open(&sim.model_dir()).unwrap();
-    let rel = model.relations().unwrap().remove(0);
+    let rel = sim.relation_to("postgresql");
     let uri = model
         .bag(rel.id, "postgresql")
         .unwrap()

@@ -138,7 +138,7 @@ fn the_app_queries_as_its_relation_role_and_a_rotation_under_load_fails_no_reque
     // Its secret's revisions come from the server: rotate-secret would
     // publish a password PostgreSQL does not know.
     let model = harness::sim::store::Model::open(&sim.model_dir()).unwrap();
-    let rel = model.relations().unwrap().remove(0);
+    let rel = sim.relation_to("postgresql");
     let uri = model.bag(rel.id, "postgresql").unwrap()["secret-user"].clone();
     drop(model);
     let refused = sim.fails(&["rotate-secret", &uri, "password=guessed"]);

@@ -89,6 +89,18 @@ impl Sim {
         self.dir.path().join("model")
     }
 
+    /// The model's relation to remote application `remote` (not simply
+    /// the first: the application's peer relation is older).
+    pub fn relation_to(&self, remote: &str) -> harness::sim::store::Relation {
+        let model = harness::sim::store::Model::open(&self.model_dir()).unwrap();
+        model
+            .relations()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.remote_app == remote)
+            .unwrap_or_else(|| panic!("no relation to {remote}"))
+    }
+
     pub fn run(&self, args: &[&str]) -> (bool, String) {
         self.run_with_env(&[], args)
     }
