@@ -308,10 +308,12 @@ fn enqueue_leaving(model: &Model, unit: &str, rel: &Relation, departing_self: bo
             },
         )?;
     }
-    // Peer relations are never broken: they end with the unit.
-    if !is_peer(rel) {
-        enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
+    // A peer relation is never broken: the unit stays in it (its other
+    // hooks still see it) until the unit itself is gone.
+    if is_peer(rel) {
+        return Ok(());
     }
+    enqueue_hook(model, unit, Hook::relation(RelationHook::Broken, rel, None))?;
     model.enqueue(
         unit,
         &Step::LeaveScope {
