@@ -430,6 +430,11 @@ pub enum OnFailure {
 pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result<DrainReport> {
     loop {
         let ran = run_unit_agents(model, progress, on_failure)?;
+        // Agents follow the load balancers after each of their steps, side
+        // by side: one may render from data another agent's hook was about
+        // to change. Once all are quiet, the committed data has the last
+        // word.
+        super::haproxy::follow(model)?;
         // Emulated providers answer once our hooks have committed.
         if !ran && !super::providers::answer_requests(model)? {
             break;
