@@ -69,20 +69,6 @@ fn switched_at(sim: &Sim, unit: &str, build: &str) -> f64 {
     panic!("{unit} never logged serving {build}:\n{text}");
 }
 
-fn finish_without_failures(load: Load, what: &str) {
-    let result = load.finish();
-    eprintln!(
-        "{what}: {} requests through haproxy, {} failed",
-        result.sent, result.failed
-    );
-    assert!(result.sent > 100, "{what}: the load ran ({})", result.sent);
-    assert_eq!(
-        result.failed, 0,
-        "{what}: {} of {} requests failed at the balancer: {:?}",
-        result.failed, result.sent, result.errors
-    );
-}
-
 #[test]
 fn rollouts_behind_a_real_haproxy_move_batch_by_batch_and_halt_on_a_broken_build() {
     let sim = Sim::new(BLOCK);
@@ -115,7 +101,7 @@ fn rollouts_behind_a_real_haproxy_move_batch_by_batch_and_halt_on_a_broken_build
     std::thread::sleep(std::time::Duration::from_millis(300));
     sim.ok(&["config", "wsgi-app", "current_symlink=r2"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    finish_without_failures(load, "rollout r1 → r2");
+    load.finish_without_failures("rollout r1 → r2 through haproxy", 100);
     assert_eq!(revision_of_each_unit(&sim), vec!["It works! Revision 2"; 4]);
     let done = rollout_status(&sim);
     assert!(done.contains("target: r2"), "{done}");
@@ -135,7 +121,7 @@ fn rollouts_behind_a_real_haproxy_move_batch_by_batch_and_halt_on_a_broken_build
     std::thread::sleep(std::time::Duration::from_millis(300));
     sim.ok(&["config", "wsgi-app", "current_symlink=r3"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    finish_without_failures(load, "rollout r2 → r3 (broken)");
+    load.finish_without_failures("rollout r2 → r3 (broken) through haproxy", 100);
     assert_eq!(
         revision_of_each_unit(&sim),
         vec!["It works! Revision 2"; 4],

@@ -66,6 +66,24 @@ impl Load {
         }
     }
 
+    /// Stop the load and assert it ran (more than `at_least` requests) and
+    /// failed none; what it sent, for the test's report.
+    pub fn finish_without_failures(self, what: &str, at_least: u64) -> u64 {
+        let result = self.finish();
+        eprintln!("{what}: {} requests, {} failed", result.sent, result.failed);
+        assert!(
+            result.sent > at_least,
+            "{what}: the load ran ({} requests)",
+            result.sent
+        );
+        assert_eq!(
+            result.failed, 0,
+            "{what}: {} of {} requests failed: {:?}",
+            result.failed, result.sent, result.errors
+        );
+        result.sent
+    }
+
     pub fn finish(self) -> LoadResult {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
