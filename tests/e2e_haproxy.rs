@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use e2e_support::load::Load;
 use e2e_support::{get, get_path, Sim};
-use serde_json::Value;
 
 const BLOCK: &str = "127.0.54";
 const FRONTEND: &str = "127.0.54.200:8054";
@@ -38,19 +37,9 @@ def application(environ, start_response):
     return [body]
 "#;
 
-/// `lb-status lb --format json` (its exit status says whether haproxy is
-/// running with the configuration the model asks for).
-fn lb_status(sim: &Sim) -> (bool, Value) {
-    let (healthy, text) = sim.run(&["lb-status", "lb", "--format", "json"]);
-    let start = text.find('{').expect("JSON in lb-status output");
-    let end = text.rfind('}').expect("JSON in lb-status output");
-    let status = serde_json::from_str(&text[start..=end]).expect("lb-status is JSON");
-    (healthy, status)
-}
-
 /// Each backend server's address and state.
 fn servers(sim: &Sim) -> Vec<(String, String)> {
-    let (healthy, status) = lb_status(sim);
+    let (healthy, status) = sim.lb_status("lb");
     assert!(
         healthy,
         "haproxy is not serving its configuration: {status:#}"

@@ -12,7 +12,6 @@ mod e2e_support;
 
 use e2e_support::load::Load;
 use e2e_support::{get, Sim};
-use serde_json::Value;
 
 const BLOCK: &str = "127.0.57";
 const FRONTEND: &str = "127.0.57.200:8057";
@@ -153,10 +152,7 @@ fn rollouts_behind_a_real_haproxy_move_batch_by_batch_and_halt_on_a_broken_build
     assert!(!aborted.contains("state: halted"), "{aborted}");
     assert_eq!(get(FRONTEND).unwrap(), "It works! Revision 2");
 
-    let servers: Value = {
-        let (_, text) = sim.run(&["lb-status", "lb", "--format", "json"]);
-        serde_json::from_str(&text[text.find('{').unwrap()..=text.rfind('}').unwrap()]).unwrap()
-    };
+    let (_, servers) = sim.lb_status("lb");
     assert_eq!(
         servers["servers"].as_array().unwrap().len(),
         4,

@@ -89,6 +89,16 @@ impl Sim {
         self.dir.path().join("model")
     }
 
+    /// `lb-status NAME --format json`: whether haproxy serves the
+    /// configuration the model asks for (its exit status), and the status.
+    pub fn lb_status(&self, name: &str) -> (bool, Value) {
+        let (healthy, text) = self.run(&["lb-status", name, "--format", "json"]);
+        let start = text.find('{').expect("JSON in lb-status output");
+        let end = text.rfind('}').expect("JSON in lb-status output");
+        let status = serde_json::from_str(&text[start..=end]).expect("lb-status is JSON");
+        (healthy, status)
+    }
+
     /// The model's relation to remote application `remote` (not simply
     /// the first: the application's peer relation is older).
     pub fn relation_to(&self, remote: &str) -> harness::sim::store::Relation {
