@@ -1,6 +1,7 @@
 //! The charm's options, typed and checked. Every error names the option and
 //! says what a valid value looks like, so the Blocked status is actionable.
 
+use super::relations::cos_agent::{self, AlertThresholds};
 use super::relations::{http, nrpe, proxy::ProxyOptions};
 use crate::ops::{ConfigError, ConfigReader};
 use crate::workload::builds::BuildSpec;
@@ -47,6 +48,13 @@ pub struct Config {
     /// The `ingress_*` options: what the haproxy-route and ingress
     /// relations ask of the proxy.
     pub proxy: ProxyOptions,
+    /// Where the metrics exporter serves `/metrics`; 0: metrics are off.
+    pub metrics_port: u16,
+    /// The UDP port gunicorn sends statsd to, for the exporter.
+    pub metrics_statsd_port: u16,
+    /// `alert_error_ratio` and `alert_latency_p99_seconds`, for the rules
+    /// sent on cos-agent.
+    pub alerts: AlertThresholds,
 }
 
 /// `rollout_max_unavailable`: how many units a rollout moves at once.
@@ -356,6 +364,13 @@ impl Config {
             r.boolean("ingress_strip_prefix")?,
         )?;
 
+        let metrics_port = cos_agent::check_metrics_port(r.int("metrics_port")?, listen_port)?;
+        let metrics_statsd_port = r.int_in("metrics_statsd_port", 1..=65535)? as u16;
+        let alerts = AlertThresholds::new(
+            r.float("alert_error_ratio")?,
+            r.float("alert_latency_p99_seconds")?,
+        )?;
+
         Ok(Config {
             build_label,
             archive_filename,
@@ -381,6 +396,9 @@ impl Config {
             database_name,
             rollout_max_unavailable,
             proxy,
+            metrics_port,
+            metrics_statsd_port,
+            alerts,
         })
     }
 

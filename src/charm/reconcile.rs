@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::config::{Config, LATEST};
 use super::rollout::{self, Outcome, Plan};
 use super::state::{self, BuildRecord, Rollout};
-use super::{ingress, integrations, nrpe, Ctx, Endpoint, WsgiApp};
+use super::{ingress, integrations, nrpe, observability, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
     ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
 };
@@ -513,7 +513,7 @@ impl WsgiApp {
     }
 
     /// What other applications see: the open port, website and proxy data,
-    /// nrpe checks.
+    /// nrpe checks, what the COS collector scrapes and alerts on.
     fn publish(
         &mut self,
         ctx: &mut Ctx<'_, '_>,
@@ -524,6 +524,7 @@ impl WsgiApp {
         integrations::publish_website(ctx, config)?;
         ingress::publish(ctx, config, &mut self.report)?;
         nrpe::reconcile(&self.machine, ctx, layout, config, &mut self.report)?;
+        observability::publish(ctx, config)?;
         Ok(())
     }
 
