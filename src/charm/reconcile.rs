@@ -2,7 +2,7 @@
 //!
 //! Order: packages, the build for `build_label`, the symlinks, the app's
 //! environment, the gunicorn service (switched behind a health gate), then
-//! what other applications see (port, website, nrpe), and finally removing
+//! what other applications see (port, website, nrpe, cos-agent), and finally removing
 //! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
 //!
 //! Why one file over 600 lines: the converge step and the build switch with
