@@ -2,8 +2,9 @@
 //!
 //! Order: packages, the build for `build_label`, the symlinks, the app's
 //! environment, the gunicorn service (switched behind a health gate), then
-//! what other applications see (port, website, nrpe, cos-agent), and finally removing
-//! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
+//! what other applications see (port, website, nrpe, cos-agent), and
+//! finally removing builds beyond `keep_builds`. Each step is a no-op when
+//! nothing changed.
 //!
 //! Why one file over 600 lines: the converge step and the build switch with
 //! its health gate; the switch is being rewritten in parallel, and moving it
