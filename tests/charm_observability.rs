@@ -220,7 +220,20 @@ fn every_unit_writes_it_not_only_the_leader() {
 fn metrics_port_and_thresholds_reach_the_bag_and_zero_turns_the_scrape_job_off() {
     let ctx = context();
     let state = related(&ctx, serving_r1(&ctx));
-    let moved = configured(&ctx, state, "metrics_port", json!(9200));
+    let out = ctx
+        .run(
+            on::config_changed(),
+            state.with_config("metrics_port", 9200),
+        )
+        .unwrap();
+    assert!(
+        out.tool_calls
+            .iter()
+            .any(|c| c.starts_with("relation-set") && c.contains("cos-agent")),
+        "the new port is written: {:?}",
+        out.tool_calls
+    );
+    let moved = out.state;
     assert_eq!(
         written(&moved)["metrics_scrape_jobs"][0]["static_configs"],
         json!([{"targets": ["localhost:9200"]}])
@@ -241,6 +254,24 @@ fn metrics_port_and_thresholds_reach_the_bag_and_zero_turns_the_scrape_job_off()
     assert_eq!(config["dashboards"].as_array().unwrap().len(), 1);
     assert!(!rules(&config["metrics_alert_rules"]).is_empty());
     assert_status(&off, StatusName::Active, "serving r1 on :8080");
+}
+
+/// A hook with nothing new to say writes nothing: every write would wake
+/// the collector with a relation-changed of its own.
+#[test]
+fn an_unchanged_config_is_not_written_again() {
+    let ctx = context();
+    let state = related(&ctx, serving_r1(&ctx));
+    let again = ctx.run(on::config_changed(), state).unwrap();
+    assert_eq!(again.outcome.exit_code, 0);
+    assert!(
+        !again
+            .tool_calls
+            .iter()
+            .any(|c| c.starts_with("relation-set") && c.contains("cos-agent")),
+        "{:?}",
+        again.tool_calls
+    );
 }
 
 #[test]
