@@ -56,7 +56,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
-/// systemd-analyze, make, readelf (the pack test checks glibc versions);
+/// systemd-analyze, make, readelf (the pack test checks glibc versions),
+/// promtool (the cos-agent alert rules are judged by Prometheus's own);
 /// for the container units of tests/e2e_machines.rs, debootstrap (their
 /// Debian root), systemd-nspawn and check_nrpe (asking their nrpe).
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -75,6 +76,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/make", "make"),
     // charm-sim's load balancer (`add-remote --haproxy`).
     ("/usr/sbin/haproxy", "haproxy"),
+    // promtool, for tests/charm_observability.rs.
+    ("/usr/bin/promtool", "prometheus"),
 ];
 
 fn install_test_packages() -> Result<(), String> {
