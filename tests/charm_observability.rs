@@ -408,7 +408,7 @@ fn the_dashboard_decodes_with_pythons_lzma_and_base64() {
         "wsgi_app_requests_total",
         "wsgi_app_request_duration_seconds_bucket",
         "wsgi_app_workers_busy",
-        "wsgi_app_workers)",
+        "wsgi_app_workers{",
         "wsgi_app_build_info",
         "wsgi_app_switches_total",
         "wsgi_app_health_gate_failures_total",
