@@ -56,7 +56,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
-/// systemd-analyze, make, readelf (the pack test checks glibc versions);
+/// systemd-analyze, make, readelf (the pack test checks glibc versions),
+/// haproxy and Prometheus (charm-sim's load balancer and collector);
 /// for the container units of tests/e2e_machines.rs, debootstrap (their
 /// Debian root), systemd-nspawn and check_nrpe (asking their nrpe).
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -75,6 +76,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/make", "make"),
     // charm-sim's load balancer (`add-remote --haproxy`).
     ("/usr/sbin/haproxy", "haproxy"),
+    // charm-sim's collector (`add-remote --prometheus`): the server, and
+    // promtool, which judges its configuration and the exporter's output.
+    ("/usr/bin/promtool", "prometheus"),
 ];
 
 fn install_test_packages() -> Result<(), String> {
