@@ -101,6 +101,8 @@ pub struct PromPaths {
     previous: PathBuf,
     /// The last rendering promtool refused, and why (so it is judged once).
     refused: PathBuf,
+    /// The files Prometheus last loaded (started with, or reloaded).
+    loaded: PathBuf,
     pub data: PathBuf,
     pub pid_file: PathBuf,
     pub output: PathBuf,
@@ -115,6 +117,7 @@ impl PromPaths {
             next: dir.join("next"),
             previous: dir.join("previous"),
             refused: dir.join("refused.json"),
+            loaded: dir.join("loaded.json"),
             data: dir.join("data"),
             pid_file: dir.join("prometheus.pid"),
             output: dir.join("prometheus.out"),
@@ -715,22 +718,29 @@ pub fn converge(model: &Model, app: &str) -> Result<bool> {
     let _lock = lock(&paths)?;
     let rendered = desired(model, app)?;
     let pid = running(&paths);
-    let live = read_tree(&paths.live);
-    if live == rendered.files && pid.is_some() {
+    // What Prometheus itself took, not what is on disk: a reload it
+    // refused is asked for again rather than taken as done.
+    let loaded: Option<BTreeMap<String, String>> = fs::read_to_string(&paths.loaded)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if loaded.as_ref() == Some(&rendered.files) && pid.is_some() {
         return Ok(false);
     }
-    let refused = if live == rendered.files {
+    let refused = if read_tree(&paths.live) == rendered.files {
         None
     } else {
         judge_and_swap(&paths, &rendered)
     };
+    let _ = fs::remove_file(&paths.loaded);
     match pid {
-        Some(_) if refused.is_none() => reload(address)?,
+        Some(_) if refused.is_none() || loaded.is_none() => reload(address)?,
         Some(_) => {}
         // Stopped (or never started): it serves whatever was judged last.
         None if paths.config().exists() => start(&paths, address)?,
         None => {}
     }
+    let live = serde_json::to_string(&read_tree(&paths.live))?;
+    fs::write(&paths.loaded, live).context(format!("cannot write {}", paths.loaded.display()))?;
     match refused {
         Some(e) => Err(e),
         None => Ok(true),
