@@ -1,5 +1,6 @@
 //! The charm's entry point: Juju runs it as `dispatch` (or `hooks/<name>`).
-//! `wsgi-app supervise <run_dir>` runs the gunicorn supervisor instead.
+//! `wsgi-app supervise <run_dir>` runs the gunicorn supervisor instead, and
+//! `wsgi-app metrics-exporter …` the app's metrics endpoint.
 //! The only reader of the process environment: what it finds is handed to
 //! `ops` (the dispatch) and to the workload (the machine).
 
@@ -8,12 +9,16 @@ use std::path::PathBuf;
 use wsgi_app::charm::{self, WsgiApp};
 use wsgi_app::ops::{self, Dispatch, HookTools};
 use wsgi_app::workload::machine::Machine;
+use wsgi_app::workload::metrics;
 use wsgi_app::workload::substrate::{self, Settings};
 use wsgi_app::workload::supervisor;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(code) = supervisor::maybe_run(&args) {
+        std::process::exit(code);
+    }
+    if let Some(code) = metrics::maybe_run(&args) {
         std::process::exit(code);
     }
     std::process::exit(dispatch(args.into_iter().next()));

@@ -87,6 +87,7 @@ fn units_with_hostile_paths_verify_and_read_back() {
             log_dir: base.join("log"),
             run_dir: base.join("run"),
             serving: wsgi_app::workload::service::Serving::default(),
+            metrics: None,
             fingerprint: "f".repeat(64),
         };
         let units = base.join("units");

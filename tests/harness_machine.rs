@@ -134,6 +134,7 @@ fn spec(fingerprint: &str) -> ServiceSpec {
         log_dir: "/var/log/wsgi-app".into(),
         run_dir: "/run/wsgi-app".into(),
         serving: wsgi_app::workload::service::Serving::default(),
+        metrics: None,
         fingerprint: fingerprint.into(),
     }
 }

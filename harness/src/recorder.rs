@@ -251,6 +251,14 @@ impl ServiceManager for FakeServices {
         })
     }
 
+    fn ensure_metrics(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
+        let mut book = self.book.lock().expect("service lock");
+        if let Some(ServiceRecord::Running(running)) = book.services.get_mut(&spec.name) {
+            running.metrics = spec.metrics.clone();
+        }
+        Ok(())
+    }
+
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError> {
         let book = self.book.lock().expect("service lock");
         Ok(match book.services.get(&spec.name) {

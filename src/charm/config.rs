@@ -27,6 +27,11 @@ pub struct Config {
     pub environment: Vec<(String, String)>,
     pub update_make_target: Option<String>,
     pub listen_port: u16,
+    /// The metrics exporter's port (`/metrics`); `None` runs no exporter
+    /// and gives gunicorn no statsd.
+    pub metrics_port: Option<u16>,
+    /// Where gunicorn sends statsd on the machine's own address (UDP).
+    pub metrics_statsd_port: u16,
     /// 0 means 2 × cores + 1.
     pub workers: u32,
     /// The `webserver_*` options.
@@ -302,6 +307,25 @@ impl Config {
         }
 
         let listen_port = r.int_in("listen_port", 1024..=65535)? as u16;
+        let metrics_port = match r.int("metrics_port")? {
+            0 => None,
+            port if (1024..=65535).contains(&port) && port != i64::from(listen_port) => {
+                Some(port as u16)
+            }
+            port if port == i64::from(listen_port) => {
+                return Err(ConfigError::new(
+                    "metrics_port",
+                    format!("{port} is listen_port's: give the metrics endpoint a port of its own (default 9102), or 0 to turn it off"),
+                ))
+            }
+            port => {
+                return Err(ConfigError::new(
+                    "metrics_port",
+                    format!("{port} must be 0 (no metrics) or 1024-65535"),
+                ))
+            }
+        };
+        let metrics_statsd_port = r.int_in("metrics_statsd_port", 1024..=65535)? as u16;
         let workers = r.int_in("workers", 0..=256)? as u32;
         let worker_class = r
             .string("webserver_worker_class")?
@@ -369,6 +393,8 @@ impl Config {
             environment,
             update_make_target,
             listen_port,
+            metrics_port,
+            metrics_statsd_port,
             workers,
             serving,
             keep_builds,

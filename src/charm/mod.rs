@@ -10,6 +10,7 @@ pub mod config;
 pub mod databases;
 pub mod ingress;
 pub mod integrations;
+pub mod metrics;
 pub mod nrpe;
 pub mod proxy;
 pub mod reconcile;

@@ -334,7 +334,7 @@ impl WsgiApp {
                 ctx.store.conn(),
                 turn.has_peers().then_some(serving.as_deref()),
             )?;
-            turn.finish(
+            let phase = turn.finish(
                 ctx,
                 &config,
                 wanted.as_deref().ok(),
@@ -342,12 +342,17 @@ impl WsgiApp {
                 rollout.pinned.clone(),
                 outcome,
             )?;
+            state::set_rollout_state(
+                ctx.store.conn(),
+                super::metrics::rollout_state(phase.as_ref()),
+            )?;
         }
         if no_target {
             // No build to serve: nothing to switch or prune.
             if depth == Depth::Full {
                 self.publish(ctx, layout, &config)?;
             }
+            super::metrics::publish(self, ctx, layout, &config)?;
             return Ok(());
         }
 
@@ -355,6 +360,7 @@ impl WsgiApp {
             self.publish(ctx, layout, &config)?;
         }
         prune_builds(ctx, layout, &config)?;
+        super::metrics::publish(self, ctx, layout, &config)?;
         Ok(())
     }
 
@@ -537,6 +543,7 @@ impl WsgiApp {
     ) -> Result<ServiceSpec, HandlerError> {
         let account = app_user::app_account(&self.machine, &layout.app)?;
         let workers = config.effective_workers(self.machine.cpus);
+        let metrics = super::metrics::exporter_spec(self, layout, config)?;
         let mut fingerprint = Sha256::new();
         for part in [
             label,
@@ -547,6 +554,8 @@ impl WsgiApp {
             &config.listen_port.to_string(),
             &workers.to_string(),
             &serde_json::to_string(&config.serving).expect("serving options serialise"),
+            // gunicorn's --statsd-host; the exporter itself restarts apart.
+            metrics.as_ref().map_or("", |m| m.statsd.as_str()),
         ] {
             fingerprint.update(part.as_bytes());
             fingerprint.update([0]);
@@ -564,6 +573,7 @@ impl WsgiApp {
             log_dir: layout.log_dir.clone(),
             run_dir: layout.run_dir.clone(),
             serving: config.serving.clone(),
+            metrics,
             fingerprint: hex(&fingerprint.finalize()),
         })
     }
@@ -716,6 +726,7 @@ pub(crate) fn switch_to(
     {
         builds::swap_symlink(&layout.current_link(), &relative_build(target))?;
         state::set_refused_switch(conn, None)?;
+        app.machine.services.ensure_metrics(&spec)?;
         return Ok(SwitchOutcome::Unchanged);
     }
     if let Some(refused) = state::refused_switch(conn)? {
@@ -821,6 +832,7 @@ pub(crate) fn switch_to(
                     rollout.health = Some(health.clone());
                     state::save_rollout(conn, &rollout)?;
                     state::set_refused_switch(conn, None)?;
+                    state::count(conn, |c| c.switches += 1)?;
                     app.machine.crash_point("after-rollout-save");
                     ctx.model.log(
                         LogLevel::Info,
@@ -839,6 +851,10 @@ pub(crate) fn switch_to(
         rollout.switched_at = Some(builds::now());
         rollout.health = Some(failure.clone());
         state::save_rollout(conn, &rollout)?;
+        state::count(conn, |c| {
+            c.switches += 1;
+            c.health_gate_failures += 1;
+        })?;
         ctx.model.log(LogLevel::Warning, &failure);
         return Ok(SwitchOutcome::ServingUnhealthy(failure));
     }
@@ -867,6 +883,7 @@ fn refuse(
     let conn = ctx.store.conn();
     rollout.health = Some(failure.clone());
     state::save_rollout(conn, rollout)?;
+    state::count(conn, |c| c.health_gate_failures += 1)?;
     state::set_refused_switch(
         conn,
         Some(&state::RefusedSwitch {
@@ -920,16 +937,7 @@ fn check_health(app: &WsgiApp, config: &Config) -> Result<String, String> {
 
 /// One GET of the index page, judged as the nagios options say.
 fn probe_once(app: &WsgiApp, config: &Config) -> Result<String, String> {
-    let host = match app.machine.bind_address.as_str() {
-        "0.0.0.0" | "" => "127.0.0.1",
-        "::" => "::1",
-        other => other,
-    };
-    let addr = if host.contains(':') {
-        format!("[{host}]:{}", config.listen_port)
-    } else {
-        format!("{host}:{}", config.listen_port)
-    };
+    let addr = app.machine.local_address(config.listen_port);
     let path = &config.nagios_index_path;
     let started = std::time::Instant::now();
     app.machine

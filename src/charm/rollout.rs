@@ -703,7 +703,8 @@ impl Turn {
 
     /// Report how this unit's grant ended (`outcome`, when it acted on
     /// one) and what it serves now; as leader, settle the grants again with
-    /// this report and publish the record.
+    /// this report and publish the record. Returns the rollout's phase as
+    /// this hook leaves it.
     pub fn finish(
         self,
         ctx: &mut Ctx<'_, '_>,
@@ -712,9 +713,9 @@ impl Turn {
         serving: Option<String>,
         pinned: Option<String>,
         outcome: Option<Outcome>,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Option<Phase>, HandlerError> {
         let Some(peers) = self.peers else {
-            return Ok(());
+            return Ok(None);
         };
         let mut own = UnitReport {
             serving,
@@ -726,7 +727,7 @@ impl Turn {
         }
         peers.publish_own(ctx, &own)?;
         if !peers.leader {
-            return Ok(());
+            return Ok(self.record.map(|r| r.phase));
         }
         let record = match (wanted, &self.record) {
             (Some(wanted), record) => Some(lead(
@@ -738,10 +739,10 @@ impl Turn {
             )),
             (None, record) => record.clone(),
         };
-        if let Some(record) = record {
-            peers.publish_record(ctx, &record, &own)?;
+        if let Some(record) = &record {
+            peers.publish_record(ctx, record, &own)?;
         }
-        Ok(())
+        Ok(record.map(|r| r.phase))
     }
 }
 

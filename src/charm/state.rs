@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ops::{Migration, StoreError};
 use crate::workload::builds::Manifest;
+use crate::workload::metrics::RolloutState;
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -372,4 +373,37 @@ pub fn proxy_answer(conn: &Connection) -> Result<Option<ProxyAnswer>, StoreError
 
 pub fn set_proxy_answer(conn: &Connection, answer: Option<&ProxyAnswer>) -> Result<(), StoreError> {
     set_fact(conn, PROXY_ANSWER, answer)
+}
+
+/// What the charm counts for its metrics since the unit was installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricCounts {
+    /// Switches to another build, or to the same with a new environment
+    /// or options.
+    pub switches: u64,
+    /// Builds the health gate refused.
+    pub health_gate_failures: u64,
+}
+
+const METRIC_COUNTS: &str = "metric_counts";
+const ROLLOUT_STATE: &str = "rollout_state";
+
+pub fn metric_counts(conn: &Connection) -> Result<MetricCounts, StoreError> {
+    Ok(fact(conn, METRIC_COUNTS)?.unwrap_or_default())
+}
+
+/// Add to the counts; committed with the hook, like the switch it counts.
+pub fn count(conn: &Connection, add: impl FnOnce(&mut MetricCounts)) -> Result<(), StoreError> {
+    let mut counts = metric_counts(conn)?;
+    add(&mut counts);
+    set_fact(conn, METRIC_COUNTS, Some(&counts))
+}
+
+/// Where the application's rollout stood when this unit last read it.
+pub fn rollout_state(conn: &Connection) -> Result<RolloutState, StoreError> {
+    Ok(fact(conn, ROLLOUT_STATE)?.unwrap_or_default())
+}
+
+pub fn set_rollout_state(conn: &Connection, state: RolloutState) -> Result<(), StoreError> {
+    set_fact(conn, ROLLOUT_STATE, Some(&state))
 }

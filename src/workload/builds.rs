@@ -107,6 +107,10 @@ pub struct Manifest {
     /// builds installed before versions were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gunicorn: Option<String>,
+    /// Milliseconds the install took, fetch to manifest (absent in builds
+    /// installed before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_ms: Option<u64>,
 }
 
 /// The gunicorn a build gets unless its requirements name one: the version
@@ -310,6 +314,7 @@ pub fn install(
 ) -> Result<Manifest, BuildError> {
     let format = ArchiveFormat::from_filename(&config.archive_filename)
         .ok_or_else(|| BuildError::UnknownFormat(config.archive_filename.clone()))?;
+    let began = std::time::Instant::now();
     let mut staging = Staging::create(layout, label)?;
     let source = archive_source(config, machine, label);
     progress.step(&format!("installing build {label}: fetching archive"));
@@ -355,6 +360,7 @@ pub fn install(
         installed_at: now(),
         installer: installer.name().to_string(),
         gunicorn: installed_version(machine, &venv, "gunicorn"),
+        install_ms: Some(began.elapsed().as_millis() as u64),
     };
     // Last: the manifest's presence is what "complete" means.
     let manifest_path = staging.dir.join(BUILD_MANIFEST);

@@ -69,6 +69,14 @@ impl Layout {
     pub fn database_ca_file(&self, endpoint: &str) -> PathBuf {
         self.etc.join(format!("{endpoint}-ca.pem"))
     }
+    /// What the charm tells the metrics exporter (world-readable).
+    pub fn charm_metrics_file(&self) -> PathBuf {
+        self.lib_dir.join("metrics/charm.json")
+    }
+    /// The charm's binary where the app user can run it as the exporter.
+    pub fn exporter_program(&self) -> PathBuf {
+        self.lib_dir.join("bin/wsgi-app")
+    }
     /// A venv of the charm's own, holding uv.
     pub fn tools_venv(&self) -> PathBuf {
         self.lib_dir.join("tools")

@@ -182,6 +182,9 @@ pub struct Machine {
     /// The name of the user this process runs as (`USER`, read by `main`):
     /// the app account under a test root when we are not root.
     pub invoking_user: Option<String>,
+    /// This very binary, which also runs as the metrics exporter; `None`
+    /// where the charm is not a process of its own (the in-memory Juju).
+    pub charm_binary: Option<PathBuf>,
 }
 
 impl Machine {
@@ -209,6 +212,26 @@ impl Machine {
             .strip_prefix("/")
             .unwrap_or(absolute.as_ref());
         self.root.join(rel)
+    }
+
+    /// The address this machine reaches its own services on: gunicorn's
+    /// bind address, or loopback when gunicorn binds every address.
+    pub fn local_host(&self) -> &str {
+        match self.bind_address.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "::" => "::1",
+            other => other,
+        }
+    }
+
+    /// `host:port` on [`Self::local_host`] (IPv6 in brackets).
+    pub fn local_address(&self, port: u16) -> String {
+        let host = self.local_host();
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
     }
 
     /// Whether the charm runs against the real machine (root `/`).

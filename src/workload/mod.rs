@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod health;
 pub mod layout;
 pub mod machine;
+pub mod metrics;
 pub mod preflight;
 pub mod proxy;
 pub mod service;

@@ -45,8 +45,48 @@ pub struct ServiceSpec {
     /// gunicorn's worker model and limits.
     #[serde(default)]
     pub serving: Serving,
+    /// The metrics exporter beside gunicorn, and where gunicorn sends
+    /// statsd; `None` runs neither.
+    #[serde(default)]
+    pub metrics: Option<MetricsSpec>,
     /// Changes whenever a new master is needed (build, environment, options).
     pub fingerprint: String,
+}
+
+/// The subcommand that makes this binary the metrics exporter
+/// (`workload::metrics`).
+pub const EXPORTER_SUBCOMMAND: &str = "metrics-exporter";
+
+/// The metrics exporter (`workload::metrics`) beside gunicorn: what it
+/// needs to start; a change restarts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSpec {
+    /// The binary to run as `<program> metrics-exporter …`.
+    pub program: PathBuf,
+    /// Identifies the binary's content (a new charm revision is a new
+    /// exporter), so a manager restarts the exporter when it changes.
+    pub program_id: String,
+    /// `host:port` of `/metrics`.
+    pub listen: String,
+    /// `host:port` gunicorn sends statsd datagrams to.
+    pub statsd: String,
+    /// The charm's own metrics ([`CharmMetrics`]), read at each scrape.
+    pub charm_metrics: PathBuf,
+}
+
+impl MetricsSpec {
+    /// The exporter's arguments after the program.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            EXPORTER_SUBCOMMAND.to_string(),
+            "--listen".to_string(),
+            self.listen.clone(),
+            "--statsd".to_string(),
+            self.statsd.clone(),
+            "--charm-metrics".to_string(),
+            self.charm_metrics.display().to_string(),
+        ]
+    }
 }
 
 /// gunicorn's worker types the charm offers.
@@ -290,6 +330,10 @@ pub trait ServiceManager {
     /// another fingerprint, start a new master and retire the old one only
     /// once the new one is ready (the old keeps serving if the new fails).
     fn ensure(&self, spec: &ServiceSpec) -> Result<ServiceChange, ServiceError>;
+    /// Beside a gunicorn that already serves `spec`, run the metrics
+    /// exporter `spec.metrics` asks for, or none (`ensure` does the same
+    /// as part of a switch). Leaves gunicorn alone.
+    fn ensure_metrics(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError>;
     fn stop(&self, spec: &ServiceSpec) -> Result<(), ServiceError>;
 }
@@ -371,6 +415,9 @@ pub fn gunicorn_args(
         workers.to_string(),
     ]);
     args.extend(spec.serving.args());
+    if let Some(metrics) = &spec.metrics {
+        args.extend(["--statsd-host".to_string(), metrics.statsd.clone()]);
+    }
     args.extend([
         "--access-logfile".to_string(),
         spec.log_dir.join("access.log").display().to_string(),
@@ -412,6 +459,39 @@ pub(crate) fn gunicorn_master(
     }
     command
 }
+
+/// For the serving gunicorn's config (systemd's and the supervisor's, not
+/// the pre-flight's): each worker reports its requests in flight as a
+/// statsd gauge of its own (`wsgi_app.worker.busy.<pid>`, see
+/// `metrics::statsd`) when it starts and around each request, through
+/// gunicorn's statsd logger, which exists only with `--statsd-host`. A
+/// gauge per worker rather than one shared counter: a worker killed
+/// mid-request cannot leave the total wrong, the exporter just forgets it.
+/// The config calls `_report_busy(worker, 0)` from its `post_worker_init`.
+pub(crate) const BUSY_HOOKS: &str = r#"
+import threading as _threading
+
+_busy = 0
+_busy_lock = _threading.Lock()
+
+
+def _report_busy(worker, change):
+    global _busy
+    with _busy_lock:
+        _busy += change
+        busy = _busy
+    gauge = getattr(worker.log, "gauge", None)
+    if gauge is not None:
+        gauge("wsgi_app.worker.busy.%d" % os.getpid(), busy)
+
+
+def pre_request(worker, req):
+    _report_busy(worker, 1)
+
+
+def post_request(worker, req, environ, resp):
+    _report_busy(worker, -1)
+"#;
 
 /// A Python string literal for `text` (JSON's string syntax is a subset).
 pub(crate) fn python_str(text: &str) -> String {
@@ -551,6 +631,7 @@ mod tests {
             log_dir: "/var/log/wsgi-app".into(),
             run_dir: "/run/wsgi-app".into(),
             serving: Serving::default(),
+            metrics: None,
             fingerprint: "r1-abc".into(),
         }
     }

@@ -70,6 +70,7 @@ pub fn compose(settings: Settings) -> Machine {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         crash_at: settings.crash_at,
         invoking_user: settings.user,
+        charm_binary: std::env::current_exe().ok(),
     }
 }
 

@@ -117,6 +117,7 @@ impl Layout {
             log_dir: self.path().join("log"),
             run_dir: self.path().join("run"),
             serving: wsgi_app::workload::service::Serving::default(),
+            metrics: None,
             fingerprint: fingerprint.into(),
         }
     }

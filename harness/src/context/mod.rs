@@ -328,6 +328,14 @@ impl<C: Charm> Context<C> {
             calls: Vec::new(),
         }));
         let commands = Arc::new(Mutex::new(Vec::new()));
+        // The charm's binary as Juju unpacks it on the machine: a stand-in,
+        // since the fake service manager runs nothing; the charm puts it in
+        // place for its metrics exporter like any other file.
+        let charm_binary = state.machine.root().join("var/lib/juju/charm/dispatch");
+        if !charm_binary.exists() {
+            std::fs::create_dir_all(charm_binary.parent().expect("a parent"))?;
+            std::fs::write(&charm_binary, "#!/bin/false\n")?;
+        }
         let machine = Machine {
             root: state.machine.root().to_path_buf(),
             bind_address: self.bind_address.clone(),
@@ -362,6 +370,7 @@ impl<C: Charm> Context<C> {
             crash_at: None,
             // As `main` hands it over, for the app account when not root.
             invoking_user: std::env::var("USER").ok(),
+            charm_binary: Some(charm_binary),
         };
 
         let mut charm = (self.factory)(machine);

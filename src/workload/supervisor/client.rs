@@ -196,6 +196,19 @@ impl ServiceManager for DirectSupervisor {
         }
     }
 
+    fn ensure_metrics(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
+        spec.validate()?;
+        let dirs = RunDir::new(&spec.run_dir);
+        // The supervisor runs the exporter of the spec it was last given;
+        // one that is not running starts it with gunicorn.
+        let asked = dirs.read_desired().ok().flatten().map(|d| d.spec.metrics);
+        if dirs.running_supervisor()?.is_none() || asked.as_ref() == Some(&spec.metrics) {
+            return Ok(());
+        }
+        // The same fingerprint: the supervisor changes only the exporter.
+        self.ensure(spec).map(|_| ())
+    }
+
     fn state(&self, spec: &ServiceSpec) -> Result<ServiceState, ServiceError> {
         let dirs = RunDir::new(&spec.run_dir);
         if dirs.running_supervisor()?.is_none() {

@@ -34,10 +34,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::workload::metrics::MetricsSpec;
 use crate::workload::service::{
     app_ids, gunicorn_args, gunicorn_master, gunicorn_state_dir, last_lines, prepare_dirs,
     python_str, read_app_env, readiness_marker, venv_python, write_atomic, Listen, ServiceSpec,
-    IMPORT_TIMEOUT, MAX_GRACEFUL_TIMEOUT_SECS,
+    BUSY_HOOKS, IMPORT_TIMEOUT, MAX_GRACEFUL_TIMEOUT_SECS,
 };
 use crate::workload::supervisor::protocol::{
     Desired, FileLock, Outcome, RunDir, Status, SupervisorState,
@@ -167,6 +168,7 @@ fn start(dirs: &RunDir) -> Result<Started, String> {
     );
     let mut supervisor = Supervisor {
         dirs: dirs.clone(),
+        exporter: None,
         _lock: lock,
         generation: 0,
         listener: Some(listener),
@@ -210,8 +212,25 @@ struct Retiring {
     kill_at: Instant,
 }
 
+/// The metrics exporter, a child of ours like the masters; restarted when
+/// it exits, after [`EXPORTER_RESTART_DELAY`].
+struct Exporter {
+    spec: MetricsSpec,
+    /// The app user's ids, which it runs as.
+    ids: (u32, u32),
+    log: PathBuf,
+    /// `None` while it waits to be started again.
+    pid: Option<u32>,
+    restart_at: Instant,
+}
+
+/// How long an exporter that exited waits before it is started again (a
+/// port still taken, say, must not make the supervisor spin).
+const EXPORTER_RESTART_DELAY: Duration = Duration::from_secs(2);
+
 struct Supervisor {
     dirs: RunDir,
+    exporter: Option<Exporter>,
     _lock: FileLock,
     /// The last desired generation handled.
     generation: u64,
@@ -245,6 +264,7 @@ impl Supervisor {
             }
             self.reap(None);
             self.restart_if_due();
+            self.restart_exporter_if_due();
             std::thread::sleep(TICK);
         }
     }
@@ -253,6 +273,7 @@ impl Supervisor {
     fn apply(&mut self, desired: Desired) {
         self.generation = desired.generation;
         let spec = desired.spec;
+        self.ensure_exporter(&spec);
         let same_listener = self
             .listener
             .as_ref()
@@ -508,6 +529,14 @@ impl Supervisor {
             let _ = std::fs::remove_file(readiness_marker(&self.dirs.path, pid));
             if Some(pid) == watch {
                 watched = Some(status);
+            } else if let Some(exporter) = self.exporter.as_mut().filter(|e| e.pid == Some(pid)) {
+                log!(
+                    "the metrics exporter {pid} exited ({}); starting it again in {} s",
+                    describe_wait_status(status),
+                    EXPORTER_RESTART_DELAY.as_secs()
+                );
+                exporter.pid = None;
+                exporter.restart_at = Instant::now() + EXPORTER_RESTART_DELAY;
             } else if let Some(index) = self.retiring.iter().position(|r| r.pid == pid) {
                 self.retiring.remove(index);
                 log!(
@@ -599,6 +628,58 @@ impl Supervisor {
         }
     }
 
+    /// Run the exporter `spec` asks for, or none; a running one with the
+    /// same spec is left alone (a switch does not touch it).
+    fn ensure_exporter(&mut self, spec: &ServiceSpec) {
+        if self.exporter.as_ref().map(|e| &e.spec) == spec.metrics.as_ref() {
+            return;
+        }
+        self.stop_exporter();
+        let Some(metrics) = spec.metrics.clone() else {
+            return;
+        };
+        let ids = match app_ids(spec) {
+            Ok(ids) => ids,
+            Err(e) => return log!("the metrics exporter cannot run as {}: {e}", spec.user),
+        };
+        self.exporter = Some(Exporter {
+            spec: metrics,
+            ids,
+            log: spec.log_dir.join("metrics-exporter.log"),
+            pid: None,
+            restart_at: Instant::now(),
+        });
+        self.restart_exporter_if_due();
+    }
+
+    fn restart_exporter_if_due(&mut self) {
+        let Some(exporter) = self
+            .exporter
+            .as_mut()
+            .filter(|e| e.pid.is_none() && Instant::now() >= e.restart_at)
+        else {
+            return;
+        };
+        match spawn_exporter(exporter) {
+            Ok(pid) => {
+                log!("metrics exporter {pid} started on {}", exporter.spec.listen);
+                exporter.pid = Some(pid);
+            }
+            Err(e) => {
+                log!("cannot start the metrics exporter: {e}");
+                exporter.restart_at = Instant::now() + EXPORTER_RESTART_DELAY;
+            }
+        }
+    }
+
+    fn stop_exporter(&mut self) {
+        if let Some(pid) = self.exporter.take().and_then(|e| e.pid) {
+            signal_group(pid, libc::SIGTERM);
+            // SAFETY: reap our own child; it exits at SIGTERM.
+            unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+        }
+    }
+
     fn write_state(&self) {
         let state = SupervisorState {
             generation: self.generation,
@@ -618,6 +699,7 @@ impl Supervisor {
     /// release the socket, and record `stopped`.
     fn shutdown(&mut self, error: Option<String>) {
         log!("stopping");
+        self.stop_exporter();
         self.pending_restart = None;
         if let Some(master) = self.serving.take() {
             self.retire(&master);
@@ -636,6 +718,45 @@ impl Supervisor {
         let _ = std::fs::remove_file(self.dirs.pidfile());
         log!("stopped");
     }
+}
+
+/// Start the exporter as the app user, in a process group of its own, its
+/// output appended to its log.
+fn spawn_exporter(exporter: &Exporter) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&exporter.log)?;
+    if crate::workload::users::is_root() {
+        // The app user's, like gunicorn's logs, so logrotate (as that user) can truncate it.
+        std::os::unix::fs::fchown(&log, Some(exporter.ids.0), Some(exporter.ids.1))?;
+    }
+    let mut command = std::process::Command::new(&exporter.spec.program);
+    command
+        .args(exporter.spec.args())
+        .env_clear()
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    if crate::workload::users::is_root() {
+        command.uid(exporter.ids.0).gid(exporter.ids.1);
+    }
+    // SAFETY: prctl only, between fork and exec (after the user change,
+    // which would clear it). A supervisor killed outright takes its
+    // exporter along, so the next one finds the port free.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    Ok(child.id()) // reaped by waitpid in `reap`
 }
 
 /// The generated gunicorn config. Names gunicorn does not know are ignored,
@@ -658,7 +779,8 @@ def post_worker_init(worker):
     # The application imported in this worker: its master can serve. The
     # supervisor waits for this file before retiring the previous master.
     open(os.path.join(_STATE_DIR, "ready.%d" % worker.ppid), "a").close()
-"#,
+    _report_busy(worker, 0)
+{BUSY_HOOKS}"#,
         state_dir = python_str(&state_dir.to_string_lossy())
     )
 }
@@ -686,6 +808,7 @@ mod tests {
                 .unwrap()
                 .unwrap(),
             dirs,
+            exporter: None,
             generation: 4,
             listener: None,
             serving: None,
@@ -711,6 +834,7 @@ mod tests {
             log_dir: dir.join("log"),
             run_dir: dir.join("run"),
             serving: crate::workload::service::Serving::default(),
+            metrics: None,
             fingerprint: "f".into(),
         }
     }
