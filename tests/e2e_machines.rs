@@ -116,6 +116,21 @@ fn main_pid(sim: &Sim, unit: &str, service: &str) -> String {
     out.trim().to_string()
 }
 
+/// Unit `n`'s metrics page (the exporter on its machine's own address).
+fn metrics(sim: &Sim, n: u32) -> String {
+    let addr = format!("{}:9102", sim.unit_address(n));
+    let answer = wsgi_app::workload::health::http_get(&addr, "/metrics", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("GET {addr}/metrics: {e}"));
+    assert_eq!(answer.status, 200, "{addr}: {}", answer.body);
+    answer.body
+}
+
+/// The value of the sample line that starts with `series` on a metrics page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Poll `GET /` until it answers 200, for at most `within`.
 fn serving_within(addr: &str, within: Duration) -> Result<String, String> {
     let deadline = Instant::now() + within;
@@ -218,6 +233,12 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
     for addr in &addrs {
         assert_eq!(get(addr).unwrap(), "It works! Revision 1");
     }
+    // The metrics exporter is a unit of its own: the switches leave it be.
+    let exporters: Vec<String> = units
+        .iter()
+        .map(|unit| main_pid(&sim, unit, "wsgi-app-metrics.service"))
+        .collect();
+    assert!(!exporters.contains(&"0".to_string()), "{exporters:?}");
     let load = Load::start(&addrs, 2);
     std::thread::sleep(Duration::from_millis(300));
     sim.ok(&["config", "wsgi-app", "current_symlink=r2"]);
@@ -240,6 +261,27 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
         "{} of {} requests failed: {:?}",
         result.failed, result.sent, result.errors
     );
+    for (n, unit) in units.iter().enumerate() {
+        assert_eq!(
+            main_pid(&sim, unit, "wsgi-app-metrics.service"),
+            exporters[n],
+            "{unit}: the exporter lived through the switches"
+        );
+        let page = metrics(&sim, n as u32);
+        assert!(
+            page.contains("wsgi_app_build_info{build_label=\"r2\""),
+            "{unit}: {page}"
+        );
+        assert_eq!(sample(&page, "wsgi_app_up "), Some(1.0), "{unit}: {page}");
+        let answered = sample(&page, "wsgi_app_requests_total{status=\"200\"} ").unwrap_or(0.0);
+        assert!(
+            answered >= (result.sent / 4) as f64,
+            "{unit}: gunicorn's statsd counted {answered} of ~{} requests",
+            result.sent / 2
+        );
+        let switches = sample(&page, "wsgi_app_switches_total ").unwrap_or(0.0);
+        assert!(switches >= 2.0, "{unit}: {switches} switches counted");
+    }
 
     // 3. SIGKILL the gunicorn master: systemd restarts it, no hook runs.
     let hooks_before = hooks_run(&sim, "wsgi-app/0");
@@ -299,6 +341,11 @@ fn container_units_serve_switch_survive_reboot_and_leave_nothing() {
     assert_ne!(
         pid_after_boot, pid_before_reboot,
         "a new boot, a new master"
+    );
+    let page = metrics(&sim, 1);
+    assert!(
+        page.contains("wsgi_app_build_info{build_label=\"r2\""),
+        "the exporter is back after the boot, before any hook: {page}"
     );
     let files = unit_files(&sim, 1);
     let message = sim.workload_message(&sim.status_json(), "wsgi-app/1");

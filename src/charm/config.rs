@@ -1,6 +1,7 @@
 //! The charm's options, typed and checked. Every error names the option and
 //! says what a valid value looks like, so the Blocked status is actionable.
 
+use super::relations::cos_agent::AlertThresholds;
 use super::relations::{http, nrpe, proxy::ProxyOptions};
 use crate::ops::{ConfigError, ConfigReader};
 use crate::workload::builds::BuildSpec;
@@ -52,6 +53,9 @@ pub struct Config {
     /// The `ingress_*` options: what the haproxy-route and ingress
     /// relations ask of the proxy.
     pub proxy: ProxyOptions,
+    /// `alert_error_ratio` and `alert_latency_p99_seconds`, for the rules
+    /// sent on cos-agent.
+    pub alerts: AlertThresholds,
 }
 
 /// `rollout_max_unavailable`: how many units a rollout moves at once.
@@ -380,6 +384,11 @@ impl Config {
             r.boolean("ingress_strip_prefix")?,
         )?;
 
+        let alerts = AlertThresholds::new(
+            r.float("alert_error_ratio")?,
+            r.float("alert_latency_p99_seconds")?,
+        )?;
+
         Ok(Config {
             build_label,
             archive_filename,
@@ -407,6 +416,7 @@ impl Config {
             database_name,
             rollout_max_unavailable,
             proxy,
+            alerts,
         })
     }
 

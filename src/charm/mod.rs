@@ -12,6 +12,7 @@ pub mod ingress;
 pub mod integrations;
 pub mod metrics;
 pub mod nrpe;
+pub mod observability;
 pub mod proxy;
 pub mod reconcile;
 pub mod relations;
@@ -44,6 +45,9 @@ pub enum Endpoint {
     HaproxyRoute,
     /// `ingress` v2 (HAProxy 2.8, Traefik), one of the three proxy modes.
     Ingress,
+    /// `cos_agent` (opentelemetry-collector, grafana-agent): scrape jobs,
+    /// alert rules and a dashboard from every unit.
+    CosAgent,
 }
 
 /// The actions in actions.yaml.

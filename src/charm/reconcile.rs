@@ -2,8 +2,9 @@
 //!
 //! Order: packages, the build for `build_label`, the symlinks, the app's
 //! environment, the gunicorn service (switched behind a health gate), then
-//! what other applications see (port, website, nrpe), and finally removing
-//! builds beyond `keep_builds`. Each step is a no-op when nothing changed.
+//! what other applications see (port, website, nrpe, cos-agent), and
+//! finally removing builds beyond `keep_builds`. Each step is a no-op when
+//! nothing changed.
 //!
 //! Why one file over 600 lines: the converge step and the build switch with
 //! its health gate; the switch is being rewritten in parallel, and moving it
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::config::{Config, LATEST};
 use super::rollout::{self, Outcome, Plan};
 use super::state::{self, BuildRecord, Rollout};
-use super::{ingress, integrations, nrpe, Ctx, Endpoint, WsgiApp};
+use super::{ingress, integrations, nrpe, observability, Ctx, Endpoint, WsgiApp};
 use crate::ops::{
     ConfigError, ConfigReader, HandlerError, LogLevel, Port, RelationEvent, Status, StatusName,
 };
@@ -519,7 +520,7 @@ impl WsgiApp {
     }
 
     /// What other applications see: the open port, website and proxy data,
-    /// nrpe checks.
+    /// nrpe checks, what the COS collector scrapes and alerts on.
     fn publish(
         &mut self,
         ctx: &mut Ctx<'_, '_>,
@@ -530,6 +531,7 @@ impl WsgiApp {
         integrations::publish_website(ctx, config)?;
         ingress::publish(ctx, config, &mut self.report)?;
         nrpe::reconcile(&self.machine, ctx, layout, config, &mut self.report)?;
+        observability::publish(ctx, config)?;
         Ok(())
     }
 

@@ -151,6 +151,8 @@ pub struct Dispatch {
     pub unit: String,
     /// `JUJU_MODEL_NAME` (empty when Juju gave none).
     pub model: String,
+    /// `JUJU_MODEL_UUID` (empty when Juju gave none).
+    pub model_uuid: String,
     pub charm_dir: PathBuf,
     /// argv[0], for Juju before 2.8, which runs `hooks/<name>` directly.
     pub argv0: Option<String>,
@@ -177,6 +179,7 @@ impl Dispatch {
                 path: "any hook".into(),
             })?;
         let model = all.get("JUJU_MODEL_NAME").cloned().unwrap_or_default();
+        let model_uuid = all.get("JUJU_MODEL_UUID").cloned().unwrap_or_default();
         let charm_dir = all
             .get("JUJU_CHARM_DIR")
             .or_else(|| all.get("CHARM_DIR"))
@@ -192,6 +195,7 @@ impl Dispatch {
             vars: event_vars(all),
             unit,
             model,
+            model_uuid,
             charm_dir,
             argv0,
             command_env,
@@ -250,7 +254,8 @@ pub fn run<C: Charm>(
         snapshot.insert("JUJU_DISPATCH_PATH".into(), path);
     }
     if let Event::Unknown(path) = &event {
-        let mut model = Model::<C::Endpoint>::new(backend, &dispatch.unit, &dispatch.model, None);
+        let mut model = Model::<C::Endpoint>::new(backend, &dispatch.unit, &dispatch.model, None)
+            .with_model_uuid(&dispatch.model_uuid);
         model.log(
             LogLevel::Debug,
             &format!("{path}: not handled by this charm, ignored"),
@@ -340,7 +345,8 @@ fn dispatch_event<C: Charm>(
     };
     let is_action = matches!(event, Event::Action(_));
     let mut ctx = HookContext {
-        model: Model::new(backend, &dispatch.unit, &dispatch.model, breaking),
+        model: Model::new(backend, &dispatch.unit, &dispatch.model, breaking)
+            .with_model_uuid(&dispatch.model_uuid),
         store,
         action: is_action.then(|| ActionState {
             command,

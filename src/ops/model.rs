@@ -75,6 +75,7 @@ pub struct Model<'b, E> {
     unit: String,
     app: String,
     model: String,
+    model_uuid: String,
     /// The relation whose `-broken` hook is running: Juju no longer lists it.
     breaking: Option<RelationId<E>>,
     /// A relation this unit is leaving (it is being removed: `-departed`
@@ -108,6 +109,7 @@ impl<'b, E: Name> Model<'b, E> {
             unit: unit.to_string(),
             app,
             model: model.to_string(),
+            model_uuid: String::new(),
             breaking,
             leaving: None,
             config: None,
@@ -196,6 +198,17 @@ impl<'b, E: Name> Model<'b, E> {
     /// The model this unit is in (`JUJU_MODEL_NAME`).
     pub fn model_name(&self) -> &str {
         &self.model
+    }
+
+    /// With the model's UUID (`JUJU_MODEL_UUID`), which `model_uuid` gives.
+    pub fn with_model_uuid(mut self, model_uuid: &str) -> Self {
+        self.model_uuid = model_uuid.to_string();
+        self
+    }
+
+    /// The model's UUID: unlike its name, never reused.
+    pub fn model_uuid(&self) -> &str {
+        &self.model_uuid
     }
 
     /// Every option that is set or has a default (one `config-get` per dispatch).

@@ -57,7 +57,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
 /// systemd-analyze, make, readelf (the pack test checks glibc versions),
-/// haproxy and Prometheus (charm-sim's load balancer and collector);
+/// haproxy and Prometheus (charm-sim's load balancer and collector; its
+/// promtool judges the cos-agent alert rules too);
 /// for the container units of tests/e2e_machines.rs, debootstrap (their
 /// Debian root), systemd-nspawn and check_nrpe (asking their nrpe).
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -77,7 +78,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // charm-sim's load balancer (`add-remote --haproxy`).
     ("/usr/sbin/haproxy", "haproxy"),
     // charm-sim's collector (`add-remote --prometheus`): the server, and
-    // promtool, which judges its configuration and the exporter's output.
+    // promtool, which judges its configuration, the exporter's output and
+    // (tests/charm_observability.rs) the cos-agent alert rules.
     ("/usr/bin/promtool", "prometheus"),
 ];
 

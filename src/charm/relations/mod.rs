@@ -15,12 +15,14 @@
 //! | [`nrpe`] | `nrpe-external-master` (provides) | `nrpe-external-master` | §3(d) |
 //! | [`database_client`] | (not wired yet) | `postgresql_client`, `mongodb_client` | modern-interfaces.md §2, §3, §6 |
 //! | [`proxy`] | `haproxy-route`, `ingress` (requires) | `haproxy-route`, `ingress` v2 | modern-interfaces.md §4 |
+//! | [`cos_agent`] | `cos-agent` (provides) | `cos_agent` | modern-interfaces.md §5 |
 //!
 //! The helpers they share are parsers for formats the remote side speaks:
 //! [`libpq`] connection strings, [`cidr`] subnets, and the [`percent`]
 //! encoding of URL parts.
 
 pub mod cidr;
+pub mod cos_agent;
 pub mod database_client;
 pub mod http;
 pub mod libpq;
