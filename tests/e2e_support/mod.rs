@@ -99,6 +99,31 @@ impl Sim {
         (healthy, status)
     }
 
+    /// Ask collector `remote`'s Prometheus (`add-remote --prometheus`) an
+    /// instant query: the series of its answer (`data.result`).
+    pub fn prom_query(&self, remote: &str, promql: &str) -> Vec<Value> {
+        let text = self.ok(&["prom-query", remote, promql]);
+        let json = &text[text.find('{').unwrap_or(0)..=text.rfind('}').unwrap_or(0)];
+        let answer: Value = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("prom-query {promql:?} is JSON ({e}): {text}"));
+        assert_eq!(answer["status"], "success", "{promql}: {answer:#}");
+        answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `prom-status NAME --format json`: whether the collector's Prometheus
+    /// serves the configuration the model asks for (its exit status), and
+    /// its targets and rule groups.
+    pub fn prom_status(&self, remote: &str) -> (bool, Value) {
+        let (healthy, text) = self.run(&["prom-status", remote, "--format", "json"]);
+        let start = text.find('{').expect("JSON in prom-status output");
+        let end = text.rfind('}').expect("JSON in prom-status output");
+        let status = serde_json::from_str(&text[start..=end]).expect("prom-status is JSON");
+        (healthy, status)
+    }
+
     /// The model's relation to remote application `remote` (not simply
     /// the first: the application's peer relation is older).
     pub fn relation_to(&self, remote: &str) -> harness::sim::store::Relation {

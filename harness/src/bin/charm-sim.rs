@@ -18,7 +18,8 @@ use harness::sim::{commands, tools, Result, DEFAULT_MODEL_DIR, MODEL_ENV};
                   directory and loopback address), set config, relate to remote applications whose \
                   data you give, to emulated PostgreSQL and MongoDB providers (the PostgreSQL one \
                   optionally backed by a real local server: add-remote --provider --postgres URL), \
-                  or to a real haproxy in front of the units, run actions and commands, and show \
+                  to a real haproxy in front of the units, or to a collector feeding a real \
+                  Prometheus that scrapes them, run actions and commands, and show \
                   status. The charm's real \
                   dispatch runs for every hook, with emulated hook tools on its PATH."
 )]
@@ -94,7 +95,7 @@ enum Command {
         /// Answer like Charmed PostgreSQL (postgresql_client) or Charmed
         /// MongoDB (mongodb_client): credentials in a secret once our leader
         /// has asked for a database [endpoint default: database]
-        #[arg(long, conflicts_with = "haproxy")]
+        #[arg(long, conflicts_with_all = ["haproxy", "prometheus"])]
         provider: bool,
         /// With --provider for postgresql_client: a real PostgreSQL, as
         /// postgresql://ADMIN[:PASSWORD]@HOST[:PORT][/DATABASE] (a
@@ -109,8 +110,17 @@ enum Command {
         /// balances over our units' private-address and port, checks each
         /// on our nagios_index_path, and reloads gracefully when they
         /// change; see `lb-status` [endpoint default: reverseproxy]
-        #[arg(long, value_name = "ADDRESS:PORT")]
+        #[arg(long, value_name = "ADDRESS:PORT", conflicts_with = "prometheus")]
         haproxy: Option<String>,
+        /// Emulate the opentelemetry-collector subordinate (cos_agent),
+        /// feeding a real Prometheus (Debian's) listening on ADDRESS:PORT
+        /// (loopback): related to `cos-agent`, each unit of ours gets a
+        /// collector unit that turns its metrics_scrape_jobs into scrape
+        /// jobs (localhost = that unit's address, juju_* topology labels)
+        /// and its metrics_alert_rules into a rule file; see `prom-status`
+        /// and `prom-query` [endpoint default: cos-agent]
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        prometheus: Option<String>,
     },
     /// Remove a remote application: its relations first (departed, broken), then it; a load balancer's haproxy stops
     RemoveRemote { name: String },
@@ -120,6 +130,19 @@ enum Command {
         /// json, or tabular (the default)
         #[arg(long, value_parser = ["json", "tabular"])]
         format: Option<String>,
+    },
+    /// Show a collector's (add-remote --prometheus) Prometheus: its scrape targets' health and its rule groups
+    PromStatus {
+        name: String,
+        /// json, or tabular (the default)
+        #[arg(long, value_parser = ["json", "tabular"])]
+        format: Option<String>,
+    },
+    /// Ask a collector's (add-remote --prometheus) Prometheus an instant PromQL query; prints its JSON answer
+    PromQuery {
+        name: String,
+        #[arg(value_name = "PROMQL")]
+        query: String,
     },
     /// Change a remote unit's (or, given an app name, the remote app's) data; fires relation-changed
     SetRemoteData {
@@ -313,6 +336,7 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             provider,
             postgres,
             haproxy,
+            prometheus,
         } => commands::add_remote(
             g,
             &name,
@@ -324,11 +348,23 @@ fn run(g: &commands::Global, command: Command) -> Result<u8> {
             provider,
             postgres.as_deref(),
             haproxy.as_deref(),
+            prometheus.as_deref(),
         )?,
         Command::RemoveRemote { name } => commands::remove_remote(g, &name)?,
         Command::LbStatus { name, format } => {
             let healthy = commands::lb_status(g, &name, format.as_deref() == Some("json"))?;
             return Ok(if healthy { 0 } else { 1 });
+        }
+        Command::PromStatus { name, format } => {
+            let healthy = commands::prom_status(g, &name, format.as_deref() == Some("json"))?;
+            return Ok(if healthy { 0 } else { 1 });
+        }
+        Command::PromQuery { name, query } => {
+            return Ok(if commands::prom_query(g, &name, &query)? {
+                0
+            } else {
+                1
+            });
         }
         Command::SetRemoteData { target, settings } => {
             commands::set_remote_data(g, &target, &settings)?

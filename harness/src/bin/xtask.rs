@@ -57,7 +57,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Debian packages the tests use: check_http, a PostgreSQL server,
 /// systemd-analyze, make, readelf (the pack test checks glibc versions),
-/// promtool (the cos-agent alert rules are judged by Prometheus's own);
+/// haproxy and Prometheus (charm-sim's load balancer and collector; its
+/// promtool judges the cos-agent alert rules too);
 /// for the container units of tests/e2e_machines.rs, debootstrap (their
 /// Debian root), systemd-nspawn and check_nrpe (asking their nrpe).
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -76,7 +77,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/make", "make"),
     // charm-sim's load balancer (`add-remote --haproxy`).
     ("/usr/sbin/haproxy", "haproxy"),
-    // promtool, for tests/charm_observability.rs.
+    // charm-sim's collector (`add-remote --prometheus`): the server, and
+    // promtool, which judges its configuration, the exporter's output and
+    // (tests/charm_observability.rs) the cos-agent alert rules.
     ("/usr/bin/promtool", "prometheus"),
 ];
 

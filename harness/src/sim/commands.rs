@@ -231,6 +231,7 @@ fn add_one_unit(model: &Model, app: &App, g: &Global) -> Result<Unit> {
     for rel in model.relations()? {
         if rel.app == app.name && !rel.dying {
             model.enter_scope(rel.id, &unit.name, &unit.address)?;
+            super::cos::ensure_collector(model, &rel, &unit.name)?;
         }
     }
     engine::enqueue_new_unit(model, &unit)?;
@@ -437,11 +438,13 @@ fn key_values(args: &[String]) -> Result<Bag> {
 }
 
 /// `charm-sim add-remote NAME --interface IFACE [--endpoint EP] [--unit-data k=v]...
-/// [--app-data k=v]... [--units N] [--provider [--postgres URL] | --haproxy ADDRESS:PORT]`;
-/// with `--provider`, a PostgreSQL or MongoDB that answers our requests
-/// (`super::providers`), with `--postgres` backed by that real server; with
-/// `--haproxy`, a real haproxy listening there, configured from the
-/// relation (`super::haproxy`).
+/// [--app-data k=v]... [--units N] [--provider [--postgres URL] | --haproxy ADDRESS:PORT
+/// | --prometheus ADDRESS:PORT]`; with `--provider`, a PostgreSQL or MongoDB
+/// that answers our requests (`super::providers`), with `--postgres` backed
+/// by that real server; with `--haproxy`, a real haproxy listening there,
+/// configured from the relation (`super::haproxy`); with `--prometheus`, a
+/// collector subordinate feeding a real Prometheus listening there
+/// (`super::cos`).
 #[allow(clippy::too_many_arguments)]
 pub fn add_remote(
     g: &Global,
@@ -454,6 +457,7 @@ pub fn add_remote(
     provider: bool,
     postgres: Option<&str>,
     haproxy: Option<&str>,
+    prometheus: Option<&str>,
 ) -> Result<()> {
     valid_app_name(name)?;
     if postgres.is_some() && !provider {
@@ -478,9 +482,29 @@ pub fn add_remote(
             ));
         }
     }
+    let listen = prometheus.map(super::cos::parse_listen).transpose()?;
+    if listen.is_some() {
+        if interface != super::cos::INTERFACE {
+            return Err(sim_err!(
+                "--prometheus: the collector speaks the {:?} interface, not {interface:?}",
+                super::cos::INTERFACE
+            ));
+        }
+        if !unit_data.is_empty() {
+            return Err(sim_err!(
+                "--prometheus: the collector writes its own unit data (drop --unit-data)"
+            ));
+        }
+        if units != 1 {
+            return Err(sim_err!(
+                "--prometheus: the collector is a subordinate: each related unit of ours gets one collector unit when related (drop --units {units})"
+            ));
+        }
+    }
     let endpoint = match endpoint {
         None if provider => Some("database"),
         None if frontend.is_some() => Some(super::haproxy::ENDPOINT),
+        None if listen.is_some() => Some(super::cos::ENDPOINT),
         other => other,
     };
     let _lock = lock_model(&g.model_dir, g.progress())?;
@@ -501,6 +525,8 @@ pub fn add_remote(
     model.add_remote_app(name, interface, endpoint.unwrap_or(interface))?;
     model.update_remote_data(name, &app_data)?;
     let app = model.require_app(name)?;
+    // A subordinate's units come with its relations.
+    let units = if listen.is_some() { 0 } else { units };
     for _ in 0..units {
         let mut unit = model.add_unit(&app)?;
         if let Some(frontend) = frontend {
@@ -520,6 +546,16 @@ pub fn add_remote(
         }
         g.progress().say(format!(
             "{name}: haproxy listening on {frontend} (no servers until related: it answers 503)"
+        ));
+    }
+    if let Some(listen) = listen {
+        if let Err(e) = super::cos::register(&model, name, listen) {
+            super::cos::stop(&model, name)?;
+            forget_remote(&model, name)?;
+            return Err(e);
+        }
+        g.progress().say(format!(
+            "{name}: Prometheus listening on http://{listen}/ (no scrape jobs until related)"
         ));
     }
     Ok(())
@@ -555,6 +591,10 @@ pub fn remove_remote(g: &Global, name: &str) -> Result<()> {
         super::haproxy::stop(&model, name)?;
         g.progress().say(format!("{name}: haproxy stopped"));
     }
+    if super::cos::address_of(&model, name).is_some() {
+        super::cos::stop(&model, name)?;
+        g.progress().say(format!("{name}: Prometheus stopped"));
+    }
     forget_remote(&model, name)?;
     g.progress().say(format!("{name}: removed"));
     Ok(())
@@ -572,6 +612,29 @@ pub fn lb_status(g: &Global, name: &str, json_format: bool) -> Result<bool> {
         print!("{}", super::haproxy::lb_status_text(&status));
     }
     Ok(status["running"] == json!(true) && status["status"] == json!("active"))
+}
+
+/// `charm-sim prom-status NAME [--format json]`: the collector's
+/// Prometheus, its scrape targets' health and its rule groups. `false`
+/// when Prometheus is not running or refused its last configuration.
+pub fn prom_status(g: &Global, name: &str, json_format: bool) -> Result<bool> {
+    let model = Model::open(&g.model_dir)?;
+    let status = super::cos::prom_status(&model, name)?;
+    if json_format {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", super::cos::prom_status_text(&status));
+    }
+    Ok(status["running"] == json!(true) && status["status"] == json!("active"))
+}
+
+/// `charm-sim prom-query NAME PROMQL`: Prometheus's answer to an instant
+/// query, as JSON. `false` when Prometheus says the query failed.
+pub fn prom_query(g: &Global, name: &str, promql: &str) -> Result<bool> {
+    let model = Model::open(&g.model_dir)?;
+    let answer = super::cos::query(&model, name, promql)?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(answer["status"] == json!("success"))
 }
 
 /// `charm-sim set-remote-data UNIT_OR_APP k=v ...`.
@@ -821,8 +884,12 @@ pub fn relate(g: &Global, first: &str, second: &str) -> Result<()> {
         &interface,
     )?;
     // The remote side enters scope first: its data is there when our
-    // units hear of the relation.
+    // units hear of the relation. A subordinate's units are made now, one
+    // for each unit of ours.
     model.update_bag(rel.id, &theirs.name, &model.remote_data(&theirs.name)?)?;
+    for unit in engine::live_units(&model, &ours.name)? {
+        super::cos::ensure_collector(&model, &rel, &unit.name)?;
+    }
     for unit in model.units(&theirs.name)? {
         model.enter_scope(rel.id, &unit.name, &unit.address)?;
         model.update_bag(rel.id, &unit.name, &model.remote_data(&unit.name)?)?;
@@ -1198,6 +1265,13 @@ pub fn destroy(g: &Global) -> Result<()> {
             if let Err(e) = super::haproxy::stop(&model, &lb) {
                 // What is left of it names the model: the reaper ends it below.
                 eprintln!("charm-sim: {lb}: {e}");
+            }
+        }
+        for (collector, address) in super::cos::collectors(&model)? {
+            addresses.push(address.ip().to_string());
+            progress.say(format!("stopping {collector}'s Prometheus"));
+            if let Err(e) = super::cos::stop(&model, &collector) {
+                eprintln!("charm-sim: {collector}: {e}");
             }
         }
     }

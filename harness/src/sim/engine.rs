@@ -158,13 +158,19 @@ pub fn enqueue_hook(model: &Model, unit: &str, hook: Hook) -> Result<()> {
 }
 
 /// The units in a relation that `unit` sees as remote, sorted as strings:
-/// the remote application's, or on a peer relation the other peers.
+/// the remote application's (of a subordinate application, its own
+/// subordinate only), or on a peer relation the other peers.
 fn remote_units(model: &Model, rel: &Relation, unit: &str) -> Result<Vec<String>> {
-    Ok(model
-        .scope(rel.id)?
-        .into_iter()
-        .filter(|u| u.split('/').next() == Some(rel.remote_app.as_str()) && u != unit)
-        .collect())
+    let mut seen = Vec::new();
+    for remote in model.scope(rel.id)? {
+        if remote.split('/').next() == Some(rel.remote_app.as_str())
+            && remote != unit
+            && model.sees(unit, &remote)?
+        {
+            seen.push(remote);
+        }
+    }
+    Ok(seen)
 }
 
 /// A peer relation: our application on both sides.
@@ -377,7 +383,7 @@ pub fn enqueue_remote_change(model: &Model, owner: &str) -> Result<()> {
             continue;
         }
         for unit in live_units(model, &rel.app)? {
-            if model.in_scope(rel.id, &unit.name)? {
+            if model.in_scope(rel.id, &unit.name)? && (!is_unit || model.sees(&unit.name, owner)?) {
                 let remote = is_unit.then_some(owner);
                 enqueue_hook(
                     model,
@@ -435,6 +441,7 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
         // to change. Once all are quiet, the committed data has the last
         // word.
         super::haproxy::follow(model)?;
+        super::cos::follow(model)?;
         // Emulated providers answer once our hooks have committed.
         if !ran && !super::providers::answer_requests(model)? {
             break;
@@ -442,6 +449,7 @@ pub fn drain(model: &Model, progress: Progress, on_failure: OnFailure) -> Result
     }
     // A relation removed with none of our units in it ran no step.
     super::haproxy::follow(model)?;
+    super::cos::follow(model)?;
     let mut report = DrainReport::default();
     for unit in model.all_units()? {
         if unit.agent.current == "error" {
@@ -545,8 +553,10 @@ fn run_next_step(model: &Model, unit: &str, agents: &Agents) -> Result<bool> {
     agents.ran.store(true, Ordering::SeqCst);
     let ok = run_step(model, &current, &step, agents.progress)?;
     // Load balancers take in what the step changed before the unit's next
-    // hook (a departing unit's stop, say).
+    // hook (a departing unit's stop, say); so does the collector, whose
+    // scrape jobs follow the same data.
     super::haproxy::follow(model)?;
+    super::cos::follow(model)?;
     if ok || agents.on_failure == OnFailure::Continue {
         model.drop_step(seq)?;
         if !ok {
@@ -563,6 +573,8 @@ fn run_step(model: &Model, unit: &Unit, step: &Step, progress: Progress) -> Resu
         Step::LeaveScope { relation_id } => {
             model.leave_scope(*relation_id, &unit.name)?;
             if let Some(rel) = model.relation(*relation_id)? {
+                // A subordinate goes with its principal's relation to it.
+                super::cos::principal_left(model, &rel, &unit.name)?;
                 let ours_left = model
                     .scope(rel.id)?
                     .iter()

@@ -31,6 +31,10 @@
 //! - [`haproxy`]: a remote application backed by a real haproxy (`add-remote
 //!   --haproxy`), configured from our `website` units' data and reloaded
 //!   gracefully after every step that changes it.
+//! - [`cos`]: a remote application emulating the opentelemetry-collector
+//!   subordinate (`add-remote --prometheus`): one collector unit per unit
+//!   of ours, turning their `cos-agent` data into the scrape jobs and rule
+//!   files of a real Prometheus, reloaded after every step that changes them.
 //! - [`reaper`]: finding and ending every process a model started, for
 //!   `destroy` and `remove-unit`.
 //! - [`commands`]: the `charm-sim` subcommands.
@@ -40,6 +44,7 @@ pub mod charm;
 pub mod commands;
 pub mod container;
 pub mod context;
+pub mod cos;
 pub mod engine;
 pub mod flags;
 pub mod haproxy;

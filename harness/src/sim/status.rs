@@ -132,6 +132,9 @@ pub fn status_json(model: &Model) -> Result<Value> {
         if let Some(interface) = &app.interface {
             value["interface"] = json!(interface);
         }
+        if let Some(address) = super::cos::address_of(model, &app.name) {
+            value["prometheus"] = json!(format!("http://{address}/"));
+        }
         apps.insert(app.name.clone(), value);
     }
     let relations: Vec<Value> = relations

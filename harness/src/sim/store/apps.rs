@@ -330,9 +330,38 @@ impl Model {
         })
     }
 
+    /// Make remote unit `unit` a subordinate of our unit `principal`: in a
+    /// container-scoped relation only its principal sees it (Juju pairs a
+    /// subordinate unit with the one principal unit on its machine).
+    pub fn set_principal(&self, unit: &str, principal: &str) -> Result<()> {
+        self.set_meta(&principal_key(unit), principal)
+    }
+
+    /// The principal unit of a subordinate unit; `None` for any other unit.
+    pub fn principal_of(&self, unit: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [principal_key(unit)],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether `observer` sees remote unit `unit` in a relation: every unit
+    /// sees every other, except a subordinate, seen by its principal only.
+    pub fn sees(&self, observer: &str, unit: &str) -> Result<bool> {
+        Ok(match self.principal_of(unit)? {
+            Some(principal) => principal == observer,
+            None => true,
+        })
+    }
+
     /// Forget a unit and everything that is only its own.
     pub fn delete_unit(&self, unit: &str) -> Result<()> {
         self.tx(|c| {
+            c.execute("DELETE FROM meta WHERE key = ?1", [principal_key(unit)])?;
             c.execute("DELETE FROM units WHERE name = ?1", [unit])?;
             c.execute("DELETE FROM scope WHERE unit = ?1", [unit])?;
             c.execute(
@@ -348,4 +377,8 @@ impl Model {
     }
 
     // ----- relations ---------------------------------------------------------
+}
+
+fn principal_key(unit: &str) -> String {
+    format!("principal:{unit}")
 }
