@@ -31,6 +31,12 @@ impl HandGunicorn {
     /// it (see `service::gunicorn_args`) but with a TCP bind instead of the
     /// held socket, no config file (no readiness hook, no statsd) and its
     /// logs in `logs`; `options` go where the charm puts its worker options.
+    ///
+    /// It gets a session of its own, as the charm's gunicorn does under the
+    /// supervisor (which calls `setsid`): with the kernel's autogroup the
+    /// scheduler shares the CPU between sessions, so on a busy machine a
+    /// server in the load generator's session is woken sooner than one in
+    /// another session, and the sides would not wait for the CPU alike.
     pub(super) fn start(
         build: &Path,
         bind: SocketAddr,
@@ -38,7 +44,18 @@ impl HandGunicorn {
         logs: &Path,
         app: &str,
     ) -> Result<HandGunicorn, String> {
-        let child = Command::new(build.join("venv/bin/python"))
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(build.join("venv/bin/python"));
+        // SAFETY: only setsid (async-signal-safe) between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .args(["-m", "gunicorn", "--bind", &bind.to_string(), "--chdir"])
             .arg(build.join("code"))
             .args(options)
@@ -203,7 +220,7 @@ pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
             ),
         ],
         notes: vec![format!(
-            "{CLIENT_THREADS} closed-loop client threads, a new connection per request, {} s per run, {rounds} runs per side alternating A B B A; {WORKERS} sync workers on both sides, both with access and error logs; failed requests in all runs: {failures}. The load generator shares the 2 cores with gunicorn.",
+            "{CLIENT_THREADS} closed-loop client threads, a new connection per request, {} s per run, {rounds} runs per side alternating A B B A; {WORKERS} sync workers on both sides, both with access and error logs, each in a session of its own (the kernel's autogroup shares the CPU by session); failed requests in all runs: {failures}. The load generator shares the 2 cores with gunicorn.",
             seconds.as_secs()
         )],
     })
