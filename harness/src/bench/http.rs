@@ -116,12 +116,17 @@ pub struct Response {
 
 /// `GET /` on a fresh connection with `Connection: close`.
 pub fn get(addr: &SocketAddr, timeout: Duration) -> std::io::Result<Response> {
+    get_path(addr, "/", timeout)
+}
+
+/// `GET path` on a fresh connection with `Connection: close`.
+pub fn get_path(addr: &SocketAddr, path: &str, timeout: Duration) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wsgi-app-bench\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wsgi-app-bench\r\nConnection: close\r\n\r\n"
     )?;
     let _ = stream.shutdown(Shutdown::Write);
     let mut raw = Vec::with_capacity(512);

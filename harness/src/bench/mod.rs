@@ -9,8 +9,8 @@
 //! cargo xtask bench hooks scale     # only these benchmarks
 //! ```
 //!
-//! Modules: [`hooks`], [`builds`], [`switch`], [`serving`], [`scale`],
-//! [`rotation`] are the benchmarks; [`model`] runs charm-sim models and times single
+//! Modules: [`hooks`], [`builds`], [`switch`], [`serving`],
+//! [`serving_options`], [`scale`], [`rotation`] are the benchmarks; [`model`] runs charm-sim models and times single
 //! hooks; [`tools`] records and replays hook-tool answers; [`http`] is the
 //! loopback file server and load generator; [`env`] installs what the
 //! suite needs; [`system`] describes the machine and measures processes;
@@ -30,6 +30,7 @@ pub mod rollout;
 pub mod rotation;
 pub mod scale;
 pub mod serving;
+pub mod serving_options;
 pub mod stats;
 pub mod switch;
 pub mod system;
@@ -54,6 +55,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     (
         "serving",
         "requests/s through the charm's gunicorn vs by hand",
+    ),
+    (
+        "serving-options",
+        "requests/s per worker class vs by hand; the metrics endpoint's cost",
     ),
     (
         "scale",
@@ -111,7 +116,7 @@ impl Row {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|scale|rotation|rollout]...";
+    "usage: cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|serving-options|scale|rotation|rollout]...";
 
 /// The `bench` subcommand: parse `args`, run, write the reports.
 pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
@@ -151,6 +156,7 @@ pub fn main(workspace: &Path, args: &[String]) -> Result<(), String> {
             "switch" => switch::run(&env),
             "switch-systemd" => switch::run_systemd(&env),
             "serving" => serving::run(&env),
+            "serving-options" => serving_options::run(&env),
             "scale" => scale::run(&env),
             "rotation" => rotation::run(&env),
             "rollout" => rollout::run(&env),

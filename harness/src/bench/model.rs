@@ -63,10 +63,47 @@ impl HookRun {
     }
 }
 
+/// The charm from this tree laid out in `target/bench/<name>`, with
+/// `files` of tests/fixtures/wsgi/`fixture` as build `label`'s
+/// `app.tar.gz` in its `files/`, where the charm looks for a build before
+/// downloading one.
+pub fn charm_with_fixture(
+    env: &BenchEnv,
+    name: &str,
+    fixture: &str,
+    label: &str,
+    files: &[&str],
+) -> Result<PathBuf, String> {
+    let charm = env.dir.join(name);
+    let _ = fs::remove_dir_all(&charm);
+    harness::sim::charm::lay_out_charm(
+        &env.workspace,
+        &env.workspace.join("target/release/wsgi-app"),
+        &charm,
+    )
+    .map_err(|e| format!("laying out the charm: {e}"))?;
+    let to = charm.join("files").join(label);
+    fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(env.workspace.join("tests/fixtures/wsgi").join(fixture))
+        .arg("-czf")
+        .arg(to.join("app.tar.gz"))
+        .args(files)
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !status.success() {
+        return Err(format!("tar failed ({status})"));
+    }
+    Ok(charm)
+}
+
 pub struct SimModel {
     pub dir: PathBuf,
     charm_sim: PathBuf,
     pub port: u16,
+    /// charm-sim's `--address-block`; `None` is its default, 127.0.1.
+    address_block: Option<&'static str>,
 }
 
 impl SimModel {
@@ -105,16 +142,45 @@ impl SimModel {
         config: &[(&str, String)],
         machines: &str,
     ) -> Result<SimModel, String> {
-        let dir = env.dir.join("models").join(name);
-        let model = SimModel {
-            dir,
+        let model = SimModel::new(env, name, port, None);
+        model.create(units, charm, config, machines)
+    }
+
+    /// One directory unit of the charm directory `charm`, its addresses in
+    /// `block` (`127.0.N`): a benchmark whose unit listens on fixed ports
+    /// (the metrics endpoint's) keeps clear of other models that way.
+    pub fn deploy_in_block(
+        env: &BenchEnv,
+        name: &str,
+        port: u16,
+        block: &'static str,
+        charm: &Path,
+        config: &[(&str, String)],
+    ) -> Result<SimModel, String> {
+        SimModel::new(env, name, port, Some(block)).create(1, Some(charm), config, "directory")
+    }
+
+    fn new(env: &BenchEnv, name: &str, port: u16, address_block: Option<&'static str>) -> Self {
+        SimModel {
+            dir: env.dir.join("models").join(name),
             charm_sim: env.charm_sim.clone(),
             port,
-        };
-        if model.dir.exists() {
+            address_block,
+        }
+    }
+
+    /// `charm-sim deploy`, afresh: a model a killed run left is destroyed first.
+    fn create(
+        self,
+        units: u32,
+        charm: Option<&Path>,
+        config: &[(&str, String)],
+        machines: &str,
+    ) -> Result<SimModel, String> {
+        if self.dir.exists() {
             // A run that was killed left it: end its processes first.
-            let _ = model.cli(&["destroy"]);
-            let _ = fs::remove_dir_all(&model.dir);
+            let _ = self.cli(&["destroy"]);
+            let _ = fs::remove_dir_all(&self.dir);
         }
         let mut args: Vec<String> = vec!["deploy".into()];
         args.extend(charm.map(|c| c.display().to_string()));
@@ -124,27 +190,30 @@ impl SimModel {
             "--machines".into(),
             machines.into(),
         ]);
-        let port_setting = ("listen_port", port.to_string());
+        let port_setting = ("listen_port", self.port.to_string());
         for (key, value) in std::iter::once(&port_setting).chain(config) {
             args.push("--config".into());
             args.push(format!("{key}={value}"));
         }
-        eprintln!("bench: deploying {name} (port {port})");
+        eprintln!(
+            "bench: deploying {} (port {})",
+            self.dir.display(),
+            self.port
+        );
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        model.cli(&argv)?;
-        Ok(model)
+        self.cli(&argv)?;
+        Ok(self)
     }
 
     /// Run `charm-sim --model DIR --quiet ARGS...`; its stdout, or its
     /// error output as the error.
     pub fn cli(&self, args: &[&str]) -> Result<String, String> {
-        run_checked(
-            Command::new(&self.charm_sim)
-                .arg("--model")
-                .arg(&self.dir)
-                .arg("--quiet")
-                .args(args),
-        )
+        let mut command = Command::new(&self.charm_sim);
+        command.arg("--model").arg(&self.dir).arg("--quiet");
+        if let Some(block) = self.address_block {
+            command.args(["--address-block", block]);
+        }
+        run_checked(command.args(args))
     }
 
     fn open(&self) -> Result<Model, String> {

@@ -10,7 +10,7 @@
 //! beside the load reads the digest), and count failed requests.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::env::BenchEnv;
 use super::http::{get, wait_until_serving, LoadPlan};
-use super::model::{SimModel, APP};
+use super::model::{charm_with_fixture, SimModel, APP};
 use super::stats::Summary;
 use super::{BenchmarkResult, Row};
 use harness::pg_server::PgServer;
@@ -35,32 +35,6 @@ const PAUSE: Duration = Duration::from_millis(1500);
 /// How often the probe asks which password serves.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 const ADMIN_PASSWORD: &str = "bench-admin-of-a-throwaway-server";
-
-/// The charm from this tree with build `pgapp`: tests/fixtures/wsgi/pg.
-fn charm_with_pg_app(env: &BenchEnv) -> Result<PathBuf, String> {
-    let charm = env.dir.join("charm-with-pg-app");
-    let _ = std::fs::remove_dir_all(&charm);
-    harness::sim::charm::lay_out_charm(
-        &env.workspace,
-        &env.workspace.join("target/release/wsgi-app"),
-        &charm,
-    )
-    .map_err(|e| format!("laying out the charm: {e}"))?;
-    let files = charm.join("files/pgapp");
-    std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(env.workspace.join("tests/fixtures/wsgi/pg"))
-        .arg("-czf")
-        .arg(files.join("app.tar.gz"))
-        .args(["pg_app.py", "requirements.txt"])
-        .status()
-        .map_err(|e| format!("cannot run tar: {e}"))?;
-    if !status.success() {
-        return Err(format!("tar failed ({status})"));
-    }
-    Ok(charm)
-}
 
 /// The digest the app shows of the password in the unit's DATABASE_URL.
 fn served_digest_wanted(unit_root: &Path) -> Result<String, String> {
@@ -149,7 +123,13 @@ pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
         "postgres",
         &format!("ALTER ROLE postgres PASSWORD '{ADMIN_PASSWORD}'"),
     )?;
-    let charm = charm_with_pg_app(env)?;
+    let charm = charm_with_fixture(
+        env,
+        "charm-with-pg-app",
+        "pg",
+        "pgapp",
+        &["pg_app.py", "requirements.txt"],
+    )?;
     let model = SimModel::deploy_on(
         env,
         "rotation",

@@ -64,6 +64,30 @@ pub fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The first process whose command line holds every one of `words` as an
+/// argument of its own (the charm's processes are told apart by theirs:
+/// every unit runs the same binary).
+pub fn find_process(words: &[&str]) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        words
+            .iter()
+            .all(|w| args.contains(&w.as_bytes()))
+            .then_some(pid)
+    })
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
 /// The first line a program prints for `args` (its version), or why not.
 pub fn version_of(program: &Path, args: &[&str]) -> String {
     match Command::new(program)
