@@ -266,8 +266,14 @@ pub fn get(addr: &str) -> Result<String, String> {
 }
 
 pub fn get_path(addr: &str, path: &str) -> Result<String, String> {
-    let answer = wsgi_app::workload::health::http_get(addr, path, Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
+    get_path_within(addr, path, Duration::from_secs(5))
+}
+
+/// GET `path` from `addr`, giving up after `timeout`: the body of a 200,
+/// else an error.
+pub fn get_path_within(addr: &str, path: &str, timeout: Duration) -> Result<String, String> {
+    let answer =
+        wsgi_app::workload::health::http_get(addr, path, timeout).map_err(|e| e.to_string())?;
     if answer.status == 200 {
         Ok(answer.body)
     } else {
