@@ -18,7 +18,7 @@ mod bench;
 
 const USAGE: &str = "usage: cargo xtask test [cargo test args...]
        cargo xtask pack [--target TRIPLE] [--out DIR]
-       cargo xtask bench [--quick] [hooks|builds|switch|serving|scale]...
+       cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|serving-options|scale|rotation|rollout]...
        cargo xtask security-table";
 
 fn main() -> ExitCode {
