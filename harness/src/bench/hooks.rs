@@ -290,7 +290,7 @@ pub fn run(env: &BenchEnv) -> Result<BenchmarkResult, String> {
         notes: vec![
             "Each figure is the whole process: spawn, the charm, its hook-tool calls, exit. Both charms run as the same unit with the same fake tools (one /bin/sh script per tool replaying answers recorded from charm-sim's model), so the difference is the charms themselves.".into(),
             "charm-sim's emulated tools open the model's SQLite database on every call (≈10 ms each); the rows \"with charm-sim's emulated tools\" show what that adds.".into(),
-            "With nothing to do, wsgi-app makes two hook-tool calls: config-get and status-set. Its framework remembers the relation ids and the opened ports between dispatches (Juju changes them only through hooks the unit sees: relation-created, -broken, its own open-port), so it needs no relation-ids per endpoint and no opened-ports; install, start, upgrade-charm and any failed dispatch make it read them from Juju again (ARCHITECTURE.md, Invariants).".into(),
+            "With nothing to do, update-status makes two hook-tool calls: config-get and status-set. config-changed also reads the `rollout` peer relation (relation-list, relation-get of the leader's record and of this unit's report), asks is-leader and, as leader, sets the application status: what coordinating rollouts costs it. The framework remembers the relation ids and the opened ports between dispatches (Juju changes them only through hooks the unit sees: relation-created, -broken, its own open-port), so it needs no relation-ids per endpoint and no opened-ports; install, start, upgrade-charm and any failed dispatch make it read them from Juju again (ARCHITECTURE.md, Invariants).".into(),
         ],
     })
 }
