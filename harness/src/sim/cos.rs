@@ -40,16 +40,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use super::store::{Model, Relation};
-use super::{reaper, ErrorContext, Result, SimError};
+use super::{local_server, reaper, ErrorContext, Result, SimError};
 use crate::sim_err;
 
 /// Debian's Prometheus and its promtool.
@@ -65,30 +64,13 @@ pub const SCRAPE_INTERVAL: &str = "2s";
 /// How long a start, reload or stop may take before charm-sim gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn meta_key(app: &str) -> String {
-    format!("prometheus:{app}")
-}
+/// The model meta key prefix of a collector's Prometheus address.
+const KIND: &str = "prometheus";
 
 /// The address given to `--prometheus`: an IPv4 loopback address and a
 /// port.
 pub fn parse_listen(text: &str) -> Result<SocketAddrV4> {
-    let address: SocketAddrV4 = text.parse().map_err(|_| {
-        sim_err!(
-            "--prometheus {text:?}: expected an IPv4 loopback address and a port, e.g. 127.0.65.200:9090"
-        )
-    })?;
-    if !address.ip().is_loopback() {
-        return Err(sim_err!(
-            "--prometheus {text:?}: charm-sim keeps Prometheus on this machine's loopback (127.0.0.0/8); {} is not",
-            address.ip()
-        ));
-    }
-    if address.port() == 0 {
-        return Err(sim_err!(
-            "--prometheus {text:?}: give the port Prometheus listens on"
-        ));
-    }
-    Ok(address)
+    local_server::parse_loopback_address("--prometheus", "Prometheus", "127.0.65.200:9090", text)
 }
 
 /// Where one collector's Prometheus keeps its files.
@@ -136,17 +118,12 @@ const CONFIG_FILE: &str = "prometheus.yml";
 /// The application `app` is, when it is a collector: its Prometheus's
 /// address.
 pub fn address_of(model: &Model, app: &str) -> Option<SocketAddrV4> {
-    model.meta(&meta_key(app)).ok()?.parse().ok()
+    local_server::address_of(model, KIND, app)
 }
 
 /// The model's collectors: (application, Prometheus address).
 pub fn collectors(model: &Model) -> Result<Vec<(String, SocketAddrV4)>> {
-    Ok(model
-        .apps()?
-        .into_iter()
-        .filter(|a| a.remote)
-        .filter_map(|a| address_of(model, &a.name).map(|p| (a.name, p)))
-        .collect())
+    local_server::registered(model, KIND)
 }
 
 // ----- the collector's units ------------------------------------------------------
@@ -492,24 +469,8 @@ pub fn desired(model: &Model, app: &str) -> Result<Rendered> {
     Ok(render(&topology, &sources))
 }
 
-/// An exclusive lock on one collector's files, released when dropped.
-struct PromLock {
-    _file: fs::File,
-}
-
-fn lock(paths: &PromPaths) -> Result<PromLock> {
-    fs::create_dir_all(&paths.dir).context(format!("cannot create {}", paths.dir.display()))?;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.lock)
-        .context(format!("cannot open {}", paths.lock.display()))?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(sim_err!("cannot lock {}", paths.lock.display()));
-    }
-    Ok(PromLock { _file: file })
+fn lock(paths: &PromPaths) -> Result<local_server::DirLock> {
+    local_server::lock(&paths.dir, &paths.lock)
 }
 
 /// The files under `dir` as [`Rendered::files`] names them.
@@ -606,15 +567,8 @@ pub fn http(address: SocketAddrV4, method: &str, path: &str) -> Result<(u16, Str
     Ok((status, body.to_string()))
 }
 
-fn wait_for(mut done: impl FnMut() -> bool) -> std::result::Result<(), ()> {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if done() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(())
+fn wait_for(done: impl FnMut() -> bool) -> std::result::Result<(), ()> {
+    local_server::wait_for(PATIENCE, Duration::from_millis(100), done)
 }
 
 /// The end of Prometheus's output, for an error.
@@ -849,7 +803,7 @@ pub fn register(model: &Model, app: &str, address: SocketAddrV4) -> Result<()> {
             ));
         }
     }
-    model.set_meta(&meta_key(app), &address.to_string())?;
+    model.set_meta(&local_server::meta_key(KIND, app), &address.to_string())?;
     converge(model, app)?;
     follow(model)
 }
@@ -873,7 +827,7 @@ pub fn stop(model: &Model, app: &str) -> Result<()> {
     if paths.dir.exists() {
         fs::remove_dir_all(&paths.dir).context(format!("cannot remove {}", paths.dir.display()))?;
     }
-    model.delete_meta(&meta_key(app))
+    model.delete_meta(&local_server::meta_key(KIND, app))
 }
 
 // ----- looking at it ------------------------------------------------------------------

@@ -38,16 +38,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddrV4};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::store::{App, Bag, Model};
-use super::{reaper, ErrorContext, Result};
+use super::{local_server, reaper, ErrorContext, Result};
 use crate::sim_err;
 
 /// Debian's haproxy.
@@ -64,30 +63,13 @@ const CHECK_TIMING: &str = "inter 2s fastinter 500ms rise 2 fall 3";
 /// How long a reload or a stop may take before charm-sim gives up on it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn meta_key(app: &str) -> String {
-    format!("haproxy:{app}")
-}
+/// The model meta key prefix of a load balancer's frontend.
+const KIND: &str = "haproxy";
 
 /// The frontend address given to `--haproxy`: an IPv4 loopback address and
 /// a port.
 pub fn parse_frontend(text: &str) -> Result<SocketAddrV4> {
-    let address: SocketAddrV4 = text.parse().map_err(|_| {
-        sim_err!(
-            "--haproxy {text:?}: expected an IPv4 loopback address and a port, e.g. 127.0.54.1:80"
-        )
-    })?;
-    if !address.ip().is_loopback() {
-        return Err(sim_err!(
-            "--haproxy {text:?}: charm-sim keeps haproxy on this machine's loopback (127.0.0.0/8); {} is not",
-            address.ip()
-        ));
-    }
-    if address.port() == 0 {
-        return Err(sim_err!(
-            "--haproxy {text:?}: give the port haproxy listens on"
-        ));
-    }
-    Ok(address)
+    local_server::parse_loopback_address("--haproxy", "haproxy", "127.0.54.1:80", text)
 }
 
 /// Where one load balancer's files live.
@@ -121,17 +103,12 @@ impl LbPaths {
 
 /// The application `app` is, when it is a load balancer: its frontend.
 pub fn frontend_of(model: &Model, app: &str) -> Option<SocketAddrV4> {
-    model.meta(&meta_key(app)).ok()?.parse().ok()
+    local_server::address_of(model, KIND, app)
 }
 
 /// The model's load balancers: (application, frontend).
 pub fn load_balancers(model: &Model) -> Result<Vec<(String, SocketAddrV4)>> {
-    Ok(model
-        .apps()?
-        .into_iter()
-        .filter(|a| a.remote)
-        .filter_map(|a| frontend_of(model, &a.name).map(|f| (a.name, f)))
-        .collect())
+    local_server::registered(model, KIND)
 }
 
 /// A backend server.
@@ -290,25 +267,9 @@ pub fn render(desired: &Desired, paths: &LbPaths, lb: &str) -> String {
     )
 }
 
-/// An exclusive lock on one load balancer's files, released when dropped:
-/// two charm-sim processes never reload the same haproxy at once.
-struct LbLock {
-    _file: fs::File,
-}
-
-fn lock(paths: &LbPaths) -> Result<LbLock> {
-    fs::create_dir_all(&paths.dir).context(format!("cannot create {}", paths.dir.display()))?;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.lock)
-        .context(format!("cannot open {}", paths.lock.display()))?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(sim_err!("cannot lock {}", paths.lock.display()));
-    }
-    Ok(LbLock { _file: file })
+/// Two charm-sim processes never reload the same haproxy at once.
+fn lock(paths: &LbPaths) -> Result<local_server::DirLock> {
+    local_server::lock(&paths.dir, &paths.lock)
 }
 
 /// The master's pid, when it is running (a pid file can outlive it, and
@@ -410,15 +371,8 @@ fn start(paths: &LbPaths) -> Result<()> {
     })
 }
 
-fn wait_for(mut done: impl FnMut() -> bool) -> std::result::Result<(), ()> {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if done() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(())
+fn wait_for(done: impl FnMut() -> bool) -> std::result::Result<(), ()> {
+    local_server::wait_for(PATIENCE, Duration::from_millis(50), done)
 }
 
 /// Make the running haproxy serve `paths.config` (already in place): save
@@ -524,7 +478,7 @@ pub fn register(model: &Model, lb: &str, frontend: SocketAddrV4) -> Result<()> {
             ));
         }
     }
-    model.set_meta(&meta_key(lb), &frontend.to_string())?;
+    model.set_meta(&local_server::meta_key(KIND, lb), &frontend.to_string())?;
     fs::create_dir_all(&paths.dir).context(format!("cannot create {}", paths.dir.display()))?;
     // No states to carry over yet: the file's format version alone, which
     // haproxy reads without a warning.
@@ -553,7 +507,7 @@ pub fn stop(model: &Model, lb: &str) -> Result<()> {
     if paths.dir.exists() {
         fs::remove_dir_all(&paths.dir).context(format!("cannot remove {}", paths.dir.display()))?;
     }
-    model.delete_meta(&meta_key(lb))
+    model.delete_meta(&local_server::meta_key(KIND, lb))
 }
 
 /// A backend server as haproxy's stats show it.

@@ -48,6 +48,7 @@ pub mod cos;
 pub mod engine;
 pub mod flags;
 pub mod haproxy;
+pub mod local_server;
 pub mod output;
 pub mod postgres;
 pub mod providers;
