@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Sim;
+use common::{Model, Sim};
 use harness::sim::cos::{render, Source, Topology};
 use serde_json::{json, Value};
 
@@ -245,23 +245,6 @@ impl Drop for MetricsServer {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-struct Model(Sim);
-
-impl std::ops::Deref for Model {
-    type Target = Sim;
-    fn deref(&self) -> &Sim {
-        &self.0
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        if self.0.model.exists() {
-            let _ = self.0.cli(&["destroy"]);
         }
     }
 }

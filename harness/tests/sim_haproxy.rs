@@ -10,29 +10,10 @@ mod common;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::Sim;
+use common::{Model, Sim};
 
 /// Units of these models get 127.0.54.x; nothing listens there.
 const BLOCK: &str = "127.0.54";
-
-/// A model of the fake charm, destroyed when dropped: a failed test must
-/// not leave its haproxy listening after its directory is gone.
-struct Model(Sim);
-
-impl std::ops::Deref for Model {
-    type Target = Sim;
-    fn deref(&self) -> &Sim {
-        &self.0
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        if self.0.model.exists() {
-            let _ = self.0.cli(&["destroy"]);
-        }
-    }
-}
 
 fn model(body: &str) -> Model {
     let sim = Sim::new(body);

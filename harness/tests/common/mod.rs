@@ -202,3 +202,23 @@ impl Ran {
         );
     }
 }
+
+/// A model destroyed when dropped: a failed test must not leave the real
+/// servers it started (haproxy, Prometheus) running after its directory is
+/// gone.
+pub struct Model(pub Sim);
+
+impl std::ops::Deref for Model {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        &self.0
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        if self.0.model.exists() {
+            let _ = self.0.cli(&["destroy"]);
+        }
+    }
+}
