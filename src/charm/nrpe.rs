@@ -14,6 +14,7 @@ use super::{Ctx, Endpoint};
 use crate::ops::{BagOwner, HandlerError, LogLevel, Scope};
 use crate::workload::layout::Layout;
 use crate::workload::machine::{CommandSpec, Machine, ServiceManagerKind};
+use crate::workload::service::write_if_changed;
 use crate::workload::text::at_path;
 
 const NRPE_DIR: &str = "/etc/nagios/nrpe.d";
@@ -78,14 +79,16 @@ pub fn reconcile(
     };
     let mut changed = write_if_changed(
         &machine.path(Path::new("/").join(&files.command.path)),
-        &files.command.contents,
+        files.command.contents.as_bytes(),
+        0o644,
     )?;
     let export_dir = machine.path(EXPORT_DIR);
     if export_dir.is_dir() {
         remove_exports(&export_dir, &layout.app, Some(&files.service_export.path))?;
         changed |= write_if_changed(
             &machine.path(Path::new("/").join(&files.service_export.path)),
-            &files.service_export.contents,
+            files.service_export.contents.as_bytes(),
+            0o644,
         )?;
     }
     for rel in relations {
@@ -96,19 +99,6 @@ pub fn reconcile(
         reload_nrpe(machine, ctx);
     }
     Ok(())
-}
-
-fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<bool> {
-    if fs::read_to_string(path).ok().as_deref() == Some(contents) {
-        return Ok(false);
-    }
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(at_path(dir))?;
-    }
-    let tmp = path.with_extension("cfg.new");
-    fs::write(&tmp, contents).map_err(at_path(&tmp))?;
-    fs::rename(&tmp, path).map_err(at_path(path))?;
-    Ok(true)
 }
 
 /// Remove this app's service exports, except `keep`.

@@ -560,6 +560,21 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::
     Ok(())
 }
 
+/// Write `contents` to `path` (atomically, directories made) unless it
+/// already holds exactly them; whether it wrote. Files rewritten on every
+/// hook cost a rename and an fsync only when they change.
+pub(crate) fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<bool> {
+    use crate::workload::text::at_path;
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(at_path(dir))?;
+    }
+    write_atomic(path, contents, mode).map_err(at_path(path))?;
+    Ok(true)
+}
+
 /// The last `lines` non-blank lines of `text`.
 pub(crate) fn last_lines(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -30,9 +30,9 @@ use crate::workload::machine::{CommandOutput, CommandSpec, Runner};
 use crate::workload::metrics::MetricsSpec;
 use crate::workload::service::HealthCriteria;
 use crate::workload::service::{
-    gunicorn_args, last_lines, logrotate_config, prepare_dirs, venv_python, write_atomic, Listen,
-    ServiceChange, ServiceError, ServiceManager, ServiceSpec, ServiceState, BUSY_HOOKS,
-    IMPORT_TIMEOUT, MAX_GRACEFUL_TIMEOUT_SECS,
+    gunicorn_args, last_lines, logrotate_config, prepare_dirs, venv_python, write_atomic,
+    write_if_changed, Listen, ServiceChange, ServiceError, ServiceManager, ServiceSpec,
+    ServiceState, BUSY_HOOKS, IMPORT_TIMEOUT, MAX_GRACEFUL_TIMEOUT_SECS,
 };
 
 /// The two slots gunicorn runs in: one serves, the other takes the next
@@ -291,7 +291,9 @@ impl Systemd {
         let path = self.exporter_path(spec);
         let unit = format!("{}-metrics.service", spec.name);
         match &spec.metrics {
-            Some(metrics) if Self::write_if_changed(&path, &exporter_unit(spec, metrics)?)? => {
+            Some(metrics)
+                if write_if_changed(&path, exporter_unit(spec, metrics)?.as_bytes(), 0o644)? =>
+            {
                 self.systemctl_ok(&["daemon-reload"])?;
                 self.systemctl_ok(&["enable", &unit])?;
                 self.systemctl_ok(&["restart", &unit])?;
@@ -412,18 +414,6 @@ impl Systemd {
         ])
     }
 
-    /// Write `text` to `path` if it differs; whether it did.
-    fn write_if_changed(path: &Path, text: &str) -> Result<bool, ServiceError> {
-        if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-            return Ok(false);
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        write_atomic(path, text.as_bytes(), 0o644)?;
-        Ok(true)
-    }
-
     /// Start `spec`'s build in `slot` (stopped and idle); an error with the
     /// slot's journal when it does not become ready, the slot stopped again
     /// (else `Restart=` would keep trying).
@@ -502,7 +492,7 @@ impl ServiceManager for Systemd {
             .is_ok_and(|text| text != anchor_unit(spec).unwrap_or_default());
         let mut reload = false;
         for (path, text) in &files {
-            let changed = Self::write_if_changed(path, text)?;
+            let changed = write_if_changed(path, text.as_bytes(), 0o644)?;
             reload |= changed && path.starts_with(self.under_root("/etc/systemd"));
         }
         if reload {

@@ -92,12 +92,8 @@ pub struct CharmMetrics {
 impl CharmMetrics {
     /// Write the file atomically, so a scrape reads the old or the new.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(crate::workload::text::at_path(dir))?;
-        }
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::workload::service::write_atomic(path, &text, 0o644)
-            .map_err(crate::workload::text::at_path(path))
+        crate::workload::service::write_if_changed(path, &text, 0o644).map(|_| ())
     }
 
     /// The file as the charm last wrote it; `None` when there is none yet
