@@ -24,7 +24,6 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,6 +32,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::context::Progress;
+use super::file_lock::FileLock;
 use super::store::random_hex;
 use super::{ErrorContext, Result};
 use crate::sim_err;
@@ -131,27 +131,6 @@ pub fn check_host() -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// An exclusive `flock` on a file, released when dropped.
-struct FileLock {
-    _file: fs::File,
-}
-
-impl FileLock {
-    fn take(path: &Path) -> Result<FileLock> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .context(format!("cannot open {}", path.display()))?;
-        // SAFETY: flock(2) on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(sim_err!("cannot lock {}", path.display()));
-        }
-        Ok(FileLock { _file: file })
-    }
 }
 
 /// The cached Debian root, made first when it is missing (about two

@@ -469,7 +469,7 @@ pub fn desired(model: &Model, app: &str) -> Result<Rendered> {
     Ok(render(&topology, &sources))
 }
 
-fn lock(paths: &PromPaths) -> Result<local_server::DirLock> {
+fn lock(paths: &PromPaths) -> Result<super::file_lock::FileLock> {
     local_server::lock(&paths.dir, &paths.lock)
 }
 

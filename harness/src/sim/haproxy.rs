@@ -268,7 +268,7 @@ pub fn render(desired: &Desired, paths: &LbPaths, lb: &str) -> String {
 }
 
 /// Two charm-sim processes never reload the same haproxy at once.
-fn lock(paths: &LbPaths) -> Result<local_server::DirLock> {
+fn lock(paths: &LbPaths) -> Result<super::file_lock::FileLock> {
     local_server::lock(&paths.dir, &paths.lock)
 }
 

@@ -1,14 +1,14 @@
 //! What charm-sim's real servers behind remote applications share (the
 //! load balancer's haproxy, the collector's Prometheus): the loopback
-//! address an operator gives for one, where the model remembers it, an
-//! exclusive lock on its files, and waiting for it to change state.
+//! address an operator gives for one, where the model remembers it, a
+//! lock on its files, and waiting for it to change state.
 
 use std::fs;
 use std::net::SocketAddrV4;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::file_lock::FileLock;
 use super::store::Model;
 use super::{ErrorContext, Result};
 use crate::sim_err;
@@ -59,26 +59,11 @@ pub fn meta_key(kind: &str, app: &str) -> String {
     format!("{kind}:{app}")
 }
 
-/// An exclusive lock on one server's files, released when dropped: two
-/// charm-sim processes never change the same server at once.
-pub struct DirLock {
-    _file: fs::File,
-}
-
-/// Lock `lock_file` in `dir` (created when missing).
-pub fn lock(dir: &Path, lock_file: &Path) -> Result<DirLock> {
+/// Lock `lock_file` in `dir` (made when missing): two charm-sim processes
+/// never change the same server at once.
+pub fn lock(dir: &Path, lock_file: &Path) -> Result<FileLock> {
     fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_file)
-        .context(format!("cannot open {}", lock_file.display()))?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(sim_err!("cannot lock {}", lock_file.display()));
-    }
-    Ok(DirLock { _file: file })
+    FileLock::take(lock_file)
 }
 
 /// Ask `done` every `poll` until it says yes or `patience` has passed.

@@ -46,6 +46,7 @@ pub mod container;
 pub mod context;
 pub mod cos;
 pub mod engine;
+pub mod file_lock;
 pub mod flags;
 pub mod haproxy;
 pub mod local_server;
