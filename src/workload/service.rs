@@ -179,7 +179,7 @@ impl Serving {
     }
 
     /// gunicorn's command-line options for these settings.
-    fn args(&self) -> Vec<String> {
+    pub fn args(&self) -> Vec<String> {
         let mut args = self.worker_args();
         for (flag, value) in [
             ("--max-requests", self.max_requests),

@@ -43,22 +43,18 @@ const CLASSES: &[(&str, u32, &str)] = &[
 ];
 const SCRAPES: usize = 200;
 
-/// config.yaml's defaults for the options the charm passes to gunicorn
-/// beside the worker class, so the gunicorn by hand runs with the same.
+/// The options the charm passes to gunicorn at config.yaml's defaults
+/// (the charm's own `Serving`), with `class` and `threads`, so the
+/// gunicorn by hand runs with the same.
 fn hand_options(class: &str, threads: u32) -> Vec<String> {
-    [
-        ("--workers", WORKERS.to_string()),
-        ("--worker-class", class.to_string()),
-        ("--threads", threads.to_string()),
-        ("--timeout", "30".into()),
-        ("--keep-alive", "2".into()),
-        ("--max-requests", "0".into()),
-        ("--max-requests-jitter", "0".into()),
-        ("--graceful-timeout", "30".into()),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value])
-    .collect()
+    let serving = wsgi_app::workload::service::Serving {
+        worker_class: class.parse().expect("a worker class the charm offers"),
+        threads,
+        ..Default::default()
+    };
+    let mut options = vec!["--workers".to_string(), WORKERS.to_string()];
+    options.extend(serving.args());
+    options
 }
 
 /// The answer at `addr` must come from a worker of `kind`: a switch that
