@@ -3,10 +3,16 @@
 //! is in `harness::xtask::pack`, which the tests call directly), `cargo
 //! xtask bench` (the benchmarks, see BENCHMARKS.md), and
 //! `cargo xtask security-table` (the README's Security table, from the case
-//! counts the hardening tests wrote into target/hardening-counts/).
+//! counts the hardening tests wrote into target/hardening-counts/), and
+//! `cargo xtask stress` (the whole suite again and again on a machine kept
+//! busy, stopping at the first failure: how a race that fails one run in
+//! ten is caught before it blocks landings).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use harness::charm_contents::{build_charm_binary, BinaryBuild};
 use harness::xtask::pack::{pack, BASE_CHANNELS, OLDEST_BASE_GLIBC};
@@ -15,11 +21,13 @@ use harness::xtask::pack::{pack, BASE_CHANNELS, OLDEST_BASE_GLIBC};
 // library in release mode, and editing a benchmark must not rebuild it.
 #[path = "../bench/mod.rs"]
 mod bench;
+use bench::system::{load_average, utc_timestamp};
 
 const USAGE: &str = "usage: cargo xtask test [cargo test args...]
        cargo xtask pack [--target TRIPLE] [--out DIR]
        cargo xtask bench [--quick] [hooks|builds|switch|switch-systemd|serving|serving-options|scale|rotation|rollout]...
-       cargo xtask security-table";
+       cargo xtask security-table
+       cargo xtask stress [--runs N] [--burners K] [--out DIR] [cargo test args...]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +36,7 @@ fn main() -> ExitCode {
         Some("pack") => pack_command(&args[1..]),
         Some("bench") => bench::main(&workspace_root(), &args[1..]),
         Some("security-table") => security_table(),
+        Some("stress") => stress(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -225,4 +234,204 @@ fn security_table() -> Result<(), String> {
         println!("| {} | {cases} | {} |", cell(&class), cell(&outcome));
     }
     Ok(())
+}
+
+/// `cargo xtask stress`: the README's test command run `--runs` times in a
+/// row (default 10) while `--burners` threads (default one per core) spin,
+/// so the tests meet a machine as busy as a loaded CI runner or a shared
+/// host. Each run's output goes to `--out` (default target/stress/) as
+/// run-N.out, and a line per run to its log; the first failed run ends it,
+/// because the question is whether the suite passes every time.
+fn stress(args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let mut runs: u32 = 10;
+    let mut burners = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out_dir = root.join("target/stress");
+    let mut test_args: Vec<String> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--runs" => {
+                runs = value()?
+                    .parse()
+                    .map_err(|_| format!("--runs takes a count of runs\n{USAGE}"))?
+            }
+            "--burners" => {
+                burners = value()?
+                    .parse()
+                    .map_err(|_| format!("--burners takes a count of threads\n{USAGE}"))?
+            }
+            "--out" => out_dir = PathBuf::from(value()?),
+            _ => test_args.push(arg.clone()),
+        }
+    }
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let log_path = out_dir.join("log");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut say = |line: String| {
+        use std::io::Write;
+        println!("{line}");
+        let _ = writeln!(log, "{line}");
+    };
+    let head = Command::new("git")
+        .current_dir(&root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    say(format!(
+        "{} stress: {runs} runs of `cargo xtask test{}` at {head}, {burners} burner threads",
+        utc_timestamp(),
+        test_args
+            .iter()
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
+    ));
+    // Built once before the burners start: the runs measure the tests,
+    // and a compile under a burner only makes the first run slower.
+    run(Command::new("cargo").current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--all-targets",
+        "--no-run",
+        "--quiet",
+    ]))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinning: Vec<_> = (0..burners)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let mut outcome = Ok(());
+    for i in 1..=runs {
+        let output_path = out_dir.join(format!("run-{i}.out"));
+        let output = std::fs::File::create(&output_path)
+            .map_err(|e| format!("{}: {e}", output_path.display()))?;
+        let errors = output.try_clone().map_err(|e| e.to_string())?;
+        let load_before = load_average();
+        let started = Instant::now();
+        // Through cargo, as the README says it: building the tests may have
+        // replaced this very binary.
+        let status = Command::new("cargo")
+            .current_dir(&root)
+            .args(["xtask", "test"])
+            .args(&test_args)
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .status()
+            .map_err(|e| format!("cargo xtask test: {e}"))?;
+        let text = std::fs::read_to_string(&output_path).unwrap_or_default();
+        let tally = SuiteTally::read(&text);
+        say(format!(
+            "{} run {i}/{runs}: {} in {} s, {} passed, {} failed, load {:.1} -> {:.1}{}",
+            utc_timestamp(),
+            if status.success() { "pass" } else { "FAIL" },
+            started.elapsed().as_secs(),
+            tally.passed,
+            tally.failed,
+            load_before,
+            load_average(),
+            if tally.failing.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", tally.failing.join(", "))
+            }
+        ));
+        if !status.success() {
+            outcome = Err(format!(
+                "run {i} of {runs} failed ({status}); its output: {}",
+                output_path.display()
+            ));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in spinning {
+        let _ = thread.join();
+    }
+    if outcome.is_ok() {
+        say(format!(
+            "{} stress: {runs} of {runs} runs passed",
+            utc_timestamp()
+        ));
+    }
+    outcome
+}
+
+/// What `cargo test` printed: the passed and failed counts over every test
+/// binary, and the names of the failed tests.
+#[derive(Default)]
+struct SuiteTally {
+    passed: u64,
+    failed: u64,
+    failing: Vec<String>,
+}
+
+impl SuiteTally {
+    fn read(output: &str) -> SuiteTally {
+        let mut tally = SuiteTally::default();
+        for line in output.lines() {
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                // "ok. 12 passed; 0 failed; 0 ignored; ..."
+                for part in rest.split(';') {
+                    let mut words = part.split_whitespace().rev();
+                    let (Some(kind), Some(count)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let count: u64 = count.parse().unwrap_or(0);
+                    match kind {
+                        "passed" => tally.passed += count,
+                        "failed" => tally.failed += count,
+                        _ => {}
+                    }
+                }
+            } else if let Some(name) = line
+                .strip_prefix("test ")
+                .and_then(|l| l.strip_suffix(" ... FAILED"))
+            {
+                tally.failing.push(name.to_string());
+            }
+        }
+        tally
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SuiteTally;
+
+    #[test]
+    fn the_tally_adds_every_binary_and_names_the_failed_tests() {
+        let output = "\
+running 2 tests
+test a_switch_answers_the_new_build ... ok
+test rollback_answers_the_old_build ... FAILED
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s
+
+running 12 tests
+test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
+";
+        let tally = SuiteTally::read(output);
+        assert_eq!(tally.passed, 13);
+        assert_eq!(tally.failed, 1);
+        assert_eq!(tally.failing, ["rollback_answers_the_old_build"]);
+    }
 }
