@@ -148,6 +148,13 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(extra))
 }
 
+/// The value given after option `arg`.
+fn option_value(args: &mut std::slice::Iter<'_, String>, arg: &str) -> Result<String, String> {
+    args.next()
+        .cloned()
+        .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+}
+
 /// `cargo xtask pack`: build the release binary, check it, and write
 /// `dist/wsgi-app_<arch>.charm`.
 fn pack_command(args: &[String]) -> Result<(), String> {
@@ -156,14 +163,9 @@ fn pack_command(args: &[String]) -> Result<(), String> {
     let mut out_dir = root.join("dist");
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
-        };
         match arg.as_str() {
-            "--target" => target = Some(value()?),
-            "--out" => out_dir = PathBuf::from(value()?),
+            "--target" => target = Some(option_value(&mut args, arg)?),
+            "--out" => out_dir = PathBuf::from(option_value(&mut args, arg)?),
             _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
         }
     }
@@ -250,23 +252,18 @@ fn stress(args: &[String]) -> Result<(), String> {
     let mut test_args: Vec<String> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
-        };
         match arg.as_str() {
             "--runs" => {
-                runs = value()?
+                runs = option_value(&mut args, arg)?
                     .parse()
                     .map_err(|_| format!("--runs takes a count of runs\n{USAGE}"))?
             }
             "--burners" => {
-                burners = value()?
+                burners = option_value(&mut args, arg)?
                     .parse()
                     .map_err(|_| format!("--burners takes a count of threads\n{USAGE}"))?
             }
-            "--out" => out_dir = PathBuf::from(value()?),
+            "--out" => out_dir = PathBuf::from(option_value(&mut args, arg)?),
             _ => test_args.push(arg.clone()),
         }
     }
